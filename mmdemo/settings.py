@@ -1,0 +1,116 @@
+"""One settings object, from command-line flags over ``MMDEMO_*`` environment variables.
+
+Flags win over environment variables, which win over defaults. This module
+imports nothing heavy so ``python app.py --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from mmdemo.errors import MMDemoError
+from mmdemo.paths import default_cache_dir
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    profile: str = "tiny"
+    device: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    auth: tuple[str, str] | None = None
+    max_upload_mb: float = 50.0
+    cache_dir: Path = dataclasses.field(default_factory=default_cache_dir)
+    memory_budget_mb: float = 0.0  # 0 = no budget, never evict
+    catalog: Path | None = None  # an extra catalog merged over the built-in one
+    queue_size: int = 64
+    concurrency: int = 1  # model-bound events run this many at a time
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        return int(self.memory_budget_mb * 1024 * 1024)
+
+
+def _parse_auth(value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise MMDemoError("--auth / MMDEMO_AUTH must look like 'user:password'.")
+    return user, password
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = "environment variable"
+    p = argparse.ArgumentParser(
+        prog="app.py",
+        description="mmdemo: try multimodal models (image, audio, classification) in the browser.",
+        epilog="Every flag can also be set by an MMDEMO_* environment variable "
+        "(e.g. MMDEMO_DEVICE=cuda, MMDEMO_AUTH=user:pass); flags win.",
+    )
+    p.add_argument("--profile", help=f"model profile to use (default: tiny, the embedded bundle; {env} MMDEMO_PROFILE)")
+    p.add_argument("--device", choices=DEVICES, help=f"where models run; auto = cuda, else mps, else cpu ({env} MMDEMO_DEVICE)")
+    p.add_argument("--host", help=f"address to listen on (default 127.0.0.1; use 0.0.0.0 in containers; {env} MMDEMO_HOST)")
+    p.add_argument("--port", type=int, help=f"port to listen on (default 7860; {env} MMDEMO_PORT)")
+    p.add_argument("--share", action="store_true", default=None, help=f"create a public Gradio share link ({env} MMDEMO_SHARE=1)")
+    p.add_argument("--auth", metavar="USER:PASS", help=f"require this login ({env} MMDEMO_AUTH)")
+    p.add_argument("--max-upload-mb", type=float, help=f"largest accepted upload in MB (default 50; {env} MMDEMO_MAX_UPLOAD_MB)")
+    p.add_argument("--cache-dir", type=Path, help=f"where indexes, trained heads and caches are kept (default ~/.cache/mmdemo; {env} MMDEMO_CACHE_DIR)")
+    p.add_argument("--memory-budget-mb", type=float, help=f"unload least recently used models above this many MB of weights (default 0 = no limit; {env} MMDEMO_MEMORY_BUDGET_MB)")
+    p.add_argument("--catalog", type=Path, help=f"an extra model catalog (TOML) merged over the built-in one ({env} MMDEMO_CATALOG)")
+    p.add_argument("--queue-size", type=int, help=f"most requests waiting in the queue (default 64; {env} MMDEMO_QUEUE_SIZE)")
+    return p
+
+
+_ENV = {
+    "profile": ("MMDEMO_PROFILE", str),
+    "device": ("MMDEMO_DEVICE", str),
+    "host": ("MMDEMO_HOST", str),
+    "port": ("MMDEMO_PORT", int),
+    "share": ("MMDEMO_SHARE", _truthy),
+    "auth": ("MMDEMO_AUTH", str),
+    "max_upload_mb": ("MMDEMO_MAX_UPLOAD_MB", float),
+    "cache_dir": ("MMDEMO_CACHE_DIR", Path),
+    "memory_budget_mb": ("MMDEMO_MEMORY_BUDGET_MB", float),
+    "catalog": ("MMDEMO_CATALOG", Path),
+    "queue_size": ("MMDEMO_QUEUE_SIZE", int),
+}
+
+
+def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags (``argv``) over environment (``environ``) over defaults."""
+    environ = os.environ if environ is None else environ
+    args = build_parser().parse_args(list(argv or []))
+    values: dict = {}
+    for field, (var, convert) in _ENV.items():
+        flag = getattr(args, field, None)
+        if flag is not None:
+            values[field] = flag
+        elif environ.get(var):
+            try:
+                values[field] = convert(environ[var])
+            except ValueError as exc:
+                raise MMDemoError(f"{var}={environ[var]!r} is not valid: {exc}") from None
+    if "auth" in values:
+        values["auth"] = _parse_auth(values["auth"])
+    device = values.get("device", "auto")
+    if device not in DEVICES:
+        raise MMDemoError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
+    if values.get("max_upload_mb", 1) <= 0:
+        raise MMDemoError("The max upload size must be positive.")
+    return Settings(**values)
