@@ -1,0 +1,254 @@
+"""The shared model registry: named models loaded lazily, once, onto one device.
+
+Every tab asks the registry for models by name (or by profile slot). The first
+request loads the entry; concurrent requests for the same entry wait for that one
+load instead of starting their own. Loading is delegated to a backend function
+chosen by the entry's (kind, backend); backends are imported only when used so
+that ``import mmdemo`` stays light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import importlib
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from mmdemo.catalog import Catalog, EntrySpec, Profile, load_catalog
+from mmdemo.errors import MMDemoError
+
+log = logging.getLogger(__name__)
+
+# (kind, backend) -> "module:function". The function takes (spec, device, registry)
+# and returns a handle object with a ``modules()`` method listing its torch modules.
+BACKENDS: dict[tuple[str, str], str] = {
+    ("clip", "open_clip"): "mmdemo.models.open_clip_backend:load_clip",
+    ("captioner", "open_clip"): "mmdemo.models.open_clip_backend:load_captioner",
+    ("audio", "mmdemo"): "mmdemo.models.audio_backend:load_audio",
+    ("fusion", "mmdemo"): "mmdemo.models.fusion_backend:load_fusion",
+}
+
+NOT_LOADED, LOADING, LOADED, FAILED = "not loaded", "loading", "loaded", "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class EntryStatus:
+    name: str
+    kind: str
+    state: str
+    source: str
+    device: str | None = None
+    dtype: str | None = None
+    parameters: int | None = None
+    memory_bytes: int | None = None
+    load_seconds: float | None = None
+    error: str | None = None
+
+
+@dataclasses.dataclass
+class _Slot:
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    state: str = NOT_LOADED
+    handle: Any = None
+    error: str | None = None
+    load_seconds: float | None = None
+    parameters: int = 0
+    memory_bytes: int = 0
+    dtype: str | None = None
+    last_used: float = 0.0
+
+
+def _backend(spec: EntrySpec) -> Callable:
+    target = BACKENDS.get((spec.kind, spec.backend))
+    if target is None:
+        known = ", ".join(f"{k}/{b}" for k, b in BACKENDS)
+        raise MMDemoError(f"Model {spec.name!r}: no backend {spec.backend!r} for kind {spec.kind!r} (known: {known}).")
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _measure(handle: Any) -> tuple[int, int, str | None]:
+    """Parameter count, bytes of parameters + buffers, and dtype of a handle's modules."""
+    params = memory = 0
+    dtype = None
+    for module in handle.modules():
+        for p in module.parameters():
+            params += p.numel()
+            memory += p.numel() * p.element_size()
+            dtype = dtype or str(p.dtype).replace("torch.", "")
+        for b in module.buffers():
+            memory += b.numel() * b.element_size()
+    return params, memory, dtype
+
+
+class Registry:
+    def __init__(self, catalog: Catalog | None = None, *, device: str = "auto",
+                 memory_budget_bytes: int = 0, profile: str | None = None):
+        self.catalog = catalog if catalog is not None else load_catalog()
+        self.requested_device = device
+        self.memory_budget_bytes = memory_budget_bytes
+        self._device: str | None = None
+        self.warnings: list[str] = []
+        self._slots: dict[str, _Slot] = {}
+        self._slots_lock = threading.Lock()
+        self.profile_name = profile or next(iter(self.catalog.profiles), "")
+        if profile is not None:
+            self.catalog.profile(profile)  # unknown profile: fail at start-up, clearly
+
+    # -- device -------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        """The device models load onto; resolving it imports torch, so it's lazy."""
+        if self._device is None:
+            from mmdemo.devices import resolve_device
+
+            self._device, warning = resolve_device(self.requested_device)
+            if warning:
+                self.warnings.append(warning)
+                log.warning(warning)
+        return self._device
+
+    # -- lookup ---------------------------------------------------------------------
+    @property
+    def profile(self) -> Profile:
+        return self.catalog.profile(self.profile_name)
+
+    def for_slot(self, slot: str) -> Any:
+        """The loaded model the active profile uses for ``slot`` (clip/captioner/audio)."""
+        name = getattr(self.profile, slot)
+        if name is None:
+            raise MMDemoError(f"Profile {self.profile_name!r} has no {slot} model; pick another profile.")
+        return self.get(name)
+
+    def names(self, kind: str | None = None) -> list[str]:
+        return [n for n, s in self.catalog.entries.items() if kind is None or s.kind == kind]
+
+    def register(self, spec: EntrySpec) -> None:
+        """Add (or replace) an entry at run time, e.g. a fusion head the user trained."""
+        with self._slots_lock:
+            old = self._slots.pop(spec.name, None)
+            self.catalog.add(spec)
+        if old is not None and old.handle is not None:
+            self._release(old)
+
+    def _slot(self, name: str) -> _Slot:
+        self.catalog.entry(name)  # raises the friendly "unknown model" error
+        with self._slots_lock:
+            return self._slots.setdefault(name, _Slot())
+
+    # -- loading ----------------------------------------------------------------------
+    def get(self, name: str) -> Any:
+        """The loaded handle for ``name``, loading it on first use (exactly once)."""
+        slot = self._slot(name)
+        if slot.state == LOADED:  # fast path, no lock: a loaded handle never changes
+            slot.last_used = time.monotonic()
+            return slot.handle
+        with slot.lock:
+            if slot.state != LOADED:
+                self._load(name, slot)
+            slot.last_used = time.monotonic()
+            handle = slot.handle
+        self._evict_over_budget(keep=name)
+        return handle
+
+    def _load(self, name: str, slot: _Slot) -> None:
+        spec = self.catalog.entry(name)
+        slot.state, slot.error = LOADING, None
+        started = time.perf_counter()
+        try:
+            handle = _backend(spec)(spec, self.device, self)
+        except MMDemoError as exc:
+            slot.state, slot.error = FAILED, str(exc)
+            raise
+        except Exception as exc:  # a backend's own error: wrap it, keep the cause for logs
+            log.exception("loading %s failed", name)
+            slot.state = FAILED
+            slot.error = f"Could not load model {name!r} ({spec.weights_source}): {type(exc).__name__}: {exc}"
+            raise MMDemoError(slot.error) from exc
+        slot.parameters, slot.memory_bytes, slot.dtype = _measure(handle)
+        slot.load_seconds = time.perf_counter() - started
+        slot.handle, slot.state = handle, LOADED
+        log.info("loaded %s on %s in %.2fs", name, self.device, slot.load_seconds)
+
+    def load_profile(self) -> list[str]:
+        """Load everything the active profile names; returns the names loaded."""
+        p = self.profile
+        names = [n for n in (p.clip, p.captioner, p.audio) if n] + list(p.fusion)
+        for n in names:
+            self.get(n)
+        return names
+
+    # -- unloading ----------------------------------------------------------------------
+    def unload(self, name: str) -> bool:
+        slot = self._slot(name)
+        with slot.lock:
+            if slot.state not in (LOADED, FAILED):
+                return False
+            self._release(slot)
+        return True
+
+    def _release(self, slot: _Slot) -> None:
+        was_loaded = slot.handle is not None
+        slot.handle, slot.state, slot.error = None, NOT_LOADED, None
+        slot.parameters = slot.memory_bytes = 0
+        if was_loaded:
+            gc.collect()
+            if self._device == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()
+
+    def _evict_over_budget(self, keep: str) -> None:
+        if self.memory_budget_bytes <= 0:
+            return
+        while True:
+            with self._slots_lock:
+                loaded = [(s.last_used, n, s) for n, s in self._slots.items() if s.state == LOADED]
+            total = sum(s.memory_bytes for _, _, s in loaded)
+            victims = sorted((t, n, s) for t, n, s in loaded if n != keep)
+            if total <= self.memory_budget_bytes or not victims:
+                return
+            _, victim, slot = victims[0]
+            # Don't wait on a slot another thread is loading or using right now.
+            if not slot.lock.acquire(blocking=False):
+                return
+            try:
+                if slot.state == LOADED:
+                    log.info("memory budget: unloading least recently used %s", victim)
+                    self.warnings.append(f"Unloaded {victim!r} to stay within the memory budget.")
+                    self._release(slot)
+            finally:
+                slot.lock.release()
+
+    # -- reporting ----------------------------------------------------------------------
+    def status(self) -> list[EntryStatus]:
+        rows = []
+        for name, spec in self.catalog.entries.items():
+            with self._slots_lock:
+                slot = self._slots.get(name)
+            if slot is None:
+                rows.append(EntryStatus(name, spec.kind, NOT_LOADED, spec.weights_source))
+                continue
+            loaded = slot.state == LOADED
+            rows.append(EntryStatus(
+                name=name, kind=spec.kind, state=slot.state, source=spec.weights_source,
+                device=self._device if loaded else None,
+                dtype=slot.dtype if loaded else None,
+                parameters=slot.parameters if loaded else None,
+                memory_bytes=slot.memory_bytes if loaded else None,
+                load_seconds=slot.load_seconds if loaded else None,
+                error=slot.error,
+            ))
+        return rows
+
+    def is_loaded(self, name: str) -> bool:
+        with self._slots_lock:
+            slot = self._slots.get(name)
+        return slot is not None and slot.state == LOADED
+
+    def loaded_memory_bytes(self) -> int:
+        with self._slots_lock:
+            return sum(s.memory_bytes for s in self._slots.values() if s.state == LOADED)
