@@ -1,0 +1,193 @@
+"""open_clip CLIP and CoCa models behind the registry.
+
+One function, :func:`create_open_clip`, turns a catalog entry into a model, its
+eval preprocessing and its tokenizer, whichever way the entry names its weights
+(the order is decided by ``EntrySpec.weights_source``; see ``mmdemo.catalog``).
+Handles expose numpy in, numpy out so the task layer never touches torch.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+
+from mmdemo.catalog import EntrySpec
+from mmdemo.errors import MMDemoError
+
+# open_clip keeps its model configs in a module-level dict and rescans it on
+# add_model_config; neither that nor create_model is thread-safe.
+_OPEN_CLIP_LOCK = threading.Lock()
+_REGISTERED_CONFIGS: dict[str, Path] = {}
+
+
+def _register_config(path: Path) -> str:
+    """Register a custom architecture JSON with open_clip; returns its model name."""
+    if not path.is_file():
+        raise MMDemoError(f"Model config file not found: {path}")
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise MMDemoError(f"Model config {path} is not valid JSON: {exc}") from None
+    name = path.stem
+    if _REGISTERED_CONFIGS.get(name) != path:
+        open_clip.add_model_config(path)
+        _REGISTERED_CONFIGS[name] = path
+    return name
+
+
+def create_open_clip(spec: EntrySpec, device: str):
+    """(model, preprocess, tokenizer) for ``spec``; nothing is downloaded unless the
+    entry names a pretrained tag or an ``hf-hub:`` repo (the user's explicit choice)."""
+    with _OPEN_CLIP_LOCK:
+        arch = spec.arch
+        if spec.config is not None:
+            arch = _register_config(spec.config)
+        if not arch:
+            raise MMDemoError(f"Model {spec.name!r} names no architecture (arch = ... or config = ...).")
+        kwargs: dict[str, Any] = {"device": device, "weights_only": True}
+        if arch.startswith(("hf-hub:", "local-dir:")):
+            pretrained = None
+        elif spec.weights is not None:
+            if not spec.weights.is_file():
+                raise MMDemoError(f"Weights file for {spec.name!r} not found: {spec.weights}")
+            pretrained = str(spec.weights)
+        elif spec.pretrained:
+            pretrained = spec.pretrained
+        elif spec.allow_random:
+            pretrained = None
+        else:
+            raise MMDemoError(
+                f"Model {spec.name!r} has no weights (set weights, pretrained or an hf-hub:/local-dir: arch)."
+            )
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, **kwargs)
+        except MMDemoError:
+            raise
+        except Exception as exc:  # open_clip raises RuntimeError/ValueError/OSError/KeyError...
+            raise MMDemoError(
+                f"Could not load model {spec.name!r} from {spec.weights_source}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if spec.tokenizer is not None:
+            from mmdemo.models.tokenizer import WordTokenizer
+
+            tokenizer = WordTokenizer.load(spec.tokenizer)
+        else:
+            tokenizer = open_clip.get_tokenizer(arch)
+    model.eval()
+    return model, preprocess, tokenizer
+
+
+def _context_length(model, tokenizer) -> int:
+    n = getattr(tokenizer, "context_length", None) or getattr(model, "context_length", None)
+    return int(n or 77)
+
+
+class ClipHandle:
+    """A loaded CLIP-style model: batched, normalised image and text embeddings."""
+
+    def __init__(self, spec: EntrySpec, model, preprocess, tokenizer, device: str):
+        self.spec, self.model, self.preprocess, self.tokenizer = spec, model, preprocess, tokenizer
+        self.device = device
+        self.context_length = _context_length(model, tokenizer)
+        self.embed_dim = int(model.text_projection.shape[-1]) if hasattr(model, "text_projection") and model.text_projection is not None else None
+        # Identifies the embedding space: indexes, feature caches and trained heads
+        # are only valid for the exact encoder they were computed with.
+        self.model_id = f"{spec.name}@{spec.weights_source}"
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.model]
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp().item())
+
+    # -- images --------------------------------------------------------------------
+    def _pixels(self, images: Sequence) -> torch.Tensor:
+        return torch.stack([self.preprocess(im) for im in images]).to(self.device)
+
+    def encode_images(self, images: Sequence, batch_size: int = 64, progress=None) -> np.ndarray:
+        """L2-normalised embeddings [N, D] of PIL images, in batches."""
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                feats = self.model.encode_image(self._pixels(images[start:start + batch_size]), normalize=True)
+                out.append(feats.float().cpu().numpy())
+                if progress is not None:
+                    progress(min(start + batch_size, len(images)), len(images))
+        return np.concatenate(out) if out else np.zeros((0, self.embed_dim or 0), np.float32)
+
+    def encode_image_tokens(self, images: Sequence, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(normalised pooled embeddings [N, D], last-layer patch tokens [N, L, W]) in one pass.
+
+        Fusion heads with cross-modal attention attend over the tokens."""
+        pooled, tokens = [], []
+        visual = self.model.visual
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                out = visual.forward_intermediates(
+                    self._pixels(images[start:start + batch_size]), indices=1,
+                    normalize_intermediates=True, output_fmt="NLC")
+                pooled.append(F.normalize(out["image_features"], dim=-1).float().cpu().numpy())
+                tokens.append(out["image_intermediates"][-1].float().cpu().numpy())
+        return np.concatenate(pooled), np.concatenate(tokens)
+
+    # -- texts ---------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts), context_length=self.context_length)
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Which texts are longer than the model's context and get cut."""
+        if hasattr(self.tokenizer, "truncated"):
+            return self.tokenizer.truncated(list(texts))
+        encode = getattr(self.tokenizer, "encode", None)
+        if encode is None:
+            return [False] * len(texts)
+        return [len(encode(t)) + 2 > self.context_length for t in texts]
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """L2-normalised embeddings [N, D] of texts, in batches."""
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                tokens = self.tokenize(texts[start:start + batch_size]).to(self.device)
+                out.append(self.model.encode_text(tokens, normalize=True).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.embed_dim or 0), np.float32)
+
+    def zero_shot(self, image_embs: np.ndarray, text_embs: np.ndarray) -> np.ndarray:
+        """CLIP's zero-shot probabilities: softmax over texts of scaled cosine similarity."""
+        logits = self.logit_scale * image_embs @ text_embs.T
+        logits = logits - logits.max(axis=-1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=-1, keepdims=True)
+
+
+class CaptionerHandle(ClipHandle):
+    """A CoCa model: everything a ClipHandle does, plus caption generation."""
+
+    def generate(self, images: Sequence, options=None) -> list[list[str]]:
+        from mmdemo.models.decoding import DecodeOptions, generate_captions
+
+        options = options or DecodeOptions()
+        options.validate()
+        with torch.inference_mode():
+            return generate_captions(self.model, self._pixels(images), self.tokenizer, options)
+
+
+def load_clip(spec: EntrySpec, device: str, registry=None) -> ClipHandle:
+    model, preprocess, tokenizer = create_open_clip(spec, device)
+    cls = CaptionerHandle if hasattr(model, "text_decoder") else ClipHandle
+    return cls(spec, model, preprocess, tokenizer, device)
+
+
+def load_captioner(spec: EntrySpec, device: str, registry=None) -> CaptionerHandle:
+    model, preprocess, tokenizer = create_open_clip(spec, device)
+    if not hasattr(model, "text_decoder"):
+        raise MMDemoError(f"Model {spec.name!r} ({spec.arch}) is not a CoCa captioner; pick a coca_* architecture.")
+    return CaptionerHandle(spec, model, preprocess, tokenizer, device)

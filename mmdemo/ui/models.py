@@ -1,0 +1,82 @@
+"""The Models tab: what the registry holds, what is loaded where, load/unload."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from mmdemo.registry import Registry
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, fmt_bytes, user_errors
+
+COLUMNS = ["name", "kind", "state", "device", "dtype", "parameters", "memory", "load s", "weights", "error"]
+
+
+def status_rows(registry: Registry) -> list[list]:
+    rows = []
+    for s in registry.status():
+        rows.append([
+            s.name, s.kind, s.state, s.device or "", s.dtype or "",
+            f"{s.parameters:,}" if s.parameters is not None else "",
+            fmt_bytes(s.memory_bytes),
+            f"{s.load_seconds:.2f}" if s.load_seconds is not None else "",
+            s.source, s.error or "",
+        ])
+    return rows
+
+
+def summary(registry: Registry) -> str:
+    p = registry.profile
+    lines = [
+        f"**Profile:** `{p.name}` — {p.description}",
+        f"**Device:** `{registry.device}` (requested: `{registry.requested_device}`)",
+        f"**Loaded weights:** {fmt_bytes(registry.loaded_memory_bytes())}"
+        + (f" of a {fmt_bytes(registry.memory_budget_bytes)} budget" if registry.memory_budget_bytes else ""),
+    ]
+    lines += [f"⚠️ {w}" for w in dict.fromkeys(registry.warnings)]
+    return "\n\n".join(lines)
+
+
+def build(registry: Registry) -> None:
+    """Lay out the Models tab inside the current gr.Blocks context."""
+    with gr.Tab("Models", id="models"):
+        info = gr.Markdown(summary(registry))
+        table = gr.Dataframe(headers=COLUMNS, value=status_rows(registry), interactive=False,
+                             label="Registry", wrap=True)
+        with gr.Row():
+            choice = gr.Dropdown(registry.names(), value=(registry.names() or [None])[0], label="Model")
+            load_btn = gr.Button("Load", variant="primary")
+            unload_btn = gr.Button("Unload")
+            profile_btn = gr.Button("Load whole profile")
+            refresh_btn = gr.Button("Refresh")
+
+        def refresh():
+            return status_rows(registry), summary(registry)
+
+        @user_errors
+        def load(name):
+            if not name:
+                raise gr.Error("Pick a model to load.")
+            registry.get(name)
+            gr.Info(f"Loaded {name}.")
+            return refresh()
+
+        @user_errors
+        def unload(name):
+            if not name:
+                raise gr.Error("Pick a model to unload.")
+            if not registry.unload(name):
+                gr.Warning(f"{name} was not loaded.")
+            return refresh()
+
+        @user_errors
+        def load_profile():
+            names = registry.load_profile()
+            gr.Info(f"Loaded {len(names)} models of profile {registry.profile_name}.")
+            return refresh()
+
+        outputs = [table, info]
+        refresh_btn.click(refresh, None, outputs, api_name="models_status", queue=False)
+        loading = load_btn.click(load, choice, outputs, api_name="load_model", concurrency_id=MODEL_CONCURRENCY_ID)
+        # A failed load raises gr.Error; refresh anyway so the table shows the failure.
+        loading.failure(refresh, None, outputs, api_name=False, queue=False)
+        unload_btn.click(unload, choice, outputs, api_name="unload_model", concurrency_id=MODEL_CONCURRENCY_ID)
+        profile_btn.click(load_profile, None, outputs, api_name="load_profile", concurrency_id=MODEL_CONCURRENCY_ID)
