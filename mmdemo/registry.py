@@ -168,6 +168,8 @@ class Registry:
             slot.state = FAILED
             slot.error = f"Could not load model {name!r} ({spec.weights_source}): {type(exc).__name__}: {exc}"
             raise MMDemoError(slot.error) from exc
+        for module in handle.modules():
+            module.eval()  # inference only: dropout off, norms frozen, whatever the backend did
         slot.parameters, slot.memory_bytes, slot.dtype = _measure(handle)
         slot.load_seconds = time.perf_counter() - started
         slot.handle, slot.state = handle, LOADED

@@ -1,7 +1,128 @@
-"""Shared test setup: no network, few threads (CI machines have 2 cores)."""
+"""Shared test setup: no network, few threads (CI machines have 2 cores), tiny models."""
 
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.tiny_models import TINY_CLIP_CFG, TINY_COCA_CFG, write_config  # noqa: E402
+
+HUB_REPO = "mmdemo-test/tiny-clip"
+
+
+def _save_random(arch_cfg_path: Path, seed: int):
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    open_clip.add_model_config(arch_cfg_path)
+    torch.manual_seed(seed)
+    model = open_clip.create_model(arch_cfg_path.stem)
+    return model, {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, save_file
+
+
+@pytest.fixture(scope="session")
+def tiny_files(tmp_path_factory):
+    """Random tiny CLIP/CoCa saved every way a user can point at weights."""
+    import torch
+
+    root = tmp_path_factory.mktemp("tiny")
+    clip_cfg = write_config(root / "configs", "mmdemo-test-clip", TINY_CLIP_CFG)
+    coca_cfg = write_config(root / "configs", "mmdemo-test-coca", TINY_COCA_CFG)
+    _, clip_sd, save_file = _save_random(clip_cfg, 0)
+    _, coca_sd, _ = _save_random(coca_cfg, 1)
+    save_file(clip_sd, root / "clip.safetensors")
+    torch.save(clip_sd, root / "clip.pt")
+    save_file(coca_sd, root / "coca.safetensors")
+    (root / "corrupt.safetensors").write_bytes(b"\x00garbage, not weights" * 10)
+    # local-dir: open_clip's own folder schema
+    local = root / "local-clip"
+    local.mkdir()
+    (local / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP_CFG, "preprocess_cfg": {}}))
+    shutil.copy(root / "clip.safetensors", local / "open_clip_model.safetensors")
+    # A hand-made Hugging Face cache holding hf-hub:mmdemo-test/tiny-clip
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = root / "hf" / "hub" / ("models--" + HUB_REPO.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+    snap = repo / "snapshots" / sha
+    snap.mkdir(parents=True)
+    shutil.copy(local / "open_clip_config.json", snap)
+    shutil.copy(local / "open_clip_model.safetensors", snap)
+    return {"root": root, "clip_cfg": clip_cfg, "coca_cfg": coca_cfg, "local": local,
+            "hub_cache": root / "hf" / "hub", "clip_sd": clip_sd}
+
+
+@pytest.fixture
+def hf_cache(tiny_files, monkeypatch):
+    """Point huggingface_hub at the hand-made cache (read at call time)."""
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tiny_files["hub_cache"]))
+    return tiny_files["hub_cache"]
+
+
+@pytest.fixture(scope="session")
+def test_catalog(tiny_files):
+    r = tiny_files["root"]
+    text = f"""
+[models.rand-clip]
+kind = "clip"
+config = "{tiny_files['clip_cfg']}"
+allow_random = true
+
+[models.file-clip]
+kind = "clip"
+config = "{tiny_files['clip_cfg']}"
+weights = "{r / 'clip.safetensors'}"
+
+[models.pt-clip]
+kind = "clip"
+config = "{tiny_files['clip_cfg']}"
+weights = "{r / 'clip.pt'}"
+
+[models.dir-clip]
+kind = "clip"
+arch = "local-dir:{tiny_files['local']}"
+
+[models.hub-clip]
+kind = "clip"
+arch = "hf-hub:{HUB_REPO}"
+
+[models.file-coca]
+kind = "captioner"
+config = "{tiny_files['coca_cfg']}"
+weights = "{r / 'coca.safetensors'}"
+
+[models.corrupt-clip]
+kind = "clip"
+config = "{tiny_files['clip_cfg']}"
+weights = "{r / 'corrupt.safetensors'}"
+
+[models.missing-clip]
+kind = "clip"
+config = "{tiny_files['clip_cfg']}"
+weights = "{r / 'nope.safetensors'}"
+
+[profiles.test]
+description = "random tiny models for tests"
+clip = "file-clip"
+captioner = "file-coca"
+"""
+    path = r / "catalog.toml"
+    path.write_text(text)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,55 @@
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mmdemo.errors import MMDemoError
+from mmdemo.settings import parse_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults():
+    s = parse_settings([], {})
+    assert (s.profile, s.device, s.host, s.port, s.share, s.auth) == ("tiny", "auto", "127.0.0.1", 7860, False, None)
+    assert s.max_upload_bytes == 50 * 1024 * 1024 and s.queue_size == 64
+
+
+def test_flags_win_over_environment():
+    env = {"MMDEMO_PORT": "9000", "MMDEMO_DEVICE": "cpu", "MMDEMO_AUTH": "ann:secret", "MMDEMO_SHARE": "1"}
+    s = parse_settings(["--port", "9001"], env)
+    assert s.port == 9001 and s.device == "cpu" and s.auth == ("ann", "secret") and s.share
+
+
+@pytest.mark.parametrize("argv,env,message", [
+    ([], {"MMDEMO_PORT": "eighty"}, "MMDEMO_PORT"),
+    (["--auth", "nopassword"], {}, "user:password"),
+    ([], {"MMDEMO_DEVICE": "tpu"}, "Unknown device"),
+    (["--max-upload-mb", "0"], {}, "positive"),
+])
+def test_bad_settings_are_explained(argv, env, message):
+    with pytest.raises(MMDemoError, match=message):
+        parse_settings(argv, env)
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = ("import runpy, sys; sys.argv = ['app.py', '--help']\n"
+            "try:\n    runpy.run_path('app.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'gradio', 'open_clip') if m in sys.modules]\n"
+            "assert not heavy, heavy")
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "--memory-budget-mb" in out.stdout and "MMDEMO_AUTH" in out.stdout
+
+
+def test_import_mmdemo_does_not_import_torch():
+    code = "import mmdemo, sys; assert 'torch' not in sys.modules and 'gradio' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+
+
+def test_bad_flag_exits_with_message_not_traceback():
+    out = subprocess.run([sys.executable, "app.py", "--auth", "x"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "user:password" in out.stderr and "Traceback" not in out.stderr
