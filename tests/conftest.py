@@ -126,3 +126,43 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def launch_app(settings, registry=None):
+    """Launch the real app in-process on a free port; returns (demo, url)."""
+    from mmdemo.ui.app import build_demo, launch
+
+    demo = build_demo(settings, registry)
+    launch(demo, settings, server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    return demo, demo.local_url
+
+
+@pytest.fixture(scope="session")
+def test_app(test_catalog):
+    """The app on the random tiny test profile (Models tab tests)."""
+    from mmdemo.settings import Settings
+
+    settings = Settings(profile="test", catalog=test_catalog, device="cpu", max_upload_mb=1)
+    demo, url = launch_app(settings)
+    yield demo, url
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def chromium_path():
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("Browser tests need Debian's chromium (apt-get install -y chromium); .ci/run installs it.")
+    return path
+
+
+@pytest.fixture
+def page(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        yield page
+        browser.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from mmdemo.paths import REPO_DIR
 from mmdemo.registry import Registry
 from mmdemo.ui.common import MODEL_CONCURRENCY_ID, fmt_bytes, user_errors
 
@@ -18,7 +19,7 @@ def status_rows(registry: Registry) -> list[list]:
             f"{s.parameters:,}" if s.parameters is not None else "",
             fmt_bytes(s.memory_bytes),
             f"{s.load_seconds:.2f}" if s.load_seconds is not None else "",
-            s.source, s.error or "",
+            s.source.replace(str(REPO_DIR) + "/", ""), s.error or "",
         ])
     return rows
 
@@ -40,7 +41,8 @@ def build(registry: Registry) -> None:
     with gr.Tab("Models", id="models"):
         info = gr.Markdown(summary(registry))
         table = gr.Dataframe(headers=COLUMNS, value=status_rows(registry), interactive=False,
-                             label="Registry", wrap=True)
+                             label="Registry", wrap=True, max_height=2000,
+                             column_widths=["16%", "8%", "8%", "6%", "7%", "9%", "8%", "6%", "22%", "10%"])
         with gr.Row():
             choice = gr.Dropdown(registry.names(), value=(registry.names() or [None])[0], label="Model")
             load_btn = gr.Button("Load", variant="primary")

@@ -1,0 +1,68 @@
+"""The running app, driven through the real client (gradio_client), as API users do."""
+
+import pytest
+from gradio_client import Client
+
+from mmdemo.settings import Settings
+from tests.conftest import launch_app
+
+
+@pytest.fixture(scope="module")
+def client(test_app):
+    return Client(test_app[1], verbose=False)
+
+
+def states(result):
+    table, _ = result
+    return {row[0]: row[2] for row in table["data"]}
+
+
+def test_every_listener_has_a_named_endpoint(client):
+    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert {"/models_status", "/load_model", "/unload_model", "/load_profile"} <= names
+    assert not any(n.startswith("/lambda") or n.startswith("/_") for n in names)
+
+
+def test_load_then_unload_changes_status(client):
+    assert states(client.predict(api_name="/models_status"))["file-clip"] == "not loaded"
+    result = client.predict("file-clip", api_name="/load_model")
+    table, info = result
+    row = next(r for r in table["data"] if r[0] == "file-clip")
+    assert row[2] == "loaded" and row[3] == "cpu" and row[5]  # device and parameter count shown
+    assert "Profile:** `test`" in info and "cpu" in info
+    assert states(client.predict("file-clip", api_name="/unload_model"))["file-clip"] == "not loaded"
+
+
+def test_failed_load_is_a_clear_error_and_the_server_keeps_serving(client):
+    with pytest.raises(Exception, match="Weights file for 'missing-clip' not found"):
+        client.predict("missing-clip", api_name="/load_model")
+    assert states(client.predict(api_name="/models_status"))["missing-clip"] == "failed"
+    assert states(client.predict("rand-clip", api_name="/load_model"))["rand-clip"] == "loaded"
+
+
+def test_unknown_model_name_lists_the_available_ones(client):
+    with pytest.raises(Exception, match="nope is not in the list of choices.*file-clip"):
+        client.predict("nope", api_name="/load_model")
+
+
+def test_load_profile_loads_its_models(client):
+    got = states(client.predict(api_name="/load_profile"))
+    assert got["file-clip"] == "loaded" and got["file-coca"] == "loaded"
+
+
+def test_auth_is_enforced(test_catalog):
+    settings = Settings(profile="test", catalog=test_catalog, device="cpu", auth=("ann", "s3cret"))
+    demo, url = launch_app(settings)
+    try:
+        with pytest.raises(Exception):
+            Client(url, verbose=False).predict(api_name="/models_status")
+        ok = Client(url, auth=("ann", "s3cret"), verbose=False)
+        assert "file-clip" in states(ok.predict(api_name="/models_status"))
+    finally:
+        demo.close()
+
+
+def test_upload_limit_and_queue_are_set(test_app):
+    demo = test_app[0]
+    assert demo.max_file_size == 1024 * 1024
+    assert demo._queue.max_size == 64
