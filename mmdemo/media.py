@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageOps
 
 from mmdemo.errors import MMDemoError
 
@@ -285,10 +285,8 @@ def _finish_pil(im: Image.Image, label: str, notices: list[str], max_pixels: int
             im.seek(0)
         except EOFError:  # pragma: no cover - frame 0 always exists once opened
             pass
-    if ImageFile.LOAD_TRUNCATED_IMAGES:
-        # Someone in-process flipped Pillow's global; we still refuse broken files
-        # rather than silently feeding a half-grey image to a model.
-        notices.append("Pillow is set to accept truncated images; this image may be incomplete.")
+    # Pillow's LOAD_TRUNCATED_IMAGES is process-wide and left alone: with its
+    # default (False) a cut-off file fails in load() below and gets a clear message.
     try:
         im.load()
     except Image.DecompressionBombError:
@@ -613,6 +611,8 @@ def parse_text_lines(
 
 
 def _singular(what: str) -> str:
+    if what.endswith(("sses", "xes", "ches", "shes")):
+        return what[:-2]
     return what[:-1] if what.endswith("s") and not what.endswith("ss") else what
 
 
@@ -777,6 +777,9 @@ def _as_path(item: Any) -> Path:
     raise MMDemoError(f"Can't use {type(item).__name__} as a file; pass file paths or uploaded files.")
 
 
+_MAX_SCANNED = 200_000
+
+
 def collect_files(
     paths: Iterable[Any] | str | Path | None,
     *,
@@ -805,6 +808,8 @@ def collect_files(
     def too_many() -> MMDemoError:
         return MMDemoError(f"Too many {what}: at most {max_files} are allowed. Select fewer files or split them up.")
 
+    scanned = 0
+
     def add(p: Path) -> None:
         key = p.resolve()
         if key in seen:
@@ -821,6 +826,13 @@ def collect_files(
         if p.is_dir():
             for root, dirs, files in os.walk(p):  # os.walk doesn't follow symlinked folders: no loops
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
+                scanned += len(files)
+                if scanned > _MAX_SCANNED:
+                    # Someone pointed us at a home folder or a drive: stop instead of crawling it.
+                    raise MMDemoError(
+                        f"Folder {p.name or p!s} holds too many files (more than {_MAX_SCANNED:,}) to search "
+                        f"for {what}. Pick a smaller folder with at most {max_files} {what}."
+                    )
                 for fname in sorted(files):
                     if fname.startswith("."):
                         continue

@@ -210,6 +210,12 @@ def test_truncated_images_raise_and_global_is_untouched(fmt):
     assert ImageFile.LOAD_TRUNCATED_IMAGES is before
 
 
+def test_own_pixel_limit_holds_when_pillow_limit_is_disabled(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    with pytest.raises(MMDemoError, match="too large.*limit is 1 megapixels"):
+        load_image(_patched_ihdr(3000, 3000), name="big.png", max_pixels=1_000_000)
+
+
 def test_max_bytes():
     with pytest.raises(MMDemoError, match="too large"):
         load_image(_png(skdata.camera()), max_bytes=1000)
@@ -331,8 +337,9 @@ def test_rates_and_channels(sr, channels):
     assert 0.45 < np.abs(clip.wave).max() < 0.55
 
 
-def test_flac_and_ogg():
+def test_flac_ogg_mp3():
     tone = 0.3 * np.sin(np.linspace(0, 200, 16000))
+    assert load_audio(_wav(tone, 16000, "MPEG_LAYER_III", "MP3"), name="x.mp3").duration == pytest.approx(1.0, abs=0.05)
     assert load_audio(_wav(tone, 16000, "PCM_16", "FLAC")).duration == pytest.approx(1.0)
     assert load_audio(_wav(tone, 16000, "VORBIS", "OGG")).duration == pytest.approx(1.0, abs=0.01)
 
@@ -393,8 +400,10 @@ def test_text_lines_basic():
 def test_text_lines_empty(empty):
     with pytest.raises(MMDemoError, match="Enter at least one label"):
         parse_text_lines(empty)
-    with pytest.raises(MMDemoError, match="Enter at least one prompt"):
+    with pytest.raises(MMDemoError, match="Enter at least one prompt "):
         parse_text_lines(empty, what="prompts")
+    with pytest.raises(MMDemoError, match="Enter at least one class "):
+        parse_text_lines(empty, what="classes")
 
 
 def test_text_lines_limits():
