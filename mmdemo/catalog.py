@@ -19,6 +19,9 @@ file's stem) before the model is created.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,36 @@ class EntrySpec:
         if self.pretrained:
             return f"tag:{self.pretrained}"
         return "random init"
+
+
+    @property
+    def model_id(self) -> str:
+        """Names the exact weights: indexes, feature caches and trained heads are valid
+        only for the encoder they were computed with, wherever the repo lives."""
+        if self.arch.startswith(("hf-hub:", "local-dir:")):
+            return f"{self.name}:{self.arch}"
+        if self.weights is not None:
+            return f"{self.name}:{_file_digest(str(self.weights))}"
+        if self.pretrained:
+            return f"{self.name}:{self.arch}/{self.pretrained}"
+        return f"{self.name}:random"
+
+
+def _file_digest(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return _digest(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -99,7 +99,7 @@ class ClipHandle:
         self.embed_dim = int(model.text_projection.shape[-1]) if hasattr(model, "text_projection") and model.text_projection is not None else None
         # Identifies the embedding space: indexes, feature caches and trained heads
         # are only valid for the exact encoder they were computed with.
-        self.model_id = f"{spec.name}@{spec.weights_source}"
+        self.model_id = spec.model_id
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
@@ -159,6 +159,19 @@ class ClipHandle:
                 tokens = self.tokenize(texts[start:start + batch_size]).to(self.device)
                 out.append(self.model.encode_text(tokens, normalize=True).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim or 0), np.float32)
+
+    def encode_text_tokens(self, texts: Sequence[str], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(normalised pooled embeddings [N, D], last-layer token features [N, L, W],
+        mask [N, L] of real tokens) for fusion heads that attend over words."""
+        pooled, tokens, masks = [], [], []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                ids = self.tokenize(texts[start:start + batch_size]).to(self.device)
+                out = self.model.forward_intermediates(text=ids, text_indices=1, normalize_intermediates=True)
+                pooled.append(out["text_features"].float().cpu().numpy())
+                tokens.append(out["text_intermediates"][-1].float().cpu().numpy())
+                masks.append((ids != 0).cpu().numpy())
+        return np.concatenate(pooled), np.concatenate(tokens), np.concatenate(masks)
 
     def zero_shot(self, image_embs: np.ndarray, text_embs: np.ndarray) -> np.ndarray:
         """CLIP's zero-shot probabilities: softmax over texts of scaled cosine similarity."""

@@ -1,0 +1,34 @@
+"""Architectures of the embedded tiny bundle, as open_clip custom configs.
+
+Same model code as real CLIP/CoCa, only smaller: 64x64 images in 8x8 patches and a
+word-level vocabulary of the generated world (a few hundred ids instead of 49,408,
+which is what makes CoCa trainable on two CPU cores).
+"""
+
+from __future__ import annotations
+
+IMAGE_SIZE = 64
+EMBED_DIM = 128
+CONTEXT_LENGTH = 32
+
+
+def clip_config(vocab_size: int) -> dict:
+    return {
+        "embed_dim": EMBED_DIM,
+        "vision_cfg": {"image_size": IMAGE_SIZE, "patch_size": 8, "width": 192, "layers": 4, "head_width": 48},
+        "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": vocab_size, "width": 128, "heads": 4,
+                     "layers": 3}
+    }
+
+
+def coca_config(vocab_size: int) -> dict:
+    return {
+        "embed_dim": EMBED_DIM,
+        "vision_cfg": {"image_size": IMAGE_SIZE, "patch_size": 8, "width": 192, "layers": 4, "head_width": 48,
+                       "attentional_pool": True, "attn_pooler_heads": 4, "output_tokens": True},
+        "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": vocab_size, "width": 128, "heads": 4,
+                     "layers": 2, "embed_cls": True, "output_tokens": True},
+        "multimodal_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": vocab_size, "width": 128, "heads": 4,
+                           "layers": 3, "attn_pooler_heads": 4},
+        "custom_text": True,
+    }
