@@ -1,0 +1,114 @@
+"""`python -m mmdemo ...`: the same task functions as the app, from a terminal.
+
+User-fixable problems exit non-zero with the message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _print(obj, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            print(f"{k}: {json.dumps(v, default=str) if isinstance(v, (dict, list)) else v}")
+    else:
+        print(obj)
+
+
+def cmd_serve(args) -> int:
+    import runpy
+
+    from mmdemo.paths import REPO_DIR
+
+    sys.argv = ["app.py", *args.rest]
+    runpy.run_path(str(REPO_DIR / "app.py"), run_name="__main__")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from mmdemo.catalog import load_catalog
+
+    cat = load_catalog(args.catalog)
+    rows = {"profiles": {n: {"clip": p.clip, "captioner": p.captioner, "audio": p.audio, "fusion": list(p.fusion)}
+                         for n, p in cat.profiles.items()},
+            "models": {n: {"kind": s.kind, "weights": s.weights_source, "description": s.description}
+                       for n, s in cat.entries.items()}}
+    _print(rows, args.json)
+    return 0
+
+
+def cmd_build_tiny(args) -> int:
+    from mmdemo.training.build_tiny import SMOKE, BuildOptions, build
+
+    overrides = dict(SMOKE) if args.smoke else {}
+    if args.out:
+        overrides["out"] = args.out
+    for key in ("clip_steps", "audio_steps", "coca_steps", "seed"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    report = build(BuildOptions(), **overrides)
+    if not args.smoke:
+        from mmdemo.training.evaluate import evaluate, write_model_card
+
+        metrics = evaluate(Path(report["options"]["out"]))
+        write_model_card(Path(report["options"]["out"]), report, metrics)
+        report["eval"] = metrics
+    _print(report, True)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from mmdemo.paths import TINY_BUNDLE_DIR
+    from mmdemo.training.evaluate import evaluate
+
+    metrics = evaluate(Path(args.bundle or TINY_BUNDLE_DIR), n=args.n, seed=args.seed)
+    _print(metrics, args.json)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mmdemo", description="mmdemo from the terminal.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the app (same flags as app.py)")
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("models", help="list catalog entries and profiles")
+    s.add_argument("--catalog", type=Path)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("build-tiny", help="train the embedded tiny bundle from nothing (about 30 min on 2 cores)")
+    s.add_argument("--out", type=Path, help="output folder (default assets/models/tiny)")
+    s.add_argument("--smoke", action="store_true", help="a few steps only, to check the pipeline")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--clip-steps", type=int)
+    s.add_argument("--audio-steps", type=int)
+    s.add_argument("--coca-steps", type=int)
+    s.set_defaults(func=cmd_build_tiny)
+
+    s = sub.add_parser("eval", help="evaluate the tiny bundle on freshly generated held-out data")
+    s.add_argument("--bundle", type=Path)
+    s.add_argument("--n", type=int, default=1000, help="retrieval candidates (default 1000)")
+    s.add_argument("--seed", type=int, default=987654, help="data seed (never used in training)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mmdemo.errors import MMDemoError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MMDemoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
