@@ -169,7 +169,6 @@ def build_faiss_ivf(embeddings: np.ndarray, nlist: int | None = None):
     sample = embeddings[rng.choice(n, size=min(n, nlist * 64), replace=False)]
     index.train(np.ascontiguousarray(sample))
     index.add(np.ascontiguousarray(embeddings))
-    index._mmdemo_keepalive = quantizer  # faiss doesn't own the quantizer from Python
     return index
 
 
