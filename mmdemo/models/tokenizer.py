@@ -34,6 +34,8 @@ class WordTokenizer:
         self.vocab_size = len(self.itos)
         self.pad_token_id, self.unk_token_id = 0, 1
         self.sot_token_id, self.eot_token_id = self.vocab_size - 2, self.vocab_size - 1
+        if int(context_length) < 2:
+            raise MMDemoError(f"context_length must be at least 2 (start and end of text), got {context_length}.")
         self.context_length = int(context_length)
 
     words_of = staticmethod(words_of)
@@ -52,7 +54,8 @@ class WordTokenizer:
             out[row, : len(ids)] = torch.tensor(ids)
         return out
 
-    def truncated(self, texts: Iterable[str]) -> list[bool]:
+    def truncated(self, texts: str | Iterable[str]) -> list[bool]:
+        texts = [texts] if isinstance(texts, str) else texts
         return [len(self.encode(t)) + 2 > self.context_length for t in texts]
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -85,7 +88,13 @@ class WordTokenizer:
             raise MMDemoError(f"Tokenizer file {path} is not valid JSON: {exc}") from None
         if not isinstance(data, dict) or data.get("type") != "mmdemo-word" or not isinstance(data.get("words"), list):
             raise MMDemoError(f"{path} is not an mmdemo word tokenizer file.")
-        return cls(data["words"], int(data.get("context_length", 32)))
+        words, n = data["words"], data.get("context_length", 32)
+        if not all(isinstance(w, str) for w in words):
+            raise MMDemoError(f"Tokenizer file {path}: 'words' must be a list of strings.")
+        # bool is an int subclass; a JSON true would silently become 1
+        if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+            raise MMDemoError(f"Tokenizer file {path}: 'context_length' must be an integer >= 2, got {n!r}.")
+        return cls(words, n)
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], context_length: int = 32) -> "WordTokenizer":
