@@ -43,16 +43,17 @@ STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
 class BuildOptions:
     out: Path = TINY_BUNDLE_DIR
     seed: int = 0
-    clip_steps: int = 3000
-    audio_steps: int = 1500
-    coca_steps: int = 3000
+    clip_steps: int = 900
+    audio_steps: int = 300
+    coca_steps: int = 900
     batch_size: int = 128
     lr: float = 1e-3
-    image_pool: int = 30000
-    sound_pool: int = 8000
+    image_pool: int = 20000
+    sound_pool: int = 6000
     head_examples: int = 4000
     head_epochs: int = 40
     progress: bool = True
+    heads_only: bool = False  # retrain only the fusion heads on the existing encoders
 
 
 SMOKE = dict(clip_steps=40, audio_steps=10, coca_steps=40, batch_size=32, image_pool=256, sound_pool=96,
@@ -157,6 +158,12 @@ def build(opts: BuildOptions | None = None, **overrides) -> dict:
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
 
+    if opts.heads_only:
+        t0 = time.perf_counter()
+        report["heads"] = train_bundle_heads(out, opts, bar)
+        report["heads_seconds"] = round(time.perf_counter() - t0, 1)
+        return report
+
     tok = WordTokenizer(scenes.vocabulary(), context_length=tiny_configs.CONTEXT_LENGTH)
     tok.save(out / "tokenizer.json")
     atomic_write_json(out / f"{CLIP_NAME}.json", tiny_configs.clip_config(tok.vocab_size))
@@ -243,8 +250,8 @@ def build(opts: BuildOptions | None = None, **overrides) -> dict:
     for step in (pbar := bar(range(opts.coca_steps), desc="coca")):
         i = rng.integers(0, n_img, B)
         caps = [pools.captions[k] for k in i]
-        # One extra position: CoCa drops the last input token and predicts text[:, 1:].
-        ids = tok(caps, context_length=tiny_configs.CONTEXT_LENGTH + 1)
+        # CoCa predicts text[:, 1:] from text[:, :-1] (teacher forcing) inside forward.
+        ids = tok(caps)
         outd = coca(to_pixels(pools.images[i]), ids)
         cap_loss = F.cross_entropy(outd["logits"].permute(0, 2, 1), outd["labels"], ignore_index=tok.pad_token_id)
         con_loss = contrastive_loss(outd["image_features"], outd["text_features"],

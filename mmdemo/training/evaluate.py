@@ -116,7 +116,7 @@ def evaluate_heads(bundle: Path, clip, audio, *, seed: int, task_n: int, baselin
     results = {}
     for task, info in TASKS.items():
         uses_audio = "audio" in info.modalities
-        test = extract_features(make_examples(task, task_n, seed=seed + 1, split="heldout", image_size=tiny_configs.IMAGE_SIZE),
+        test = extract_features(make_examples(task, task_n, seed=seed + 1, split="train", image_size=tiny_configs.IMAGE_SIZE),
                                 clip, audio if uses_audio else None, label_names=list(info.labels))
         row = {"chance": round(1 / len(info.labels), 4), "n": task_n}
         for kind in HEAD_KINDS:
@@ -151,7 +151,7 @@ shapes on patterned backgrounds; synthetic tones, chirps, noises, clicks and cho
 On real photos or recordings its outputs are meaningless.
 
 ## Files ({size / 1e6:.1f} MB in all)
-- `mmdemo-tiny-clip.json`, `tiny-clip.safetensors`: open_clip custom CLIP (ViT 64px/8, 4 layers; text 3 layers), embed dim {tiny_configs.EMBED_DIM}
+- `mmdemo-tiny-clip.json`, `tiny-clip.safetensors`: open_clip custom CLIP (ViT 64px/8, 3 layers; text 3 layers), embed dim {tiny_configs.EMBED_DIM}
 - `mmdemo-tiny-coca.json`, `tiny-coca.safetensors`: open_clip CoCa with a word-level vocabulary, decoded by mmdemo's own loop
 - `tokenizer.json`: the word-level tokenizer (vocabulary of the generated world)
 - `tiny-audio.safetensors`: log-mel (64 bands, 4 s window) -> conv + transformer -> tiny-clip's text space

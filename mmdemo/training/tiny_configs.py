@@ -9,13 +9,13 @@ from __future__ import annotations
 
 IMAGE_SIZE = 64
 EMBED_DIM = 128
-CONTEXT_LENGTH = 32
+CONTEXT_LENGTH = 24  # the longest generated text is 21 tokens
 
 
 def clip_config(vocab_size: int) -> dict:
     return {
         "embed_dim": EMBED_DIM,
-        "vision_cfg": {"image_size": IMAGE_SIZE, "patch_size": 8, "width": 192, "layers": 4, "head_width": 48},
+        "vision_cfg": {"image_size": IMAGE_SIZE, "patch_size": 8, "width": 128, "layers": 3, "head_width": 32},
         "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": vocab_size, "width": 128, "heads": 4,
                      "layers": 3}
     }
@@ -24,11 +24,11 @@ def clip_config(vocab_size: int) -> dict:
 def coca_config(vocab_size: int) -> dict:
     return {
         "embed_dim": EMBED_DIM,
-        "vision_cfg": {"image_size": IMAGE_SIZE, "patch_size": 8, "width": 192, "layers": 4, "head_width": 48,
+        "vision_cfg": {"image_size": IMAGE_SIZE, "patch_size": 8, "width": 128, "layers": 3, "head_width": 32,
                        "attentional_pool": True, "attn_pooler_heads": 4, "output_tokens": True},
         "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": vocab_size, "width": 128, "heads": 4,
                      "layers": 2, "embed_cls": True, "output_tokens": True},
         "multimodal_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": vocab_size, "width": 128, "heads": 4,
-                           "layers": 3, "attn_pooler_heads": 4},
+                           "layers": 2, "attn_pooler_heads": 4},
         "custom_text": True,
     }

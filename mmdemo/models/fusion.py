@@ -1,0 +1,228 @@
+"""Fusion heads: small modules over frozen encoder features, one interface, made by name.
+
+Inputs: ``feats`` = {modality: [B, D]} pooled, L2-normalised embeddings (same D),
+and optionally ``tokens`` = {modality: [B, L, Dm]} token features (attention uses
+them). Output: logits [B, C]. ``explain`` returns what a person can look at: the
+modality weights, gates or attention maps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmdemo.errors import MMDemoError
+
+HEAD_KINDS = ("weighted_sum", "concat", "bilinear", "attention", "gated")
+
+
+def _mlp(d_in: int, hidden: int, out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out))
+
+
+class FusionHead(nn.Module):
+    kind = ""
+    uses_tokens = False
+
+    def __init__(self, *, modalities, embed_dim, num_classes, hidden=256, token_dims=None, dropout=0.1):
+        super().__init__()
+        self.modalities = tuple(modalities)
+        self._config = dict(kind=self.kind, modalities=list(self.modalities), embed_dim=int(embed_dim),
+                            num_classes=int(num_classes), hidden=int(hidden),
+                            token_dims=dict(token_dims or {}), dropout=float(dropout))
+
+    def config(self) -> dict:
+        return json.loads(json.dumps(self._config))
+
+    def _vectors(self, feats) -> list[torch.Tensor]:
+        missing = [m for m in self.modalities if m not in feats]
+        if missing:
+            raise MMDemoError(f"This head needs {', '.join(self.modalities)}; missing: {', '.join(missing)}.")
+        return [feats[m].float() for m in self.modalities]
+
+    def explain(self, feats, tokens=None) -> dict[str, np.ndarray]:
+        return {}
+
+
+class WeightedSumHead(FusionHead):
+    """Late-ish fusion: a learned convex combination of per-modality projections."""
+
+    kind = "weighted_sum"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        c = self._config
+        self.proj = nn.ModuleList(nn.Linear(c["embed_dim"], c["hidden"]) for _ in self.modalities)
+        self.weights = nn.Parameter(torch.zeros(len(self.modalities)))
+        self.out = _mlp(c["hidden"], c["hidden"], c["num_classes"], c["dropout"])
+
+    def forward(self, feats, tokens=None):
+        w = torch.softmax(self.weights, 0)
+        fused = sum(w[i] * p(x) for i, (p, x) in enumerate(zip(self.proj, self._vectors(feats))))
+        return self.out(fused)
+
+    def explain(self, feats, tokens=None):
+        return {"modality_weights": torch.softmax(self.weights, 0).detach().cpu().numpy()}
+
+
+class ConcatHead(FusionHead):
+    """Early fusion: an MLP over the concatenated vectors."""
+
+    kind = "concat"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        c = self._config
+        self.out = _mlp(c["embed_dim"] * len(self.modalities), c["hidden"], c["num_classes"], c["dropout"])
+
+    def forward(self, feats, tokens=None):
+        return self.out(torch.cat(self._vectors(feats), dim=-1))
+
+
+class BilinearHead(FusionHead):
+    """Low-rank bilinear (matrix product) fusion: prod_m (U_m x_m), so pairwise
+    agreement between modalities is one multiplication away."""
+
+    kind = "bilinear"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        c = self._config
+        self.proj = nn.ModuleList(nn.Linear(c["embed_dim"], c["hidden"]) for _ in self.modalities)
+        self.pair = nn.ModuleList(nn.Linear(c["embed_dim"], c["hidden"]) for _ in self.modalities)
+        n_pairs = len(self.modalities) * (len(self.modalities) - 1) // 2
+        self.out = _mlp(c["hidden"] * (n_pairs + 1), c["hidden"], c["num_classes"], c["dropout"])
+
+    def forward(self, feats, tokens=None):
+        xs = self._vectors(feats)
+        a = [p(x) for p, x in zip(self.pair, xs)]
+        # Every pair's elementwise product (a rank-`hidden` bilinear form), plus the sum.
+        prods = [a[i] * a[j] for i in range(len(a)) for j in range(i + 1, len(a))]
+        total = sum(p(x) for p, x in zip(self.proj, xs))
+        return self.out(torch.cat(prods + [total], dim=-1))
+
+
+class GatedHead(FusionHead):
+    """Gated multimodal unit: sigmoid gates decide how much each modality contributes."""
+
+    kind = "gated"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        c = self._config
+        m = len(self.modalities)
+        self.proj = nn.ModuleList(nn.Linear(c["embed_dim"], c["hidden"]) for _ in self.modalities)
+        self.gate = nn.Linear(c["embed_dim"] * m, m)
+        self.out = _mlp(c["hidden"] + c["embed_dim"] * m, c["hidden"], c["num_classes"], c["dropout"])
+
+    def _gates(self, xs):
+        return torch.sigmoid(self.gate(torch.cat(xs, dim=-1)))
+
+    def forward(self, feats, tokens=None):
+        xs = self._vectors(feats)
+        g = self._gates(xs)
+        fused = sum(g[:, i:i + 1] * torch.tanh(p(x)) for i, (p, x) in enumerate(zip(self.proj, xs)))
+        # Products with the text vector let gates act on agreement, not just presence.
+        return self.out(torch.cat([fused] + [x * xs[0] for x in xs[1:]] + [xs[0]], dim=-1))
+
+    def explain(self, feats, tokens=None):
+        with torch.no_grad():
+            return {"gates": self._gates(self._vectors(feats)).cpu().numpy(), "modalities": np.array(self.modalities)}
+
+
+class AttentionHead(FusionHead):
+    """Cross-modal attention: the text (query) attends over the other modalities'
+    tokens (image patches; pooled vectors as one-token sequences when no tokens)."""
+
+    kind = "attention"
+    uses_tokens = True
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        c = self._config
+        h = c["hidden"]
+        self.query_modality = "text" if "text" in self.modalities else self.modalities[0]
+        self.kv_modalities = [m for m in self.modalities if m != self.query_modality]
+        dims = {m: c["token_dims"].get(m, c["embed_dim"]) for m in self.kv_modalities}
+        self.kv_proj = nn.ModuleDict({m: nn.Linear(d, h) for m, d in dims.items()})
+        self.kv_pooled = nn.ModuleDict({m: nn.Linear(c["embed_dim"], h) for m in self.kv_modalities})
+        self.type_emb = nn.Parameter(torch.zeros(len(self.kv_modalities), h))
+        self.q_proj = nn.Linear(c["embed_dim"], h)
+        self.attn = nn.MultiheadAttention(h, 4, batch_first=True)
+        self.out = _mlp(h * 2 + c["embed_dim"] * len(self.modalities), h, c["num_classes"], c["dropout"])
+
+    def _keys(self, feats, tokens):
+        seqs, names = [], []
+        for i, m in enumerate(self.kv_modalities):
+            if tokens and m in tokens and m in self._config["token_dims"]:
+                s = self.kv_proj[m](tokens[m].float())
+            else:
+                s = self.kv_pooled[m](feats[m].float()).unsqueeze(1)
+            seqs.append(s + self.type_emb[i])
+            names += [m] * s.shape[1]
+        return torch.cat(seqs, dim=1), names
+
+    def _attend(self, feats, tokens):
+        xs = self._vectors(feats)
+        q = self.q_proj(feats[self.query_modality].float()).unsqueeze(1)
+        kv, names = self._keys(feats, tokens)
+        att, weights = self.attn(q, kv, kv, need_weights=True)
+        return xs, q.squeeze(1), att.squeeze(1), weights.squeeze(1), names
+
+    def forward(self, feats, tokens=None):
+        xs, q, att, _, _ = self._attend(feats, tokens)
+        return self.out(torch.cat([q, att * q] + xs, dim=-1))
+
+    def explain(self, feats, tokens=None):
+        with torch.no_grad():
+            _, _, _, w, names = self._attend(feats, tokens)
+        return {"attention": w.cpu().numpy(), "key_modalities": np.array(names)}
+
+
+_KINDS = {cls.kind: cls for cls in (WeightedSumHead, ConcatHead, BilinearHead, AttentionHead, GatedHead)}
+
+
+def create_head(kind: str, **kw) -> FusionHead:
+    if kind not in _KINDS:
+        raise MMDemoError(f"Unknown head kind {kind!r}. Available: {', '.join(HEAD_KINDS)}.")
+    return _KINDS[kind](**kw)
+
+
+def save_head(path: str | Path, head: FusionHead, metadata: dict) -> Path:
+    from mmdemo.atomic import atomic_save_file
+
+    meta = {"config": head.config(), **metadata}
+    return atomic_save_file(dict(head.state_dict()), path, {"format": "pt", "mmdemo_head": json.dumps(meta)})
+
+
+def load_head(path: str | Path, device: str = "cpu") -> tuple[FusionHead, dict]:
+    """A head and its metadata; never unpickles (safetensors only)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise MMDemoError(f"Head file not found: {path}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            raw = (f.metadata() or {}).get("mmdemo_head")
+        state = load_file(str(path), device="cpu")
+    except Exception:
+        raise MMDemoError(f"{path.name} is not an mmdemo fusion head (not a safetensors file).") from None
+    try:
+        meta = json.loads(raw) if raw else None
+        cfg = dict(meta["config"])
+        kind = cfg.pop("kind")
+        head = create_head(kind, **cfg)
+        head.load_state_dict(state)
+        if not isinstance(meta.get("labels"), list) or len(meta["labels"]) != cfg["num_classes"]:
+            raise ValueError("labels")
+    except MMDemoError:
+        raise
+    except Exception:
+        raise MMDemoError(f"{path.name} is not an mmdemo fusion head (missing or inconsistent metadata).") from None
+    return head.to(device).eval(), meta

@@ -1,0 +1,155 @@
+"""Train fusion heads on cached frozen features: cross-entropy, AdamW, a stratified
+train/validation split, early stopping on validation loss; seeded and cancellable."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmdemo.errors import MMDemoError
+
+
+class TrainingCancelled(MMDemoError):
+    pass
+
+
+@dataclass
+class FeatureSet:
+    pooled: dict[str, torch.Tensor]
+    tokens: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    label_names: list[str]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, idx) -> "FeatureSet":
+        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        return FeatureSet({k: v[idx] for k, v in self.pooled.items()}, {k: v[idx] for k, v in self.tokens.items()},
+                          self.labels[idx], self.label_names)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(next(iter(self.pooled.values())).shape[1])
+
+
+@dataclass
+class TrainResult:
+    kind: str
+    head: torch.nn.Module
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    best_epoch: int = 0
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int,
+                     label_names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    name = (lambda c: label_names[c]) if label_names else (lambda c: c)
+    if len(classes) < 2:
+        raise MMDemoError(f"Training needs at least 2 classes; the data has only {name(classes[0]) if len(classes) else 'none'!r}.")
+    single = [name(c) for c, n in zip(classes, counts) if n < 2]
+    if single:
+        raise MMDemoError(f"Each class needs at least 2 examples (one to train, one to validate); "
+                          f"these have one: {', '.join(map(str, single[:10]))}.")
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in classes:
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = min(len(idx) - 1, max(1, int(round(len(idx) * val_fraction))))
+        val += list(idx[:k])
+        train += list(idx[k:])
+    return np.sort(np.array(train)), np.sort(np.array(val))
+
+
+def predict_proba(head, features: FeatureSet, batch_size: int = 1024) -> np.ndarray:
+    head.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(features), batch_size):
+            part = features.subset(np.arange(s, min(s + batch_size, len(features))))
+            out.append(torch.softmax(head(part.pooled, part.tokens or None), -1).numpy())
+    return np.concatenate(out)
+
+
+def metrics_from(pred: np.ndarray, true: np.ndarray, label_names: list[str]) -> dict:
+    c = len(label_names)
+    conf = np.zeros((c, c), int)
+    np.add.at(conf, (true, pred), 1)
+    tp = np.diag(conf).astype(float)
+    recall = tp / np.maximum(conf.sum(1), 1)
+    precision = tp / np.maximum(conf.sum(0), 1)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    present = conf.sum(1) > 0
+    return {"accuracy": float(tp.sum() / max(1, len(true))), "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+            "per_class_recall": {label_names[i]: float(recall[i]) for i in range(c)},
+            "confusion": conf.tolist(), "n": int(len(true))}
+
+
+def evaluate_head(head, features: FeatureSet) -> dict:
+    pred = predict_proba(head, features).argmax(1)
+    return metrics_from(pred, features.labels.numpy(), features.label_names)
+
+
+def train_heads(features: FeatureSet, kinds: list[str], *, epochs: int = 30, lr: float = 1e-3,
+                weight_decay: float = 1e-2, batch_size: int = 64, val_fraction: float = 0.2, patience: int = 5,
+                seed: int = 0, hidden: int = 256, progress: Callable[[dict], None] | None = None,
+                cancel: threading.Event | None = None, split=None) -> list[TrainResult]:
+    from mmdemo.models.fusion import create_head
+
+    train_idx, val_idx = split if split is not None else stratified_split(
+        features.labels.numpy(), val_fraction, seed, features.label_names)
+    tr, va = features.subset(train_idx), features.subset(val_idx)
+    token_dims = {m: int(t.shape[-1]) for m, t in features.tokens.items()}
+    results = []
+    for kind in kinds:
+        started = time.perf_counter()
+        torch.manual_seed(seed)
+        head = create_head(kind, modalities=tuple(features.pooled), embed_dim=features.embed_dim,
+                           num_classes=len(features.label_names), hidden=hidden, token_dims=token_dims)
+        opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+        gen = torch.Generator().manual_seed(seed)
+        best, best_state, best_epoch, bad, history = float("inf"), None, 0, 0, []
+        for epoch in range(1, epochs + 1):
+            head.train()
+            order = torch.randperm(len(tr), generator=gen)
+            total = 0.0
+            for s in range(0, len(tr), batch_size):
+                if cancel is not None and cancel.is_set():
+                    raise TrainingCancelled("Training was cancelled; previously saved heads are unchanged.")
+                b = tr.subset(order[s:s + batch_size].numpy())
+                loss = F.cross_entropy(head(b.pooled, b.tokens or None), b.labels)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss) * len(b)
+            head.eval()
+            with torch.no_grad():
+                logits = head(va.pooled, va.tokens or None)
+                val_loss = float(F.cross_entropy(logits, va.labels))
+                val_acc = float((logits.argmax(1) == va.labels).float().mean())
+            row = {"kind": kind, "epoch": epoch, "epochs": epochs, "train_loss": total / max(1, len(tr)),
+                   "val_loss": val_loss, "val_accuracy": val_acc}
+            history.append(row)
+            if progress is not None:
+                progress(row)
+            if val_loss < best - 1e-4:
+                best, best_state, best_epoch, bad = val_loss, copy.deepcopy(head.state_dict()), epoch, 0
+            else:
+                bad += 1
+                if bad >= patience:
+                    break
+        head.load_state_dict(best_state)
+        head.eval()
+        results.append(TrainResult(kind, head, evaluate_head(head, va), history,
+                                   round(time.perf_counter() - started, 2), best_epoch))
+    return results
