@@ -95,13 +95,17 @@ class BilinearHead(FusionHead):
         self.proj = nn.ModuleList(nn.Linear(c["embed_dim"], c["hidden"]) for _ in self.modalities)
         self.pair = nn.ModuleList(nn.Linear(c["embed_dim"], c["hidden"]) for _ in self.modalities)
         n_pairs = len(self.modalities) * (len(self.modalities) - 1) // 2
-        self.out = _mlp(c["hidden"] * (n_pairs + 1), c["hidden"], c["num_classes"], c["dropout"])
+        self.out = _mlp((c["hidden"] + c["embed_dim"]) * n_pairs + c["hidden"], c["hidden"], c["num_classes"],
+                        c["dropout"])
 
     def forward(self, feats, tokens=None):
         xs = self._vectors(feats)
         a = [p(x) for p, x in zip(self.pair, xs)]
         # Every pair's elementwise product (a rank-`hidden` bilinear form), plus the sum.
-        prods = [a[i] * a[j] for i in range(len(a)) for j in range(i + 1, len(a))]
+        pairs = [(i, j) for i in range(len(a)) for j in range(i + 1, len(a))]
+        # The raw products x_i * x_j start the head at cosine-like agreement (a diagonal
+        # bilinear form); the learned low-rank products refine it.
+        prods = [a[i] * a[j] for i, j in pairs] + [xs[i] * xs[j] for i, j in pairs]
         total = sum(p(x) for p, x in zip(self.proj, xs))
         return self.out(torch.cat(prods + [total], dim=-1))
 
@@ -153,7 +157,7 @@ class AttentionHead(FusionHead):
         self.type_emb = nn.Parameter(torch.zeros(len(self.kv_modalities), h))
         self.q_proj = nn.Linear(c["embed_dim"], h)
         self.attn = nn.MultiheadAttention(h, 4, batch_first=True)
-        self.out = _mlp(h * 2 + c["embed_dim"] * len(self.modalities), h, c["num_classes"], c["dropout"])
+        self.out = _mlp(h * 2 + c["embed_dim"] * (2 * len(self.modalities) - 1), h, c["num_classes"], c["dropout"])
 
     def _keys(self, feats, tokens):
         seqs, names = [], []
@@ -175,7 +179,9 @@ class AttentionHead(FusionHead):
 
     def forward(self, feats, tokens=None):
         xs, q, att, _, _ = self._attend(feats, tokens)
-        return self.out(torch.cat([q, att * q] + xs, dim=-1))
+        qi = self.modalities.index(self.query_modality)
+        agree = [xs[qi] * x for i, x in enumerate(xs) if i != qi]
+        return self.out(torch.cat([q, att * q] + xs + agree, dim=-1))
 
     def explain(self, feats, tokens=None):
         with torch.no_grad():

@@ -131,7 +131,7 @@ def train_heads(features: FeatureSet, kinds: list[str], *, epochs: int = 30, lr:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(b)
+                total += loss.item() * len(b)
             head.eval()
             with torch.no_grad():
                 logits = head(va.pooled, va.tokens or None)
