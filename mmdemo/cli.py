@@ -103,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=987654, help="data seed (never used in training)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
+    # Task CLIs live beside their task modules: each exposes register_cli(subparsers).
+    import importlib
+
+    for name in ("image_cli", "audio_cli", "classify_cli"):
+        try:
+            importlib.import_module(f"mmdemo.tasks.{name}").register_cli(sub)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"mmdemo.tasks.{name}":
+                raise
     return p
 
 

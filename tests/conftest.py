@@ -166,3 +166,25 @@ def page(chromium_path):
         page.set_default_timeout(30_000)
         yield page
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_app():
+    """The app on the shipped tiny bundle (the default profile), as users run it."""
+    from mmdemo.paths import TINY_BUNDLE_DIR
+    from mmdemo.settings import Settings
+
+    if not (TINY_BUNDLE_DIR / "tiny-clip.safetensors").is_file():
+        pytest.fail("The tiny bundle is missing: run `python -m mmdemo build-tiny`.")
+    settings = Settings(device="cpu", max_upload_mb=5)
+    demo, url = launch_app(settings)
+    yield demo, url
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_registry():
+    from mmdemo.catalog import load_catalog
+    from mmdemo.registry import Registry
+
+    return Registry(load_catalog(), device="cpu", profile="tiny")

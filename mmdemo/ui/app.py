@@ -8,6 +8,8 @@ from mmdemo.registry import Registry
 from mmdemo.settings import Settings
 
 TITLE = "mmdemo — try multimodal models"
+# Tab modules in mmdemo/ui/, in page order; each exposes build(registry, settings).
+TABS = ("image", "audio", "classify", "models")
 
 
 def make_registry(settings: Settings) -> Registry:
@@ -19,7 +21,7 @@ def make_registry(settings: Settings) -> Registry:
 
 def build_demo(settings: Settings | None = None, registry: Registry | None = None) -> gr.Blocks:
     """Build the app for ``settings`` (defaults: the tiny profile); loads no weights."""
-    from mmdemo.ui import models
+    import importlib
 
     settings = settings or Settings()
     registry = registry or make_registry(settings)
@@ -27,7 +29,14 @@ def build_demo(settings: Settings | None = None, registry: Registry | None = Non
         gr.Markdown(f"# {TITLE}\nProfile **{registry.profile_name}**. Models load on first use; "
                     "the Models tab shows what is loaded.")
         with gr.Tabs():
-            models.build(registry)
+            for tab in TABS:
+                try:
+                    module = importlib.import_module(f"mmdemo.ui.{tab}")
+                except ModuleNotFoundError as exc:
+                    if exc.name != f"mmdemo.ui.{tab}":
+                        raise
+                    continue  # a tab still being built in this branch
+                module.build(registry, settings)
     demo.mmdemo_registry = registry  # for tests and the launcher; handlers use closures
     return demo
 

@@ -36,7 +36,7 @@ def summary(registry: Registry) -> str:
     return "\n\n".join(lines)
 
 
-def build(registry: Registry) -> None:
+def build(registry: Registry, settings=None) -> None:
     """Lay out the Models tab inside the current gr.Blocks context."""
     with gr.Tab("Models", id="models"):
         info = gr.Markdown(summary(registry))
