@@ -139,8 +139,9 @@ def evaluate_heads(bundle: Path, clip, audio, *, seed: int, task_n: int, baselin
 def write_model_card(bundle: Path, report: dict, metrics: dict) -> None:
     import json
 
-    from mmdemo.atomic import atomic_write_text
+    from mmdemo.atomic import atomic_write_json, atomic_write_text
 
+    atomic_write_json(Path(bundle) / "eval.json", metrics)
     size = sum(p.stat().st_size for p in Path(bundle).rglob("*") if p.is_file())
     card = f"""# mmdemo tiny bundle
 

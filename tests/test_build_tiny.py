@@ -1,0 +1,34 @@
+"""The bundle builder end to end, in a few steps: every stage runs and its loss falls."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from mmdemo.training.build_tiny import SMOKE, BuildOptions, build
+
+
+def test_smoke_build_runs_every_stage_and_losses_fall(tmp_path):
+    report = build(BuildOptions(out=tmp_path, progress=False), **SMOKE)
+    for key in ("clip_loss", "joint_audio_loss", "caption_loss"):
+        assert report[key]["last"] < report[key]["first"], (key, report[key])
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"tokenizer.json", "tiny-clip.safetensors", "tiny-coca.safetensors", "tiny-audio.safetensors",
+            "mmdemo-tiny-clip.json", "mmdemo-tiny-coca.json", "build_report.json"} <= names
+    heads = sorted(p.name for p in (tmp_path / "heads").iterdir())
+    assert len(heads) == 10 and "scene_qa-attention.safetensors" in heads
+    assert json.loads((tmp_path / "build_report.json").read_text())["heads"]["scene_qa"].keys() >= {"concat", "gated"}
+
+
+def test_training_preprocessing_matches_the_app():
+    """The builder normalises pixels itself (fast); the app uses open_clip's transform.
+    They must agree or the shipped model sees different numbers than it learned on."""
+    import open_clip
+    import torch
+
+    from mmdemo.toyworld import scenes
+    from mmdemo.training.build_tiny import to_pixels
+
+    preprocess = open_clip.image_transform(64, is_train=False)  # what create_model_and_transforms attaches
+    img = scenes.render_scene(scenes.sample_scene(np.random.default_rng(0)), size=64)
+    torch.testing.assert_close(to_pixels(img[None])[0], preprocess(Image.fromarray(img)), atol=1e-5, rtol=0)

@@ -1,0 +1,52 @@
+"""The shipped bundle: loads through the registry, stays small, and keeps its quality
+on a small fresh sample (floors well below the full evaluation's numbers)."""
+
+import json
+import re
+
+import pytest
+
+from mmdemo.paths import TINY_BUNDLE_DIR
+
+
+@pytest.fixture(scope="module")
+def metrics():
+    from mmdemo.training.evaluate import evaluate
+
+    return evaluate(TINY_BUNDLE_DIR, n=200, seed=424242, caption_n=40, task_n=200, baseline_n=400)
+
+
+def test_bundle_is_small_and_documented():
+    size = sum(p.stat().st_size for p in TINY_BUNDLE_DIR.rglob("*") if p.is_file())
+    assert size <= 25 * 1024 * 1024
+    card = (TINY_BUNDLE_DIR / "MODEL_CARD.md").read_text()
+    assert "generated world" in card and "## Metrics" in card
+
+
+def test_model_card_metrics_are_the_eval_output():
+    card = (TINY_BUNDLE_DIR / "MODEL_CARD.md").read_text()
+    block = json.loads(re.search(r"```json\n(.*?)\n```", card, re.S).group(1))
+    saved = json.loads((TINY_BUNDLE_DIR / "eval.json").read_text())
+    block.pop("seconds"), saved.pop("seconds")
+    assert block == saved
+
+
+def test_default_profile_loads_every_entry(tiny_registry):
+    names = tiny_registry.load_profile()
+    assert len(names) == 13
+    assert all(s.state == "loaded" for s in tiny_registry.status() if s.name in names)
+
+
+def test_retrieval_and_captions_stay_above_floors(metrics):
+    assert metrics["text_to_image"]["R@1"] >= 0.5
+    assert metrics["image_to_text"]["R@5"] >= 0.7
+    assert metrics["caption"]["attribute_accuracy"] >= 0.7
+    assert metrics["audio_to_text"]["R@1"] >= 0.4
+
+
+def test_fusion_beats_every_single_modality(metrics):
+    for task, row in metrics["fusion"].items():
+        best = max(row[k] for k in ("weighted_sum", "concat", "bilinear", "attention", "gated"))
+        singles = [v for k, v in row.items() if k.endswith("_only")]
+        assert best >= max(singles) + 0.2, (task, row)
+        assert max(singles) <= row["chance"] + 0.15, (task, row)
