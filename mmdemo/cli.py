@@ -49,13 +49,13 @@ def cmd_build_tiny(args) -> int:
     overrides = dict(SMOKE) if args.smoke else {}
     if args.out:
         overrides["out"] = args.out
-    if args.heads_only:
-        overrides["heads_only"] = True
+    if args.stages:
+        overrides["stages"] = tuple(x.strip() for x in args.stages.split(",") if x.strip())
     for key in ("clip_steps", "audio_steps", "coca_steps", "seed"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     report = build(BuildOptions(), **overrides)
-    if not args.smoke and not args.heads_only:
+    if not args.smoke and "heads" in report:  # the bundle is complete: evaluate it, write the card
         from mmdemo.training.evaluate import evaluate, write_model_card
 
         metrics = evaluate(Path(report["options"]["out"]))
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("build-tiny", help="train the embedded tiny bundle from nothing (about 30 min on 2 cores)")
     s.add_argument("--out", type=Path, help="output folder (default assets/models/tiny)")
     s.add_argument("--smoke", action="store_true", help="a few steps only, to check the pipeline")
-    s.add_argument("--heads-only", action="store_true", help="retrain only the fusion heads")
+    s.add_argument("--stages", help="comma-separated subset of clip,coca,heads (default: all; later stages reuse --out)")
     s.add_argument("--seed", type=int)
     s.add_argument("--clip-steps", type=int)
     s.add_argument("--audio-steps", type=int)

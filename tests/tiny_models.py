@@ -12,7 +12,7 @@ TINY_CLIP_CFG = {
 }
 
 TINY_COCA_CFG = {
-    "embed_dim": 32,
+    "embed_dim": 64,  # CoCa's decoder needs embed_dim == text width == decoder width
     "multimodal_cfg": {"context_length": 16, "width": 64, "heads": 2, "layers": 2, "attn_pooler_heads": 2,
                        "vocab_size": 49408},
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8,

@@ -53,7 +53,8 @@ class BuildOptions:
     head_examples: int = 4000
     head_epochs: int = 40
     progress: bool = True
-    heads_only: bool = False  # retrain only the fusion heads on the existing encoders
+    # Stages to run; later stages load earlier ones' outputs from ``out``.
+    stages: tuple[str, ...] = ("clip", "coca", "heads")
 
 
 SMOKE = dict(clip_steps=40, audio_steps=10, coca_steps=40, batch_size=32, image_pool=256, sound_pool=96,
@@ -143,9 +144,6 @@ def _register(path: Path) -> None:
 
 def build(opts: BuildOptions | None = None, **overrides) -> dict:
     """Train and write the whole bundle; returns a report (losses, timings)."""
-    import open_clip
-
-    from mmdemo.models.audio_tower import AudioTower, save_audio_tower
     from mmdemo.models.tokenizer import WordTokenizer
     from mmdemo.toyworld import scenes
 
@@ -158,24 +156,50 @@ def build(opts: BuildOptions | None = None, **overrides) -> dict:
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
 
-    if opts.heads_only:
-        t0 = time.perf_counter()
-        report["heads"] = train_bundle_heads(out, opts, bar)
-        report["heads_seconds"] = round(time.perf_counter() - t0, 1)
-        return report
-
-    tok = WordTokenizer(scenes.vocabulary(), context_length=tiny_configs.CONTEXT_LENGTH)
-    tok.save(out / "tokenizer.json")
-    atomic_write_json(out / f"{CLIP_NAME}.json", tiny_configs.clip_config(tok.vocab_size))
-    atomic_write_json(out / f"{COCA_NAME}.json", tiny_configs.coca_config(tok.vocab_size))
+    unknown = set(opts.stages) - {"clip", "coca", "heads"}
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; use clip, coca, heads")
+    if "clip" in opts.stages:
+        tok = WordTokenizer(scenes.vocabulary(), context_length=tiny_configs.CONTEXT_LENGTH)
+        tok.save(out / "tokenizer.json")
+        atomic_write_json(out / f"{CLIP_NAME}.json", tiny_configs.clip_config(tok.vocab_size))
+        atomic_write_json(out / f"{COCA_NAME}.json", tiny_configs.coca_config(tok.vocab_size))
+    else:
+        tok = WordTokenizer.load(out / "tokenizer.json")
     _register(out / f"{CLIP_NAME}.json")
     _register(out / f"{COCA_NAME}.json")
 
+    if opts.stages == ("heads",):
+        return _heads_stage(out, opts, bar, report, started)
     t0 = time.perf_counter()
     pools = _Pools(opts, rng, bar)
     report["data_seconds"] = round(time.perf_counter() - t0, 1)
-    n_img, n_snd, B = len(pools.scenes), len(pools.sounds), opts.batch_size
 
+    if "clip" in opts.stages:
+        _clip_stage(opts, out, tok, pools, rng, bar, report)
+    if "coca" in opts.stages:
+        _coca_stage(opts, out, tok, pools, rng, bar, report)
+    return _heads_stage(out, opts, bar, report, started) if "heads" in opts.stages else report
+
+
+def _heads_stage(out, opts, bar, report, started) -> dict:
+    t0 = time.perf_counter()
+    report["heads"] = train_bundle_heads(out, opts, bar)
+    report["heads_seconds"] = round(time.perf_counter() - t0, 1)
+    # A build run in parts (--stages) keeps the earlier parts' numbers.
+    path = out / "build_report.json"
+    merged = {**(json.loads(path.read_text()) if path.is_file() and "clip" not in opts.stages else {}), **report}
+    merged["total_seconds"] = round(sum(v for k, v in merged.items() if k.endswith("_seconds") and k != "total_seconds"), 1)
+    atomic_write_json(path, merged)
+    return merged
+
+
+def _clip_stage(opts, out, tok, pools, rng, bar, report) -> None:
+    import open_clip
+
+    from mmdemo.models.audio_tower import AudioTower, save_audio_tower
+
+    n_img, n_snd, B = len(pools.scenes), len(pools.sounds), opts.batch_size
     # -- 1. CLIP + audio, jointly, through one text tower ------------------------------
     torch.manual_seed(opts.seed)
     clip = open_clip.create_model(CLIP_NAME)
@@ -239,9 +263,18 @@ def build(opts: BuildOptions | None = None, **overrides) -> dict:
     save_audio_tower(audio, out / "tiny-audio.safetensors",
                      {"text_encoder": CLIP_NAME, "logit_scale": float(audio_scale.exp().clamp(max=100))})
 
+
+
+def _coca_stage(opts, out, tok, pools, rng, bar, report) -> None:
+    import open_clip
+
+    n_img, B = len(pools.scenes), opts.batch_size
     # -- 3. CoCa captioner ------------------------------------------------------------------
     torch.manual_seed(opts.seed + 1)
     coca = open_clip.create_model(COCA_NAME)
+    # open_clip 3.3 never initialises the caption decoder's output projection (it is
+    # torch.empty: arbitrary memory, sometimes 1e19); give it the usual transformer init.
+    torch.nn.init.normal_(coca.text_decoder.text_projection, std=coca.text_decoder.width ** -0.5)
     coca.train()
     opt = torch.optim.AdamW(coca.parameters(), lr=opts.lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, opts.coca_steps))
@@ -269,14 +302,6 @@ def build(opts: BuildOptions | None = None, **overrides) -> dict:
     coca.eval()
     atomic_save_file({k: v.contiguous() for k, v in coca.state_dict().items()}, out / "tiny-coca.safetensors",
                      {"format": "pt", "mmdemo": json.dumps({"arch": COCA_NAME, "seed": opts.seed})})
-
-    # -- 4. fusion heads on frozen features ---------------------------------------------------
-    t0 = time.perf_counter()
-    report["heads"] = train_bundle_heads(out, opts, bar)
-    report["heads_seconds"] = round(time.perf_counter() - t0, 1)
-    report["total_seconds"] = round(time.perf_counter() - started, 1)
-    atomic_write_json(out / "build_report.json", report)
-    return report
 
 
 def _ends(values: list[float], k: int = 20) -> dict:
