@@ -27,6 +27,8 @@ def _save_random(arch_cfg_path: Path, seed: int):
     open_clip.add_model_config(arch_cfg_path)
     torch.manual_seed(seed)
     model = open_clip.create_model(arch_cfg_path.stem)
+    if hasattr(model, "text_decoder"):  # open_clip leaves this projection uninitialised
+        torch.nn.init.normal_(model.text_decoder.text_projection, std=0.02)
     return model, {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, save_file
 
 

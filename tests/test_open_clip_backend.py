@@ -68,8 +68,24 @@ def test_random_init_only_when_allowed(reg):
     assert reg.get("rand-clip").encode_texts(["x"]).shape == (1, 32)
 
 
-def test_captioner_entry_is_a_captioner(reg):
-    assert isinstance(reg.get("file-coca"), CaptionerHandle)
+def test_captioner_entry_generates_through_the_registry(reg):
+    from mmdemo.models.decoding import DecodeOptions
+
+    handle = reg.get("file-coca")
+    assert isinstance(handle, CaptionerHandle)
+    out = handle.generate(images(2), DecodeOptions(method="beam", num_beams=2, num_return=2, max_length=5))
+    assert len(out) == 2 and all(len(c) == 2 and all(isinstance(t, str) for t in c) for c in out)
+    greedy = handle.generate(images(2), DecodeOptions(method="greedy", max_length=5))
+    assert greedy == handle.generate(images(2), DecodeOptions(method="greedy", max_length=5))
+
+
+def test_load_captioner_refuses_a_plain_clip(tiny_files):
+    from mmdemo.catalog import EntrySpec
+    from mmdemo.models.open_clip_backend import load_captioner
+
+    spec = EntrySpec("c", "captioner", "open_clip", config=tiny_files["clip_cfg"], allow_random=True)
+    with pytest.raises(MMDemoError, match="not a CoCa captioner"):
+        load_captioner(spec, "cpu")
 
 
 @pytest.mark.parametrize("name,message", [
