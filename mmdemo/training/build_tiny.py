@@ -43,9 +43,9 @@ STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
 class BuildOptions:
     out: Path = TINY_BUNDLE_DIR
     seed: int = 0
-    clip_steps: int = 900
+    clip_steps: int = 1600
     audio_steps: int = 300
-    coca_steps: int = 900
+    coca_steps: int = 1200
     batch_size: int = 128
     lr: float = 1e-3
     image_pool: int = 20000
@@ -102,25 +102,38 @@ class _Pools:
             self.mels[i] = fit_frames(log_mel(sounds.render_sound(spec)), n_frames)
         self.descriptions = [sounds.describe(s) for s in self.sounds]
 
-    def scene_texts(self, idx: np.ndarray) -> tuple[list[str], list[str]]:
-        """A text per scene (canonical, paraphrase, or one-object mention) and its content key."""
+    def scene_batch(self, idx: np.ndarray) -> tuple[np.ndarray, list[str], list[str]]:
+        """Images, a text per image (canonical, paraphrase, or one-object mention) and
+        content keys. Each mention brings a *decoy* scene into the batch: a look-alike
+        with the same colour or shape but not the mentioned object, so the model must
+        bind colour to shape ("a red star" is not "a red circle and a blue star")."""
         from mmdemo.toyworld import scenes
 
-        texts, keys = [], []
+        images, texts, keys = [self.images[i] for i in idx], [], []
         for i in idx:
             scene, r = self.scenes[i], self.rng.random()
-            if r < 0.45:
+            if r < 0.4:
                 texts.append(self.captions[i]); keys.append(self.captions[i])
-            elif r < 0.8:
+            elif r < 0.7:
                 texts.append(scenes.paraphrases(scene, self.rng, 1)[0]); keys.append(self.captions[i])
             else:
-                # Mentions of one object teach the text tower what "a red star" alone
-                # means, which zero-shot scoring and the fusion tasks rely on.
                 obj = scene.objects[self.rng.integers(len(scene.objects))]
                 m = scenes.mention(obj, with_size=bool(self.rng.random() < 0.5))
                 text = f"is there {m}?" if self.rng.random() < 0.5 else m
                 texts.append(text); keys.append(text)
-        return texts, keys
+                decoy = self._decoy(obj)
+                images.append(scenes.render_scene(decoy, size=tiny_configs.IMAGE_SIZE))
+                texts.append(scenes.caption(decoy)); keys.append(scenes.caption(decoy))
+        return np.stack(images), texts, keys
+
+    def _decoy(self, obj):
+        from mmdemo.toyworld import scenes
+
+        pair = (obj.colour, obj.shape)
+        alike = [(c, s) for c in scenes.COLOURS for s in scenes.SHAPES
+                 if (c, s) != pair and (c == pair[0] or s == pair[1]) and (c, s) not in scenes.HELD_OUT]
+        return scenes.sample_scene(self.rng, split="any", required=[alike[self.rng.integers(len(alike))]],
+                                   forbid={pair} | set(scenes.HELD_OUT))
 
     def sound_texts(self, idx: np.ndarray) -> tuple[list[str], list[str]]:
         from mmdemo.toyworld import sounds
@@ -213,8 +226,8 @@ def _clip_stage(opts, out, tok, pools, rng, bar, report) -> None:
     t0 = time.perf_counter()
     for step in (pbar := bar(range(opts.clip_steps), desc="clip+audio")):
         i = rng.integers(0, n_img, B)
-        texts, keys = pools.scene_texts(i)
-        img = F.normalize(clip.encode_image(to_pixels(pools.images[i])), dim=-1)
+        images, texts, keys = pools.scene_batch(i)
+        img = F.normalize(clip.encode_image(to_pixels(images)), dim=-1)
         txt = F.normalize(clip.encode_text(tok(texts)), dim=-1)
         loss_i = contrastive_loss(img, txt, clip.logit_scale.exp().clamp(max=100), keys)
         j = rng.integers(0, n_snd, B)
@@ -267,6 +280,7 @@ def _clip_stage(opts, out, tok, pools, rng, bar, report) -> None:
 
 def _coca_stage(opts, out, tok, pools, rng, bar, report) -> None:
     import open_clip
+    from safetensors.torch import load_file
 
     n_img, B = len(pools.scenes), opts.batch_size
     # -- 3. CoCa captioner ------------------------------------------------------------------
@@ -275,6 +289,14 @@ def _coca_stage(opts, out, tok, pools, rng, bar, report) -> None:
     # open_clip 3.3 never initialises the caption decoder's output projection (it is
     # torch.empty: arbitrary memory, sometimes 1e19); give it the usual transformer init.
     torch.nn.init.normal_(coca.text_decoder.text_projection, std=coca.text_decoder.width ** -0.5)
+    # Start from the trained CLIP's image trunk (same ViT; CoCa adds an attentional
+    # pooler): the decoder then learns to *say* shapes instead of learning to see them,
+    # which on two cores is the difference between hours and minutes.
+    clip_state = load_file(str(out / "tiny-clip.safetensors"))
+    trunk = {k[len("visual."):]: v for k, v in clip_state.items()
+             if k.startswith("visual.") and not k.startswith(("visual.proj", "visual.ln_post"))}
+    missing, unexpected = coca.visual.load_state_dict(trunk, strict=False)
+    report["coca_init_from_clip"] = len(trunk) - len(unexpected)
     coca.train()
     opt = torch.optim.AdamW(coca.parameters(), lr=opts.lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, opts.coca_steps))
