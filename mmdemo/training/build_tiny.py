@@ -109,9 +109,10 @@ class _Pools:
         bind colour to shape ("a red star" is not "a red circle and a blue star")."""
         from mmdemo.toyworld import scenes
 
-        images, texts, keys = [self.images[i] for i in idx], [], []
+        images, texts, keys = [], [], []
         for i in idx:
             scene, r = self.scenes[i], self.rng.random()
+            images.append(self.images[i])
             if r < 0.4:
                 texts.append(self.captions[i]); keys.append(self.captions[i])
             elif r < 0.7:
