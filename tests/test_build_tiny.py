@@ -32,3 +32,28 @@ def test_training_preprocessing_matches_the_app():
     preprocess = open_clip.image_transform(64, is_train=False)  # what create_model_and_transforms attaches
     img = scenes.render_scene(scenes.sample_scene(np.random.default_rng(0)), size=64)
     torch.testing.assert_close(to_pixels(img[None])[0], preprocess(Image.fromarray(img)), atol=1e-5, rtol=0)
+
+
+def test_decoy_batches_keep_images_and_texts_aligned():
+    import dataclasses
+
+    from mmdemo.toyworld import scenes
+    from mmdemo.training.build_tiny import _Pools
+
+    opts = dataclasses.replace(BuildOptions(progress=False), **SMOKE)
+    pools = _Pools(opts, np.random.default_rng(0), lambda it, **kw: it)
+    idx = np.arange(60)
+    images, texts, keys = pools.scene_batch(idx)
+    assert len(images) == len(texts) == len(keys) > 60
+    k, pos = 0, 0
+    while pos < len(texts):
+        np.testing.assert_array_equal(images[pos], pools.images[idx[k]])
+        if "background" not in texts[pos]:  # a one-object mention: a decoy follows
+            (colour, shape) = texts[pos].removeprefix("is there ").rstrip("?").split()[-2:]
+            decoy = scenes.parse_caption(texts[pos + 1])
+            assert (colour, shape) not in [(c, s) for _, c, s in decoy]
+            assert any(c == colour or s == shape for _, c, s in decoy)
+            pos += 1
+        pos += 1
+        k += 1
+    assert k == len(idx)
