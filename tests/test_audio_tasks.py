@@ -1,0 +1,147 @@
+"""Audio task functions on the shipped tiny bundle: what a user of the Audio tab would see."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mmdemo.errors import MMDemoError
+from mmdemo.tasks import audio as A
+from mmdemo.toyworld import sounds as S
+
+SR = S.SAMPLE_RATE
+LABELS = ["a rising chirp", "a falling chirp", "a burst of white noise", "a low sine tone", "a series of fast clicks"]
+
+
+def sound(kind, variant, seconds=3.0, loud=True, seed=1):
+    return S.render_sound(S.SoundSpec((S.SoundEvent(kind, variant, seconds, 0.0),), loud, seed))
+
+
+def wav_bytes(wave, sr=SR, subtype="PCM_16"):
+    buf = io.BytesIO()
+    sf.write(buf, wave, sr, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def audio(tiny_registry):
+    return tiny_registry.for_slot("audio")
+
+
+def test_window_bounds_cover_the_clip_and_keep_the_tail():
+    assert A.window_bounds(3 * SR, SR, 4.0) == [(0, 3 * SR)]
+    b = A.window_bounds(9 * SR, SR, 4.0, 2.0)
+    assert [s / SR for s, _ in b] == [0, 2, 4, 5]
+    assert all(e - s == 4 * SR for s, e in b) and b[-1][1] == 9 * SR
+
+
+def test_rising_chirp_ranks_its_label_first(audio):
+    m = A.match_audio((SR, sound("chirp", "rising")), LABELS, audio)
+    assert m.labels[0]["label"] == "a rising chirp"
+    scores = {r["label"]: r["score"] for r in m.labels}
+    assert scores["a rising chirp"] > 0.5
+    assert scores["a rising chirp"] > scores["a falling chirp"]
+    assert scores["a rising chirp"] > scores["a burst of white noise"]
+    assert abs(sum(scores.values()) - 1) < 1e-5
+    assert m.mel.shape[0] == 64 and len(m.windows) == 1
+
+
+def test_prompt_templates_are_averaged_and_keep_the_ranking(audio):
+    m = A.match_audio((SR, sound("noise", "white")), "\n".join(LABELS), audio,
+                      templates="the sound of {}\na recording of {}")
+    assert m.templates == ["the sound of {}", "a recording of {}"]
+    assert m.labels[0]["label"] == "a burst of white noise"
+    with pytest.raises(MMDemoError, match="must contain"):
+        A.match_audio((SR, sound("noise", "white")), LABELS, audio, templates="no placeholder here")
+
+
+def test_long_clip_shows_the_right_window_for_each_sound(audio):
+    wave = np.concatenate([sound("chirp", "rising", 4.0), sound("noise", "white", 4.0, seed=2)])
+    m = A.match_audio((SR, wave), LABELS, audio)
+    assert len(m.windows) == 3 and m.windows[-1] == (4.0, 8.0)
+    best = {b["label"]: b for b in m.best}
+    assert best["a rising chirp"]["end"] <= 4.0
+    assert best["a burst of white noise"]["start"] >= 4.0
+    assert {m.labels[0]["label"], m.labels[1]["label"]} == {"a rising chirp", "a burst of white noise"}
+
+
+def test_bad_label_lists_are_clear_errors(audio):
+    clip = (SR, sound("chirp", "rising"))
+    with pytest.raises(MMDemoError, match="at least one label"):
+        A.match_audio(clip, "  \n ", audio)
+    with pytest.raises(MMDemoError, match="Too many labels"):
+        A.match_audio(clip, [f"label {i}" for i in range(A.MAX_LABELS + 1)], audio)
+    with pytest.raises(MMDemoError, match="Upload or record"):
+        A.match_audio(None, LABELS, audio)
+
+
+def test_silent_and_nan_clips_give_a_result_and_a_warning(audio):
+    m = A.match_audio((SR, np.zeros(SR, np.float32)), LABELS, audio)
+    assert any("silent" in n for n in m.notices) and len(m.labels) == len(LABELS)
+    wave = sound("chirp", "rising")
+    wave[:100] = np.nan
+    m = A.match_audio((SR, wave), LABELS, audio)
+    assert any("NaN" in n for n in m.notices) and m.labels[0]["label"] == "a rising chirp"
+
+
+def test_clip_over_the_duration_cap_is_cut_with_a_notice(audio):
+    wave = np.tile(sound("chirp", "rising", 4.0), 3)
+    m = A.match_audio((SR, wave), LABELS, audio, max_seconds=6.0)
+    assert m.duration == pytest.approx(6.0) and any("longer than 6 s" in n for n in m.notices)
+
+
+def test_search_texts_by_audio_ranks_the_description_first(audio):
+    texts = [S.describe(S.SoundSpec((S.SoundEvent(k, v, 2.0, 0.0),), True, 0)) for k, v in S.EVENT_KEYS]
+    res = A.search_texts_by_audio(wav_bytes(sound("chord", "major")), texts, audio, k=3, name="chord.wav")
+    assert res.hits[0]["label"] == "a loud major chord" and len(res.hits) == 3
+    assert res.hits[0]["score"] >= res.hits[1]["score"]
+
+
+def test_gallery_search_returns_the_matching_sound_first(audio, tmp_path):
+    picks = {"up.wav": ("chirp", "rising"), "down.wav": ("chirp", "falling"), "hiss.wav": ("noise", "white"),
+             "tick.wav": ("clicks", "fast"), "hum.wav": ("tone", "low sine")}
+    for fname, (k, v) in picks.items():
+        (tmp_path / fname).write_bytes(wav_bytes(sound(k, v, 2.0)))
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00")
+    (tmp_path / "captions.json").write_text(json.dumps({"hiss.wav": "white noise"}))
+    cache = tmp_path / "cache"
+    gallery = A.build_gallery([tmp_path], audio, cache_dir=cache)
+    assert len(gallery) == 5 and any("Skipped 1 unreadable" in n for n in gallery.notices)
+    for query, want in [("a falling chirp", "down.wav"), ("a burst of white noise", "hiss.wav"),
+                        ("a series of fast clicks", "tick.wav")]:
+        hits = A.search_gallery(gallery, query, audio, k=3)
+        assert hits[0]["label"] == want and len(hits) == 3
+    assert A.search_gallery(gallery, "a burst of white noise", audio)[0]["caption"] == "white noise"
+    # A second build with the same files reuses the cached embeddings exactly.
+    again = A.build_gallery([tmp_path], audio, cache_dir=cache)
+    np.testing.assert_array_equal(again.embeddings, gallery.embeddings)
+    with pytest.raises(MMDemoError, match="Type what to search"):
+        A.search_gallery(gallery, "  ", audio)
+
+
+def test_gallery_from_a_zip(audio, tmp_path):
+    z = tmp_path / "sounds.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("a/up.wav", wav_bytes(sound("chirp", "rising", 2.0)))
+        zf.writestr("a/hiss.wav", wav_bytes(sound("noise", "white", 2.0)))
+        zf.writestr("notes.txt", "not a sound")
+    gallery = A.build_gallery(z, audio, extract_dir=tmp_path / "x")
+    assert A.search_gallery(gallery, "a rising chirp", audio)[0]["label"] == "up.wav"
+    assert any("not" in n for n in gallery.notices)
+
+
+def test_gallery_with_nothing_readable_is_an_error(audio, tmp_path):
+    (tmp_path / "junk.wav").write_bytes(b"this is not audio at all" * 20)
+    with pytest.raises(MMDemoError, match="None of the sounds could be read"):
+        A.build_gallery([tmp_path], audio)
+
+
+def test_default_gallery_exists_and_finds_a_chirp(audio, tmp_path):
+    folder = A.default_gallery_files(tmp_path)
+    gallery = A.build_gallery([folder], audio)
+    assert len(gallery) >= 4 and all(item["caption"] for item in gallery.items)
+    hit = A.search_gallery(gallery, "a rising chirp", audio, k=1)[0]
+    assert "rising chirp" in hit["caption"]
