@@ -1,0 +1,226 @@
+"""The Audio tab: match a clip against text, search sounds by text and texts by sound.
+
+Handlers call mmdemo.tasks.audio and only format its results (plotly figures,
+tables, players). The audio model comes from ``registry.for_slot("audio")`` and
+is used only through the AudioHandle interface, so another audio-text backend
+plugs in without changes here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from mmdemo.media import AUDIO_SUFFIXES, load_audio
+from mmdemo.tasks import audio as tasks
+from mmdemo.toyworld.sounds import sound_classes
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, user_errors, warn_all
+
+N_PLAYERS = 3
+TIMELINE_MAX_LABELS = 8
+DEFAULT_LABELS = ["a rising chirp", "a falling chirp", "a burst of white noise", "a low sine tone",
+                  "a series of fast clicks", "a major chord"]
+BEST_COLUMNS = ["rank", "label", "probability", "similarity", "best window"]
+SOUND_COLUMNS = ["rank", "sound", "similarity", "caption", "best window"]
+TEXT_COLUMNS = ["rank", "text", "similarity"]
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _span(start: float, end: float) -> str:
+    return f"{start:.1f}–{end:.1f} s"
+
+
+def _envelope(wave: np.ndarray, sr: int, bins: int = 1500) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Min/max per bin: a faithful outline of a long wave without sending every sample."""
+    if len(wave) <= bins * 2:
+        t = np.arange(len(wave)) / sr
+        return t, wave, wave
+    edges = np.linspace(0, len(wave), bins + 1).astype(int)
+    lo = np.minimum.reduceat(wave, edges[:-1])
+    hi = np.maximum.reduceat(wave, edges[:-1])
+    return edges[:-1] / sr, lo, hi
+
+
+def heard_figure(m: tasks.AudioMatch):
+    """Waveform (best window of the top label shaded) over the log-mel the model saw there."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    top = m.labels[0]["label"]
+    a, b = m.mel_window
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.14, row_heights=[0.35, 0.65], subplot_titles=(
+        f"Waveform of {m.name} ({m.duration:.1f} s, mono {m.sample_rate // 1000} kHz)",
+        f"Log-mel the model heard in {_span(a, b)} (best window for “{top}”)"))
+    t, lo, hi = _envelope(m.wave, m.sample_rate)
+    fig.add_trace(go.Scatter(x=t, y=hi, mode="lines", line=dict(width=0.6, color="#1f77b4"), showlegend=False,
+                             hoverinfo="skip"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=t, y=lo, mode="lines", line=dict(width=0.6, color="#1f77b4"), fill="tonexty",
+                             showlegend=False, hoverinfo="skip"), row=1, col=1)
+    fig.add_vrect(x0=a, x1=b, fillcolor="orange", opacity=0.2, line_width=0, row=1, col=1)
+    mel = np.asarray(m.mel)
+    frames = np.arange(mel.shape[1]) * ((b - a) / max(mel.shape[1] - 1, 1)) + a
+    fig.add_trace(go.Heatmap(z=mel, x=frames, colorscale="Magma", colorbar=dict(title="log power", len=0.6, y=0.3),
+                             hovertemplate="t=%{x:.2f} s<br>mel band %{y}<br>%{z:.1f}<extra></extra>"), row=2, col=1)
+    fig.update_xaxes(title_text="seconds", row=1, col=1)
+    fig.update_xaxes(title_text="seconds", row=2, col=1)
+    fig.update_yaxes(title_text="mel band", row=2, col=1)
+    fig.update_layout(height=520, margin=dict(l=50, r=20, t=50, b=40))
+    return fig
+
+
+def timeline_figure(m: tasks.AudioMatch):
+    """Similarity of each window to each label (top labels), best window marked."""
+    import plotly.graph_objects as go
+
+    centers = [(a + b) / 2 for a, b in m.windows]
+    fig = go.Figure()
+    col = {label: i for i, label in enumerate(m.label_order)}
+    for row in m.best[:TIMELINE_MAX_LABELS]:
+        sims = m.similarity[:, col[row["label"]]]
+        fig.add_trace(go.Scatter(x=centers, y=sims, mode="lines+markers", name=row["label"],
+                                 customdata=[_span(a, b) for a, b in m.windows],
+                                 hovertemplate="%{customdata}<br>similarity %{y:.3f}<extra>%{fullData.name}</extra>"))
+    hop = f", hop {m.windows[1][0] - m.windows[0][0]:.1f} s" if len(m.windows) > 1 else ""
+    fig.update_layout(
+        title=f"Similarity over time: {len(m.windows)} window(s) of up to {m.windows[0][1] - m.windows[0][0]:.1f} s{hop}",
+        xaxis_title="window centre (s)", yaxis_title="cosine similarity", height=360,
+        margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def best_rows(m: tasks.AudioMatch) -> list[list]:
+    return [[i + 1, b["label"], round(b["score"], 4), round(b["similarity"], 4), _span(b["start"], b["end"])]
+            for i, b in enumerate(m.best)]
+
+
+def match_summary(m: tasks.AudioMatch) -> str:
+    src = f"{m.original_sample_rate / 1000:g} kHz, {m.channels} channel{'s' if m.channels > 1 else ''}"
+    top = m.best[0]
+    tpl = ", ".join(f"“{t}”" for t in m.templates) if m.templates != ["{}"] else "labels as typed"
+    return (f"**{m.name}**: {m.duration:.1f} s ({src}) → mono {m.sample_rate / 1000:g} kHz, "
+            f"{len(m.windows)} window(s). Templates: {tpl}.\n\n"
+            f"Best match: **{top['label']}** ({top['score']:.1%}), strongest in {_span(top['start'], top['end'])}.")
+
+
+def _player(path: str):
+    clip = load_audio(path, target_sr=None, max_seconds=tasks.MAX_GALLERY_SECONDS)
+    # 16-bit PCM: what gradio would convert float audio to anyway, minus its warning.
+    return clip.sample_rate, (np.clip(clip.wave, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+# --------------------------------------------------------------------------- the tab
+
+
+def build(registry, settings) -> None:
+    """Lay out the Audio tab inside the current gr.Blocks context."""
+    cache_dir = Path(settings.cache_dir)
+    default_folder = tasks.default_gallery_files(cache_dir)  # cheap: files only, no model
+    default_count = sum(1 for p in default_folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    galleries: dict[str, tasks.AudioGallery] = {}  # the default gallery, per audio model id
+    gallery_lock = threading.Lock()
+
+    def default_gallery(audio) -> tasks.AudioGallery:
+        with gallery_lock:
+            if audio.model_id not in galleries:
+                galleries[audio.model_id] = tasks.build_gallery([default_folder], audio, cache_dir=cache_dir)
+            return galleries[audio.model_id]
+
+    with gr.Tab("Audio", id="audio"):
+        gr.Markdown("Match a sound against text, search sounds by text, or texts by a sound. "
+                    "The tiny bundle only knows generated sounds (tones, chirps, noises, clicks, chords); "
+                    f"clips are mixed to mono, resampled and split into windows the model can hear.")
+        with gr.Tabs():
+            with gr.Tab("Match a clip", id="audio_match"):
+                with gr.Row():
+                    with gr.Column():
+                        m_clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip")
+                        m_labels = gr.Textbox("\n".join(DEFAULT_LABELS), lines=6,
+                                              label="Labels or descriptions (one per line)")
+                        m_templates = gr.Textbox("", lines=2, label="Prompt templates (optional, one per line)",
+                                                 placeholder="the sound of {}\na recording of {}",
+                                                 info="{} stands for each label; several templates are averaged.")
+                        m_button = gr.Button("Match", variant="primary")
+                    with gr.Column():
+                        m_ranked = gr.Label(num_top_classes=10, label="Ranked matches (probability)")
+                        m_info = gr.Markdown()
+                m_heard = gr.Plot(label="What the model heard")
+                m_timeline = gr.Plot(label="Similarity over time")
+                m_table = gr.Dataframe(headers=BEST_COLUMNS, interactive=False, label="Best window per label")
+
+            with gr.Tab("Search sounds by text", id="audio_search"):
+                with gr.Row():
+                    with gr.Column():
+                        s_query = gr.Textbox("a rising chirp", label="Describe the sound")
+                        s_k = gr.Slider(1, 20, value=5, step=1, label="Results")
+                        s_files = gr.File(file_count="multiple", type="filepath", label=(
+                            f"Your sounds or a zip (optional; default: {default_count} example sounds)"),
+                            file_types=sorted(AUDIO_SUFFIXES) + [".zip"])
+                        s_button = gr.Button("Search sounds", variant="primary")
+                    with gr.Column():
+                        s_players = [gr.Audio(type="numpy", interactive=False, label=f"#{i + 1}", visible=i == 0)
+                                     for i in range(N_PLAYERS)]
+                s_table = gr.Dataframe(headers=SOUND_COLUMNS, interactive=False, label="Matching sounds")
+
+            with gr.Tab("Search texts by audio", id="audio_texts"):
+                with gr.Row():
+                    with gr.Column():
+                        t_clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip")
+                        t_texts = gr.Textbox("\n".join(sound_classes()), lines=8, label="Texts to search (one per line)")
+                        t_k = gr.Slider(1, 20, value=5, step=1, label="Results")
+                        t_button = gr.Button("Search texts", variant="primary")
+                    t_table = gr.Dataframe(headers=TEXT_COLUMNS, interactive=False, label="Closest texts")
+
+        @user_errors
+        def match(clip, labels, templates):
+            audio = registry.for_slot("audio")
+            m = tasks.match_audio(clip, labels, audio, templates=templates)
+            warn_all(m.notices)
+            ranked = {r["label"]: r["score"] for r in m.labels}
+            return ranked, match_summary(m), heard_figure(m), timeline_figure(m), best_rows(m)
+
+        @user_errors
+        def search_sounds(query, k, files, progress=gr.Progress()):
+            audio = registry.for_slot("audio")
+            extract_dir = None
+            try:
+                if files:
+                    extract_dir = Path(tempfile.mkdtemp(prefix="mmdemo-audio-"))
+                    gallery = tasks.build_gallery(
+                        files, audio, cache_dir=cache_dir, extract_dir=extract_dir,
+                        progress=lambda done, total: progress((done, total), desc="Reading sounds"))
+                else:
+                    gallery = default_gallery(audio)
+                hits = tasks.search_gallery(gallery, query, audio, k=int(k))
+                players = [gr.update(value=_player(h["path"]), label=f"#{i + 1} {h['label']} ({h['score']:.3f})",
+                                     visible=True) for i, h in enumerate(hits[:N_PLAYERS])]
+            finally:
+                if extract_dir is not None:
+                    shutil.rmtree(extract_dir, ignore_errors=True)
+            warn_all(gallery.notices)
+            players += [gr.update(value=None, visible=False)] * (N_PLAYERS - len(players))
+            rows = [[i + 1, h["label"], round(h["score"], 4), h["caption"], _span(h["start"], h["end"])]
+                    for i, h in enumerate(hits)]
+            return (rows, *players)
+
+        @user_errors
+        def search_texts(clip, texts, k):
+            audio = registry.for_slot("audio")
+            res = tasks.search_texts_by_audio(clip, texts, audio, k=int(k))
+            warn_all(res.notices)
+            return [[i + 1, h["label"], round(h["score"], 4)] for i, h in enumerate(res.hits)]
+
+        m_button.click(match, [m_clip, m_labels, m_templates], [m_ranked, m_info, m_heard, m_timeline, m_table],
+                       api_name="match_audio", concurrency_id=MODEL_CONCURRENCY_ID)
+        s_button.click(search_sounds, [s_query, s_k, s_files], [s_table, *s_players],
+                       api_name="search_audio", concurrency_id=MODEL_CONCURRENCY_ID)
+        s_query.submit(search_sounds, [s_query, s_k, s_files], [s_table, *s_players],
+                       api_name=False, concurrency_id=MODEL_CONCURRENCY_ID)
+        t_button.click(search_texts, [t_clip, t_texts, t_k], [t_table],
+                       api_name="search_texts_by_audio", concurrency_id=MODEL_CONCURRENCY_ID)
