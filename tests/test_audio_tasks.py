@@ -145,3 +145,19 @@ def test_default_gallery_exists_and_finds_a_chirp(audio, tmp_path):
     assert len(gallery) >= 4 and all(item["caption"] for item in gallery.items)
     hit = A.search_gallery(gallery, "a rising chirp", audio, k=1)[0]
     assert "rising chirp" in hit["caption"]
+
+
+def test_cli_match_and_search(tmp_path, capsys):
+    from mmdemo.cli import main
+
+    clip = tmp_path / "chirp.wav"
+    clip.write_bytes(wav_bytes(sound("chirp", "rising")))
+    (tmp_path / "hiss.wav").write_bytes(wav_bytes(sound("noise", "white")))
+    assert main(["match-audio", str(clip), "white noise", "a rising chirp", "--template", "the sound of {}",
+                 "--json", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["labels"][0]["label"] == "a rising chirp" and out["templates"] == ["the sound of {}"]
+    assert main(["search-audio", str(tmp_path), "a burst of white noise", "--k", "1", "--device", "cpu"]) == 0
+    assert "1. " in (text := capsys.readouterr().out) and "hiss.wav" in text and "chirp.wav" not in text
+    assert main(["match-audio", str(tmp_path / "missing.wav"), "x", "--device", "cpu"]) == 2
+    assert "was not found" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""`python -m mmdemo match-audio ...` and `search-audio ...`: the Audio tab from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _registry(args):
+    from mmdemo.catalog import load_catalog
+    from mmdemo.registry import Registry
+
+    return Registry(load_catalog(args.catalog), device=args.device, profile=args.profile)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="tiny", help="model profile (default: tiny, the embedded bundle)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--catalog", type=Path, help="an extra model catalog (TOML)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def cmd_match_audio(args) -> int:
+    from mmdemo.tasks.audio import match_audio
+
+    audio = _registry(args).for_slot("audio")
+    m = match_audio(args.clip, args.labels, audio, templates=args.template, hop_seconds=args.hop)
+    if args.json:
+        print(json.dumps(m.to_dict(), indent=2))
+        return 0
+    for notice in m.notices:
+        print(f"warning: {notice}")
+    print(f"{m.name}: {m.duration:.1f} s, {len(m.windows)} window(s)")
+    width = max(len(b["label"]) for b in m.best)
+    for b in m.best:
+        print(f"  {b['score']:7.2%}  {b['label']:<{width}}  best window {b['start']:.1f}-{b['end']:.1f} s"
+              f"  (similarity {b['similarity']:.3f})")
+    return 0
+
+
+def cmd_search_audio(args) -> int:
+    import tempfile
+
+    from mmdemo.tasks.audio import build_gallery, search_gallery
+
+    audio = _registry(args).for_slot("audio")
+    with tempfile.TemporaryDirectory(prefix="mmdemo-audio-") as tmp:
+        gallery = build_gallery([args.source], audio, extract_dir=Path(tmp), hop_seconds=args.hop)
+        hits = search_gallery(gallery, args.text, audio, k=args.k)
+        for h in hits:
+            if Path(h["path"]).is_relative_to(tmp):
+                h["path"] = None  # a zip member: its extracted copy is gone when we print
+    if args.json:
+        print(json.dumps({"query": args.text, "sounds": len(gallery), "hits": hits, "notices": gallery.notices},
+                         indent=2))
+        return 0
+    for notice in gallery.notices:
+        print(f"warning: {notice}")
+    print(f"{len(gallery)} sound(s) searched for {args.text!r}:")
+    for i, h in enumerate(hits, 1):
+        caption = f"  “{h['caption']}”" if h["caption"] else ""
+        print(f"  {i}. {h['score']:.3f}  {h['label']}  ({h['start']:.1f}-{h['end']:.1f} s){caption}")
+    return 0
+
+
+def register_cli(sub) -> None:
+    from mmdemo.tasks.audio import HOP_SECONDS
+
+    s = sub.add_parser("match-audio", help="rank text labels for an audio clip (zero-shot)",
+                       description="Rank labels for a clip; long clips are scored window by window.")
+    s.add_argument("clip", help="audio file (WAV, FLAC, OGG, MP3 ...)")
+    s.add_argument("labels", nargs="+", help="labels or descriptions, e.g. 'a rising chirp' 'white noise'")
+    s.add_argument("--template", action="append",
+                   help="prompt template with {} for the label, e.g. 'the sound of {}'; repeat to average several")
+    s.add_argument("--hop", type=float, default=HOP_SECONDS, help="seconds between windows of long clips")
+    _common(s)
+    s.set_defaults(func=cmd_match_audio)
+
+    s = sub.add_parser("search-audio", help="search a folder or zip of sounds by text")
+    s.add_argument("source", help="a folder, a zip or one audio file")
+    s.add_argument("text", help="what to look for, e.g. 'a burst of white noise'")
+    s.add_argument("--k", type=int, default=5, help="how many results (default 5)")
+    s.add_argument("--hop", type=float, default=HOP_SECONDS, help="seconds between windows of long clips")
+    _common(s)
+    s.set_defaults(func=cmd_search_audio)
