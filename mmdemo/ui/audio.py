@@ -140,7 +140,8 @@ def build(registry, settings) -> None:
             with gr.Tab("Match a clip", id="audio_match"):
                 with gr.Row():
                     with gr.Column():
-                        m_clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip")
+                        m_clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip",
+                                          elem_id="audio-match-clip")
                         m_labels = gr.Textbox("\n".join(DEFAULT_LABELS), lines=6,
                                               label="Labels or descriptions (one per line)")
                         m_templates = gr.Textbox("", lines=2, label="Prompt templates (optional, one per line)",
@@ -150,9 +151,10 @@ def build(registry, settings) -> None:
                     with gr.Column():
                         m_ranked = gr.Label(num_top_classes=10, label="Ranked matches (probability)")
                         m_info = gr.Markdown()
-                m_heard = gr.Plot(label="What the model heard")
-                m_timeline = gr.Plot(label="Similarity over time")
-                m_table = gr.Dataframe(headers=BEST_COLUMNS, interactive=False, label="Best window per label")
+                m_heard = gr.Plot(label="What the model heard", elem_id="audio-heard")
+                m_timeline = gr.Plot(label="Similarity over time", elem_id="audio-timeline")
+                m_table = gr.Dataframe(headers=BEST_COLUMNS, interactive=False, label="Best window per label",
+                                       elem_id="audio-best-table")
 
             with gr.Tab("Search sounds by text", id="audio_search"):
                 with gr.Row():
@@ -161,21 +163,25 @@ def build(registry, settings) -> None:
                         s_k = gr.Slider(1, 20, value=5, step=1, label="Results")
                         s_files = gr.File(file_count="multiple", type="filepath", label=(
                             f"Your sounds or a zip (optional; default: {default_count} example sounds)"),
-                            file_types=sorted(AUDIO_SUFFIXES) + [".zip"])
+                            file_types=sorted(AUDIO_SUFFIXES) + [".zip"], elem_id="audio-gallery-files")
                         s_button = gr.Button("Search sounds", variant="primary")
                     with gr.Column():
-                        s_players = [gr.Audio(type="numpy", interactive=False, label=f"#{i + 1}", visible=i == 0)
+                        s_players = [gr.Audio(type="numpy", interactive=False, label=f"#{i + 1}", visible=i == 0,
+                                              elem_id=f"audio-player-{i}")
                                      for i in range(N_PLAYERS)]
-                s_table = gr.Dataframe(headers=SOUND_COLUMNS, interactive=False, label="Matching sounds")
+                s_table = gr.Dataframe(headers=SOUND_COLUMNS, interactive=False, label="Matching sounds",
+                                       elem_id="audio-sounds-table")
 
             with gr.Tab("Search texts by audio", id="audio_texts"):
                 with gr.Row():
                     with gr.Column():
-                        t_clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip")
+                        t_clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip",
+                                          elem_id="audio-texts-clip")
                         t_texts = gr.Textbox("\n".join(sound_classes()), lines=8, label="Texts to search (one per line)")
                         t_k = gr.Slider(1, 20, value=5, step=1, label="Results")
                         t_button = gr.Button("Search texts", variant="primary")
-                    t_table = gr.Dataframe(headers=TEXT_COLUMNS, interactive=False, label="Closest texts")
+                    t_table = gr.Dataframe(headers=TEXT_COLUMNS, interactive=False, label="Closest texts",
+                                           elem_id="audio-texts-table")
 
         @user_errors
         def match(clip, labels, templates):
