@@ -71,3 +71,12 @@ def test_search_texts_by_audio(tiny_app, page, tmp_path):
     page.get_by_role("button", name="Search texts", exact=True).click()
     top = page.locator("#audio-texts-table").get_by_role("row").nth(1)
     expect(top).to_contain_text("a falling chirp", timeout=60_000)
+
+
+def test_example_button_needs_no_file(tiny_app, page):
+    open_audio_tab(page, tiny_app[1])
+    page.get_by_role("button", name="Try an example clip (a chirp, then noise)", exact=True).click()
+    expect(page.locator("#audio-match-clip audio, #audio-match-clip [data-testid=waveform-Audio]").first).to_be_attached()
+    page.get_by_role("button", name="Match", exact=True).click()
+    rows = page.locator("#audio-best-table").get_by_role("row")
+    expect(rows.filter(has_text="a burst of white noise")).to_contain_text("4.0–8.0 s", timeout=60_000)

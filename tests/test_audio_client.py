@@ -47,7 +47,13 @@ def match(client, path, labels=LABELS, templates=""):
 
 def test_endpoints_are_named(client):
     names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    assert {"/match_audio", "/search_audio", "/search_texts_by_audio"} <= names
+    assert {"/match_audio", "/search_audio", "/search_texts_by_audio", "/audio_example_clip"} <= names
+
+
+def test_example_clip_is_eight_seconds_of_two_sounds(client):
+    path = client.predict(api_name="/audio_example_clip")
+    assert sf.info(path).duration == pytest.approx(8.0, abs=0.05)
+    assert top_label(match(client, path))[0] in ("a rising chirp", "a burst of white noise")
 
 
 def test_match_ranks_the_right_label_with_pictures_and_windows(client, tmp_path):

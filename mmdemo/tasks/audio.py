@@ -35,7 +35,7 @@ __all__ = [
     "AudioMatch", "AudioGallery", "TextSearch", "Windowed",
     "window_bounds", "parse_templates", "encode_labels", "embed_clip",
     "match_audio", "build_gallery", "search_gallery", "search_texts_by_audio",
-    "default_gallery_files", "read_captions",
+    "default_gallery_files", "read_captions", "example_clip",
 ]
 
 
@@ -148,6 +148,7 @@ class AudioMatch:
     wave: np.ndarray  # mono at sample_rate, what was scored
     mel: np.ndarray  # the log-mel the model saw in the top label's best window
     mel_window: tuple[float, float]
+    window_seconds: float  # the span ``mel`` covers, silence-padded past a short clip's end
     notices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -185,7 +186,7 @@ def match_audio(source: Any, labels: str | Sequence[str], audio, *, templates: s
         original_sample_rate=clip.original_sample_rate, channels=clip.channels,
         labels=ranked, label_order=label_list, windows=secs, similarity=sim, best=best,
         templates=tpls, wave=clip.wave, mel=np.asarray(audio.mel(clip.wave[top_window[0]:top_window[1]])),
-        mel_window=secs[best_w[order[0]]], notices=notices,
+        mel_window=secs[best_w[order[0]]], window_seconds=float(audio.window_seconds), notices=notices,
     )
 
 
@@ -360,7 +361,21 @@ def default_gallery_files(cache_dir: Path | None = None) -> Path:
     bundled = EXAMPLES_DIR / "sounds"
     if bundled.is_dir() and any(p.suffix.lower() in AUDIO_SUFFIXES for p in bundled.iterdir()):
         return bundled
-    dest = Path(cache_dir) / "example-sounds" if cache_dir else Path(tempfile.mkdtemp(prefix="mmdemo-sounds-"))
-    if not (dest / "captions.json").is_file():
-        _render_fallback_sounds(dest)
-    return dest
+    if cache_dir is not None:
+        dest = Path(cache_dir) / "example-sounds"
+        try:
+            if not (dest / "captions.json").is_file():
+                _render_fallback_sounds(dest)
+            return dest
+        except OSError:
+            pass  # a read-only cache folder must not stop the app: use a temporary one
+    return _render_fallback_sounds(Path(tempfile.mkdtemp(prefix="mmdemo-sounds-")))
+
+
+def example_clip() -> tuple[int, np.ndarray]:
+    """An 8 s clip of two sounds in a row, to try matching and the timeline without a file."""
+    from mmdemo.toyworld import sounds as S
+
+    spec = S.SoundSpec((S.SoundEvent("chirp", "rising", 4.0, 0.0), S.SoundEvent("noise", "white", 4.0, 0.0)),
+                       loud=True, seed=7)
+    return S.SAMPLE_RATE, S.render_sound(spec)

@@ -65,7 +65,7 @@ def heard_figure(m: tasks.AudioMatch):
                              showlegend=False, hoverinfo="skip"), row=1, col=1)
     fig.add_vrect(x0=a, x1=b, fillcolor="orange", opacity=0.2, line_width=0, row=1, col=1)
     mel = np.asarray(m.mel)
-    frames = np.arange(mel.shape[1]) * ((b - a) / max(mel.shape[1] - 1, 1)) + a
+    frames = a + np.arange(mel.shape[1]) * (m.window_seconds / max(mel.shape[1] - 1, 1))
     fig.add_trace(go.Heatmap(z=mel, x=frames, colorscale="Magma", colorbar=dict(title="log power", len=0.6, y=0.3),
                              hovertemplate="t=%{x:.2f} s<br>mel band %{y}<br>%{z:.1f}<extra></extra>"), row=2, col=1)
     fig.update_xaxes(title_text="seconds", row=1, col=1)
@@ -147,7 +147,9 @@ def build(registry, settings) -> None:
                         m_templates = gr.Textbox("", lines=2, label="Prompt templates (optional, one per line)",
                                                  placeholder="the sound of {}\na recording of {}",
                                                  info="{} stands for each label; several templates are averaged.")
-                        m_button = gr.Button("Match", variant="primary")
+                        with gr.Row():
+                            m_button = gr.Button("Match", variant="primary")
+                            m_example = gr.Button("Try an example clip (a chirp, then noise)")
                     with gr.Column():
                         m_ranked = gr.Label(num_top_classes=10, label="Ranked matches (probability)")
                         m_info = gr.Markdown()
@@ -179,7 +181,9 @@ def build(registry, settings) -> None:
                                           elem_id="audio-texts-clip")
                         t_texts = gr.Textbox("\n".join(sound_classes()), lines=8, label="Texts to search (one per line)")
                         t_k = gr.Slider(1, 20, value=5, step=1, label="Results")
-                        t_button = gr.Button("Search texts", variant="primary")
+                        with gr.Row():
+                            t_button = gr.Button("Search texts", variant="primary")
+                            t_example = gr.Button("Try an example clip")
                     t_table = gr.Dataframe(headers=TEXT_COLUMNS, interactive=False, label="Closest texts",
                                            elem_id="audio-texts-table")
 
@@ -222,6 +226,12 @@ def build(registry, settings) -> None:
             warn_all(res.notices)
             return [[i + 1, h["label"], round(h["score"], 4)] for i, h in enumerate(res.hits)]
 
+        def example():
+            sr, wave = tasks.example_clip()
+            return sr, (wave * 32767).astype(np.int16)
+
+        m_example.click(example, None, m_clip, api_name="audio_example_clip", queue=False)
+        t_example.click(example, None, t_clip, api_name=False, queue=False)
         m_button.click(match, [m_clip, m_labels, m_templates], [m_ranked, m_info, m_heard, m_timeline, m_table],
                        api_name="match_audio", concurrency_id=MODEL_CONCURRENCY_ID)
         s_button.click(search_sounds, [s_query, s_k, s_files], [s_table, *s_players],
