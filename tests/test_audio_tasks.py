@@ -143,6 +143,7 @@ def test_default_gallery_exists_and_finds_a_chirp(audio, tmp_path):
     folder = A.default_gallery_files(tmp_path)
     gallery = A.build_gallery([folder], audio)
     assert len(gallery) >= 4 and all(item["caption"] for item in gallery.items)
+    assert not gallery.notices  # its captions.json is not reported as a stray file
     hit = A.search_gallery(gallery, "a rising chirp", audio, k=1)[0]
     assert "rising chirp" in hit["caption"]
 

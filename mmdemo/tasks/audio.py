@@ -266,6 +266,8 @@ def build_gallery(files: Any, audio, *, captions: dict[str, str] | None = None, 
 
     paths, notices = collect_files(files, suffixes=AUDIO_SUFFIXES, max_files=max_files, what="sounds",
                                    extract_dir=extract_dir)
+    # captions.json belongs beside the sounds; warning that it "is not a sound" would only confuse.
+    notices = [n for n in notices if not (n.startswith("Skipped 1 file(s)") and "captions.json'" in n)]
     captions = dict(captions or {})
     for folder in {p.parent for p in paths}:
         for fname, caption in read_captions(folder).items():
