@@ -51,12 +51,17 @@ def test_match_clip_shows_ranking_pictures_and_timeline(tiny_app, page, two_soun
 
 
 def test_search_sounds_plays_results(tiny_app, page):
+    from mmdemo.settings import Settings
+    from mmdemo.tasks.audio import default_gallery_files
+    from tests.test_audio_tasks import unique_caption
+
+    name, caption = unique_caption(default_gallery_files(Settings().cache_dir))  # the app's own examples
     open_audio_tab(page, tiny_app[1], "Search sounds by text")
-    box = page.get_by_label("Describe the sound", exact=True)
-    box.fill("a burst of white noise")
+    page.get_by_label("Describe the sound", exact=True).fill(caption)
     page.get_by_role("button", name="Search sounds", exact=True).click()
     best = page.locator("#audio-sounds-table").get_by_role("row").nth(1)  # row 0 is the header
-    expect(best).to_contain_text("white noise", timeout=60_000)
+    expect(best).to_contain_text(name, timeout=60_000)
+    expect(best).to_contain_text(caption)
     player = page.locator("#audio-player-0")
     expect(player).to_contain_text("#1 ")
     expect(player.locator("audio, canvas, [data-testid=waveform-Audio]").first).to_be_attached()

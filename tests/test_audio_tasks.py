@@ -144,8 +144,17 @@ def test_default_gallery_exists_and_finds_a_chirp(audio, tmp_path):
     gallery = A.build_gallery([folder], audio)
     assert len(gallery) >= 4 and all(item["caption"] for item in gallery.items)
     assert not gallery.notices  # its captions.json is not reported as a stray file
-    hit = A.search_gallery(gallery, "a rising chirp", audio, k=1)[0]
-    assert "rising chirp" in hit["caption"]
+    name, caption = unique_caption(folder)
+    assert A.search_gallery(gallery, caption, audio, k=1)[0]["label"] == name
+
+
+def unique_caption(folder):
+    """A (file, caption) of the example gallery whose caption no other sound shares."""
+    from collections import Counter
+
+    captions = A.read_captions(folder)
+    counts = Counter(captions.values())
+    return next((f, c) for f, c in sorted(captions.items()) if counts[c] == 1 and (folder / f).is_file())
 
 
 def test_cli_match_and_search(tmp_path, capsys):
@@ -162,3 +171,11 @@ def test_cli_match_and_search(tmp_path, capsys):
     assert "1. " in (text := capsys.readouterr().out) and "hiss.wav" in text and "chirp.wav" not in text
     assert main(["match-audio", str(tmp_path / "missing.wav"), "x", "--device", "cpu"]) == 2
     assert "was not found" in capsys.readouterr().err
+
+
+def test_captions_file_in_either_layout(tmp_path):
+    (tmp_path / "captions.json").write_text(json.dumps([{"file": "sounds/a.wav", "caption": "a rising chirp"},
+                                                        {"path": "b.wav", "text": "a major chord"}, "junk"]))
+    assert A.read_captions(tmp_path) == {"a.wav": "a rising chirp", "b.wav": "a major chord"}
+    (tmp_path / "captions.json").write_text("{not json")
+    assert A.read_captions(tmp_path) == {}
