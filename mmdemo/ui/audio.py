@@ -135,7 +135,7 @@ def build(registry, settings) -> None:
     with gr.Tab("Audio", id="audio"):
         gr.Markdown("Match a sound against text, search sounds by text, or texts by a sound. "
                     "The tiny bundle only knows generated sounds (tones, chirps, noises, clicks, chords); "
-                    f"clips are mixed to mono, resampled and split into windows the model can hear.")
+                    "clips are mixed to mono, resampled and split into windows the model can hear.")
         with gr.Tabs():
             with gr.Tab("Match a clip", id="audio_match"):
                 with gr.Row():
