@@ -2,6 +2,7 @@
 
 Seeded and fast (numpy + PIL). Some colour+shape pairs never appear in training
 scenes (``HELD_OUT``) so evaluation can measure compositional generalisation.
+All randomness lives in the :class:`Scene`, so rendering is a pure function of it.
 """
 
 from __future__ import annotations
@@ -20,13 +21,32 @@ COLOURS = {
 }
 SIZES = ("small", "large")
 BACKGROUNDS = ("plain", "striped", "dotted", "checkered")
-# One pair per colour/shape "diagonal" so every colour and every shape still appears
-# in training with other partners.
+# One pair per colour and per shape, so every colour and every shape still appears
+# in training with its other partners.
 HELD_OUT = frozenset({("red", "star"), ("green", "heart"), ("blue", "triangle"),
                       ("yellow", "ring"), ("purple", "square"), ("orange", "cross")})
+SPLITS = ("train", "heldout", "any")
 
-_SIZE_FRAC = {"small": 0.22, "large": 0.40}  # of the image side
+_SIZE_FRAC = {"small": 0.22, "large": 0.40}  # of the image side: ~14 and ~26 px at 64 px
+# Triangles and stars poke out past the nominal radius; collisions use this margin.
+_REACH = 1.12
+_GAP = 0.02  # free space between objects, fraction of the side
+# Centres this far apart in x keep "left of" unambiguous to the eye.
+_MIN_DX = 0.10
 _SYN_SIZE = {"small": ("small", "little", "tiny"), "large": ("large", "big", "huge")}
+
+# Paraphrase templates. vocabulary() tokenises these, so a new wording only needs adding here.
+_LEADS = ("", "there is ", "a picture of ", "an image of ", "a photo of ")
+_TAILS = (" on a {bg} background", " with a {bg} background", " over a {bg} background",
+          " in front of a {bg} background")
+_TWO = ("{a} left of {b}", "{a} to the left of {b}", "{b} right of {a}", "{b} to the right of {a}",
+        "{a} and {b}", "{b} and {a}")
+_THREE = ("{a}, {b} and {c}", "from left to right {a}, {b} and {c}", "{p}, {q} and {r}")
+
+
+def tokenize(text: str) -> list[str]:
+    """The word split every vocabulary check uses: words, and punctuation on its own."""
+    return re.findall(r"[a-z0-9]+|[^\sa-z0-9]", text.lower())
 
 
 @dataclass(frozen=True)
@@ -37,12 +57,22 @@ class SceneObject:
     x: float  # centre, as a fraction of the image side
     y: float
 
+    @property
+    def pair(self) -> tuple[str, str]:
+        return (self.colour, self.shape)
+
 
 @dataclass(frozen=True)
 class Scene:
     objects: tuple[SceneObject, ...]
     background: str
     tint: int = 0  # background grey jitter, so backgrounds aren't one exact colour
+    hue: tuple[int, int, int] = (0, 0, 0)  # slight per-channel colour cast of the background
+    phase: int = 0  # pattern offset in 1/64ths of the side
+
+    @property
+    def pairs(self) -> set[tuple[str, str]]:
+        return {o.pair for o in self.objects}
 
 
 def _pairs(split: str) -> list[tuple[str, str]]:
@@ -52,57 +82,100 @@ def _pairs(split: str) -> list[tuple[str, str]]:
     return allp
 
 
+def _reach(size: str) -> float:
+    return _SIZE_FRAC[size] / 2 * _REACH
+
+
+def _place(rng: np.random.Generator, sizes: list[str]) -> list[tuple[float, float]]:
+    """Non-overlapping centres, distinct enough in x for left/right words to hold."""
+    for _ in range(300):
+        pts: list[tuple[float, float, float]] = []
+        for size in sizes:
+            r = _reach(size)
+            for _ in range(30):
+                x, y = rng.uniform(r + 0.01, 1 - r - 0.01, size=2)
+                if all(abs(x - px) >= _MIN_DX and math.hypot(x - px, y - py) >= r + pr + _GAP
+                       for px, py, pr in pts):
+                    pts.append((float(x), float(y), r))
+                    break
+            else:
+                break
+        if len(pts) == len(sizes):
+            return [(x, y) for x, y, _ in pts]
+    # Practically unreachable (three large objects can always fit on a zigzag), but a
+    # generator must never hang or fail: fall back to that zigzag.
+    n = len(sizes)
+    return [((k + 0.5) / n, 0.27 if k % 2 else 0.73) for k in range(n)]
+
+
 def sample_scene(rng: np.random.Generator, n_objects: int | None = None, split: str = "train",
-                 required: list[tuple[str, str]] | None = None,
+                 required: list[tuple[str, ...]] | None = None,
                  forbid: set[tuple[str, str]] | None = None) -> Scene:
-    """A random scene. ``split``: "train" avoids HELD_OUT pairs, "heldout" has at least
-    one, "any" anything. ``required`` pairs are included; ``forbid`` pairs excluded."""
-    n = int(n_objects or rng.integers(1, 4))
-    required = list(required or [])
-    n = max(n, len(required))
+    """A random scene of 1-3 objects (uniform when ``n_objects`` is None).
+
+    ``split``: "train" never uses a HELD_OUT pair, "heldout" has at least one, "any"
+    anything. ``required``: (colour, shape) pairs, or (size, colour, shape) triples,
+    that must be in the scene; ``forbid``: pairs that must not. No two objects share
+    a (colour, shape) pair.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    req_pairs, req_sizes = [], []
+    for item in required or ():
+        if len(item) == 3:
+            req_sizes.append(item[0]); req_pairs.append((item[1], item[2]))
+        else:
+            req_sizes.append(None); req_pairs.append((item[0], item[1]))
     forbid = set(forbid or ())
-    pool = [p for p in _pairs(split) if p not in forbid and p not in required]
-    if split == "heldout" and not any(p in HELD_OUT for p in required):
-        choices = [p for p in HELD_OUT if p not in forbid]
-        required.append(choices[rng.integers(len(choices))])
-        pool = [p for p in pool if p not in required]
-    n = max(n, len(required))
-    extra = [pool[i] for i in rng.choice(len(pool), size=n - len(required), replace=False)]
-    pairs = required + extra
-    sizes = [SIZES[rng.integers(2)] for _ in pairs]
-    # Left-to-right slots so objects never overlap and the order words are well defined.
-    slots = np.sort(rng.permutation(3)[:n]) if n < 3 else np.arange(3)
+    if len(set(req_pairs)) != len(req_pairs) or forbid & set(req_pairs):
+        raise ValueError(f"required pairs {req_pairs} repeat or are forbidden")
+    if split == "train" and HELD_OUT & set(req_pairs):
+        raise ValueError(f"required pairs {req_pairs} include a held-out pair; use split='any'")
+    n = int(n_objects) if n_objects else int(rng.integers(1, 4))
+    if split == "heldout" and not HELD_OUT & set(req_pairs):
+        choices = sorted(p for p in HELD_OUT if p not in forbid)
+        req_pairs.append(choices[rng.integers(len(choices))]); req_sizes.append(None)
+    n = max(n, len(req_pairs))
+    if not 1 <= n <= 3:
+        raise ValueError(f"a scene holds 1-3 objects, not {n}")
+    pool = [p for p in _pairs(split) if p not in forbid and p not in req_pairs]
+    extra = [pool[i] for i in rng.choice(len(pool), size=n - len(req_pairs), replace=False)]
+    pairs = req_pairs + extra
+    sizes = [s or SIZES[rng.integers(2)] for s in req_sizes] + [SIZES[rng.integers(2)] for _ in extra]
+    # Shuffle so required objects are not always the leftmost.
     order = rng.permutation(n)
-    objs = []
-    for k, (pair, size) in enumerate(zip(pairs, sizes)):
-        slot = slots[order[k]]
-        half = _SIZE_FRAC[size] / 2
-        lo, hi = slot / 3 + half * 0.6, (slot + 1) / 3 - half * 0.6
-        x = float(rng.uniform(min(lo, hi), max(lo, hi))) if n > 1 else float(rng.uniform(0.3, 0.7))
-        y = float(rng.uniform(0.25 + half * 0.3, 0.75 - half * 0.3))
-        objs.append(SceneObject(pair[1], pair[0], size, x, y))
+    pairs, sizes = [pairs[i] for i in order], [sizes[i] for i in order]
+    objs = [SceneObject(p[1], p[0], s, x, y) for p, s, (x, y) in zip(pairs, sizes, _place(rng, sizes))]
     objs.sort(key=lambda o: o.x)
-    return Scene(tuple(objs), BACKGROUNDS[rng.integers(len(BACKGROUNDS))], int(rng.integers(-12, 13)))
+    return Scene(tuple(objs), BACKGROUNDS[rng.integers(len(BACKGROUNDS))], int(rng.integers(-12, 13)),
+                 tuple(int(v) for v in rng.integers(-8, 9, size=3)), int(rng.integers(0, 8)))
+
+
+def sample_scene_with(rng: np.random.Generator, required: list[tuple[str, ...]], n_objects: int | None = None,
+                      split: str = "any", forbid: set[tuple[str, str]] | None = None) -> Scene:
+    """A scene that holds ``required`` and none of ``forbid`` (tasks build on this)."""
+    return sample_scene(rng, n_objects, split, required=required, forbid=forbid)
 
 
 def _background(scene: Scene, size: int) -> Image.Image:
-    base = 150 + scene.tint
-    img = Image.new("RGB", (size, size), (base, base, base))
+    base = np.array([150 + scene.tint] * 3) + np.array(scene.hue)
+    img = Image.new("RGB", (size, size), tuple(int(v) for v in base))
     d = ImageDraw.Draw(img)
-    alt = (base + 40, base + 40, base + 40)
+    alt = tuple(int(v) for v in base + 40)
     step = max(4, size // 8)
+    off = scene.phase * size // 64 % step - step
     if scene.background == "striped":
-        for i in range(0, size, step):
+        for i in range(off, size, step):
             d.rectangle([i, 0, i + step // 2 - 1, size], fill=alt)
     elif scene.background == "dotted":
         r = max(1, step // 5)
-        for i in range(step // 2, size, step):
-            for j in range(step // 2, size, step):
+        for i in range(off + step // 2, size + step, step):
+            for j in range(off + step // 2, size + step, step):
                 d.ellipse([i - r, j - r, i + r, j + r], fill=alt)
     elif scene.background == "checkered":
-        for i in range(0, size, step):
-            for j in range(0, size, step):
-                if (i // step + j // step) % 2:
+        for i in range(off, size, step):
+            for j in range(off, size, step):
+                if ((i - off) // step + (j - off) // step) % 2:
                     d.rectangle([i, j, i + step - 1, j + step - 1], fill=alt)
     return img
 
@@ -157,6 +230,7 @@ def render_scene(scene: Scene, size: int = 64) -> np.ndarray:
 
 
 def mention(obj: SceneObject, with_size: bool = True) -> str:
+    """"a large red star" (or "a red star")."""
     return f"a {obj.size} {obj.colour} {obj.shape}" if with_size else f"a {obj.colour} {obj.shape}"
 
 
@@ -173,22 +247,21 @@ def caption(scene: Scene) -> str:
 
 
 def paraphrases(scene: Scene, rng: np.random.Generator, n: int = 1) -> list[str]:
-    """Other wordings of the same content (every object's size, colour and shape stated)."""
+    """Other wordings of the same content: every object's size, colour and shape is
+    stated, and so is the background (build_tiny tells captions from one-object
+    mentions by the word "background")."""
     out = []
     for _ in range(n):
         ms = [f"a {_SYN_SIZE[o.size][rng.integers(3)]} {o.colour} {o.shape}" for o in scene.objects]
-        style = rng.integers(4)
-        if len(ms) == 2 and style == 0:
-            body = f"{ms[1]} to the right of {ms[0]}"
-        elif len(ms) == 2 and style == 1:
-            body = f"{ms[0]} to the left of {ms[1]}"
+        if len(ms) == 1:
+            body = ms[0]
+        elif len(ms) == 2:
+            body = _TWO[rng.integers(len(_TWO))].format(a=ms[0], b=ms[1])
         else:
-            order = rng.permutation(len(ms)) if style >= 2 else range(len(ms))
-            parts = [ms[i] for i in order]
-            body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-        bg = scene.background
-        lead = ["", "there is ", "a picture of ", "an image with "][rng.integers(4)]
-        tail = [f" on a {bg} background", f" with a {bg} background", f" over a {bg} background"][rng.integers(3)]
+            p, q, r = (ms[i] for i in rng.permutation(3))
+            body = _THREE[rng.integers(len(_THREE))].format(a=ms[0], b=ms[1], c=ms[2], p=p, q=q, r=r)
+        lead = _LEADS[rng.integers(len(_LEADS))]
+        tail = _TAILS[rng.integers(len(_TAILS))].format(bg=scene.background)
         out.append(f"{lead}{body}{tail}")
     return out
 
@@ -206,11 +279,13 @@ def parse_background(text: str) -> str | None:
     return m.group(1) if m else None
 
 
+WORDS = (set(SHAPES) | set(COLOURS) | set(SIZES) | set(BACKGROUNDS) | {w for ws in _SYN_SIZE.values() for w in ws}
+         | {w for t in _LEADS + _TAILS + _TWO + _THREE for w in tokenize(re.sub(r"\{\w+\}", " ", t))}
+         | set(tokenize(caption(Scene((SceneObject("ring", "red", "small", 0, 0),) * 3, "plain")))))
+
+
 def vocabulary() -> list[str]:
     """Every word any generated text (scenes, sounds, tasks) can contain."""
     from mmdemo.toyworld import sounds, tasks
 
-    words = set(SHAPES) | set(COLOURS) | set(BACKGROUNDS) | {w for ws in _SYN_SIZE.values() for w in ws}
-    words |= set("a left of right to the and on with over background there is picture an image , ?".split())
-    words |= sounds.WORDS | tasks.WORDS
-    return sorted(words)
+    return sorted(WORDS | sounds.WORDS | tasks.WORDS)
