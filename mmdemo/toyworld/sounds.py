@@ -26,14 +26,42 @@ EVENTS.update({
 })
 EVENT_KEYS = tuple(EVENTS)
 _PHRASE_TO_KEY = {v: k for k, v in EVENTS.items()}
-# Paraphrase vocabulary (canonical word -> alternatives).
-_SYN = {"tone": ("tone", "note", "sound"), "followed by": ("followed by", "then", "and then"),
-        "loud": ("loud", "strong"), "quiet": ("quiet", "soft", "faint"), "burst": ("burst", "blast"),
-        "series": ("series", "train")}
 
-WORDS = set(" ".join(EVENTS.values()).split()) | {"loud", "quiet", "followed", "by", "then", "and", "strong",
-                                                 "soft", "faint", "note", "sound", "blast", "train", "of",
-                                                 "the", "hum"}
+
+def _alternatives(kind: str, variant: str) -> tuple[str, ...]:
+    """Other names of one event; each names only this event (no two classes share one)."""
+    canon = EVENTS[(kind, variant)]
+    if kind == "tone":
+        pitch, wave = variant.split()
+        alts = [f"a {pitch} {wave} note", f"a {pitch} {wave} wave", f"a {pitch} pitched {wave} tone"]
+        if wave == "sine":
+            alts += [f"a {pitch} pure tone", {"low": "a low hum", "mid": "a mid beep", "high": "a high beep"}[pitch]]
+        else:
+            alts.append(f"a {pitch} buzzy {wave} tone")
+        return (canon, *alts)
+    if kind == "chirp":
+        way = {"rising": "upward", "falling": "downward"}[variant]
+        go = {"rising": "up", "falling": "down"}[variant]
+        return (canon, f"an {way} chirp", f"a {variant} sweep", f"a chirp going {go}")
+    if kind == "noise":
+        return (canon, f"a hiss of {variant} noise", f"a blast of {variant} noise", f"{variant} noise")
+    if kind == "clicks":
+        return (canon, f"{variant} clicking", f"a {variant} train of clicks", f"{variant} clicks")
+    return (canon, f"a {variant} triad", f"a {variant} chord played at once")
+
+
+ALTERNATIVES = {key: _alternatives(*key) for key in EVENT_KEYS}
+_LOUDNESS = {True: ("loud", "strong"), False: ("quiet", "soft", "faint")}
+_THEN = (" followed by ", ", then ", " and then ", " and after that ")
+_LEADS = ("", "", "the sound of ", "you hear ", "a recording of ")
+
+
+def _tokens(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+|[^\sa-z0-9]", text.lower()))
+
+
+WORDS = set().union(*(_tokens(t) for alts in ALTERNATIVES.values() for t in alts),
+                    *(_tokens(t) for t in _THEN + _LEADS + _LOUDNESS[True] + _LOUDNESS[False]), {"a", "an"})
 
 
 @dataclass(frozen=True)
@@ -130,14 +158,25 @@ def describe(spec: SoundSpec) -> str:
     return text
 
 
+def _with_loudness(phrase: str, word: str) -> str:
+    """Put the loudness word after the article: "an upward chirp" -> "a loud upward chirp"."""
+    for art in ("a ", "an "):
+        if phrase.startswith(art):
+            return f"a {word} {phrase[len(art):]}"
+    return f"{word} {phrase}"
+
+
 def paraphrases(spec: SoundSpec, rng: np.random.Generator, n: int = 1) -> list[str]:
+    """Other wordings naming the same events, in order, and the loudness."""
     out = []
     for _ in range(n):
-        text = describe(spec)
-        for word, alts in _SYN.items():
-            text = re.sub(rf"\b{word}\b", lambda m: alts[rng.integers(len(alts))], text)
-        text = text.replace("low sine tone", "low hum") if rng.random() < 0.3 else text
-        out.append(text)
+        names = [ALTERNATIVES[(e.kind, e.variant)] for e in spec.events]
+        names = [alts[rng.integers(len(alts))] for alts in names]
+        loud = _LOUDNESS[spec.loud][rng.integers(len(_LOUDNESS[spec.loud]))]
+        text = _with_loudness(names[0], loud)
+        for name in names[1:]:
+            text += _THEN[rng.integers(len(_THEN))] + name
+        out.append(_LEADS[rng.integers(len(_LEADS))] + text)
     return out
 
 
