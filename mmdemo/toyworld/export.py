@@ -75,7 +75,7 @@ def export_examples(out_dir: str | Path, n_images: int = 24, n_sounds: int = 16,
     files, image_caps = {}, {}
     for i, scene in enumerate(_gallery_scenes(rng, n_images)):
         cap = scenes.caption(scene)
-        name = f"{i:02d}-{_slug(cap.split(" on a ")[0])}.png"
+        name = f"{i:02d}-{_slug(cap.split(' on a ')[0])}.png"
         buf = io.BytesIO()
         Image.fromarray(scenes.render_scene(scene, size=image_size)).save(buf, format="PNG")
         files[name], image_caps[name] = buf.getvalue(), cap
