@@ -46,7 +46,7 @@ MODALITIES = ("image", "text", "audio")
 __all__ = [
     "LabeledExample", "Dataset", "Classification", "ZeroShotResult", "TrainReport", "LeaderRow",
     "read_csv_dataset", "load_dataset_upload", "generated_dataset", "dataset_features", "FeatureCache",
-    "train_on_dataset", "save_trained_head", "import_head", "register_saved_heads", "resolve_head",
+    "train_on_dataset", "write_head", "save_trained_head", "import_head", "register_saved_heads", "resolve_head",
     "classify", "zero_shot", "head_name", "generated_examples",
 ]
 
@@ -543,20 +543,26 @@ def _protect_builtin(registry, name: str) -> None:
             raise MMDemoError(f"{name!r} is a built-in model name; pick another name for your head.")
 
 
-def save_trained_head(report: TrainReport, registry, cache_dir: str | Path, name: str, clip, audio=None) -> Path:
-    """Save the winner to ``cache_dir/heads/<name>.safetensors`` (atomically: an earlier
-    head of that name survives a crash) and register it as a fusion entry."""
-    from mmdemo.catalog import EntrySpec
+def write_head(report: TrainReport, path: str | Path, clip, audio=None) -> Path:
+    """The winner as a head file (atomic: an earlier file at ``path`` survives a crash),
+    its metadata naming the encoders it was trained on."""
     from mmdemo.models.fusion import save_head
 
-    _protect_builtin(registry, name)
-    path = Path(cache_dir) / "heads" / f"{name}.safetensors"
     meta = {"labels": report.label_names, "modalities": list(report.modalities), "task": report.dataset,
             "encoder": _encoders(clip, audio, report.modalities),
             "validation": {"accuracy": report.winner.accuracy, "macro_f1": report.winner.macro_f1,
                            "n": report.n_val},
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    save_head(path, report.winner_head, meta)
+    report.saved_path = save_head(path, report.winner_head, meta)
+    return report.saved_path
+
+
+def save_trained_head(report: TrainReport, registry, cache_dir: str | Path, name: str, clip, audio=None) -> Path:
+    """Save the winner to ``cache_dir/heads/<name>.safetensors`` and register it."""
+    from mmdemo.catalog import EntrySpec
+
+    _protect_builtin(registry, name)
+    path = write_head(report, Path(cache_dir) / "heads" / f"{name}.safetensors", clip, audio)
     registry.register(EntrySpec(name, "fusion", "mmdemo", weights=path,
                                 description=f"Your {report.winner.kind} head for {report.dataset!r} "
                                             f"({len(report.label_names)} labels, validation accuracy "
