@@ -40,14 +40,16 @@ MAX_REPORTED_ROW_ERRORS = 5
 REQUIRED_COLUMNS = ("image", "text", "label")
 OPTIONAL_COLUMNS = ("audio",)
 FEATURE_BATCH = 256
-DEFAULT_TEMPLATE = "{}"
+DEFAULT_TEMPLATE = "a {}"
 MODALITIES = ("image", "text", "audio")
+# mmdemo.models.fusion.HEAD_KINDS, without importing torch when the app is built (a test keeps them equal).
+HEAD_KINDS = ("weighted_sum", "concat", "bilinear", "attention", "gated")
 
 __all__ = [
     "LabeledExample", "Dataset", "Classification", "ZeroShotResult", "TrainReport", "LeaderRow",
     "read_csv_dataset", "load_dataset_upload", "generated_dataset", "dataset_features", "FeatureCache",
     "train_on_dataset", "write_head", "save_trained_head", "import_head", "register_saved_heads", "resolve_head",
-    "classify", "zero_shot", "head_name", "generated_examples",
+    "classify", "zero_shot", "head_name", "check_save_name", "generated_examples",
 ]
 
 
@@ -465,7 +467,6 @@ def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epo
 
     ``progress`` gets dicts: {"stage": "features", "done", "total"} while encoding, then
     the trainer's per-epoch rows ({"stage": "train", "kind", "epoch", ...})."""
-    from mmdemo.models.fusion import HEAD_KINDS
     from mmdemo.training.fusion_trainer import stratified_split, train_heads
 
     kinds = list(dict.fromkeys(kinds or []))
@@ -533,7 +534,8 @@ def _encoders(clip, audio, modalities) -> dict:
     return enc
 
 
-def _protect_builtin(registry, name: str) -> None:
+def check_save_name(registry, name: str) -> None:
+    """Refuse to save over a built-in entry (bundled heads, encoders): only the user's own heads are replaced."""
     from mmdemo.paths import TINY_BUNDLE_DIR
 
     if name in registry.catalog.entries:
@@ -561,7 +563,7 @@ def save_trained_head(report: TrainReport, registry, cache_dir: str | Path, name
     """Save the winner to ``cache_dir/heads/<name>.safetensors`` and register it."""
     from mmdemo.catalog import EntrySpec
 
-    _protect_builtin(registry, name)
+    check_save_name(registry, name)
     path = write_head(report, Path(cache_dir) / "heads" / f"{name}.safetensors", clip, audio)
     registry.register(EntrySpec(name, "fusion", "mmdemo", weights=path,
                                 description=f"Your {report.winner.kind} head for {report.dataset!r} "
@@ -583,7 +585,7 @@ def import_head(path: str | Path, registry, cache_dir: str | Path, name: str | N
     _, meta = load_head(path)
     check_encoders(meta, registry, f"Head file {path.name!r}")
     name = head_name(name, path.stem)
-    _protect_builtin(registry, name)
+    check_save_name(registry, name)
     dest = atomic_write_bytes(Path(cache_dir) / "heads" / f"{name}.safetensors", path.read_bytes())
     registry.register(EntrySpec(name, "fusion", "mmdemo", weights=dest,
                                 description=f"Uploaded {meta['config']['kind']} head ({len(meta['labels'])} labels)."))
@@ -829,11 +831,13 @@ def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: di
 
 def generated_examples(out_dir: str | Path, per_task: int = 3, seed: int = 2024) -> list[dict]:
     """A few rendered examples of each generated task as files (PNG, WAV) for a gallery:
-    [{task, image, text, audio, label, head}]; rewritten only when missing."""
+    [{task, image, text, audio, label, caption, objects, zero_shot_labels}]; files are
+    written only when missing (the generator is seeded, so they never go stale)."""
     import soundfile as sf
     from PIL import Image
 
     from mmdemo.atomic import atomic_write_bytes
+    from mmdemo.toyworld import scenes
     from mmdemo.toyworld.tasks import TASKS, make_examples
 
     out_dir = Path(out_dir)
@@ -853,6 +857,11 @@ def generated_examples(out_dir: str | Path, per_task: int = 3, seed: int = 2024)
                     buf = io.BytesIO()
                     sf.write(buf, np.asarray(e.audio, np.float32), 16000, format="WAV", subtype="PCM_16")
                     atomic_write_bytes(wav, buf.getvalue())
+            present = list(dict.fromkeys(f"{o.colour} {o.shape}" for o in e.scene.objects))
+            rng = np.random.default_rng(seed + i)
+            others = [p for p in (f"{c} {s}" for c in scenes.COLOURS for s in scenes.SHAPES) if p not in present]
+            choices = present + [others[k] for k in rng.choice(len(others), 4, replace=False)]
             rows.append({"task": task, "image": str(img), "text": e.text, "audio": str(wav) if wav else None,
-                         "label": e.label})
+                         "label": e.label, "caption": scenes.caption(e.scene),
+                         "zero_shot_labels": sorted(choices), "objects": present})
     return rows

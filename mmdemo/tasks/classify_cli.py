@@ -89,7 +89,7 @@ def cmd_classify(args) -> int:
 
 
 def register_cli(sub) -> None:
-    from mmdemo.models.fusion import HEAD_KINDS
+    from mmdemo.tasks.classify import HEAD_KINDS
 
     s = sub.add_parser("train-fusion", help="train fusion heads on a CSV (or zip) of image,text[,audio],label",
                        description="Train heads side by side with single-modality baselines; save the best.")
