@@ -1,0 +1,342 @@
+"""Classify task functions on the tiny bundle: datasets, training, classify, zero-shot, heads."""
+
+import csv
+import io
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from mmdemo.errors import MMDemoError
+from mmdemo.tasks import classify as tasks
+
+
+def write_dataset(root: Path, task: str = "scene_qa", n: int = 8, seed: int = 3, rows=None) -> Path:
+    """A CSV + media folder like a user would make, from the generated world."""
+    from mmdemo.toyworld.tasks import make_examples
+
+    (root / "media").mkdir(parents=True, exist_ok=True)
+    lines = [["image", "text", "audio", "label"]]
+    for i, e in enumerate(make_examples(task, n, seed=seed)):
+        Image.fromarray(e.image).save(root / "media" / f"{i}.png")
+        audio = ""
+        if e.audio is not None:
+            sf.write(root / "media" / f"{i}.wav", e.audio, 16000)
+            audio = f"media/{i}.wav"
+        lines.append([f"media/{i}.png", e.text, audio, e.label])
+    if rows is not None:
+        lines = rows(lines)
+    buf = io.StringIO()
+    csv.writer(buf).writerows(lines)
+    path = root / "data.csv"
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tiny_registry):
+    return tiny_registry.for_slot("clip")
+
+
+@pytest.fixture(scope="module")
+def audio(tiny_registry):
+    return tiny_registry.for_slot("audio")
+
+
+@pytest.fixture(scope="module")
+def qa_report(clip, tmp_path_factory):
+    """Heads trained side by side on 2,000 generated scene_qa examples (features cached)."""
+    cache = tasks.FeatureCache(tmp_path_factory.mktemp("features"))
+    ds = tasks.generated_dataset("scene_qa", 2000, seed=0)
+    report = tasks.train_on_dataset(ds, ["bilinear", "gated"], clip, epochs=30, cache=cache)
+    return report, cache, ds
+
+
+# --------------------------------------------------------------------------- CSV and zip datasets
+
+
+def test_csv_round_trip_with_audio(tmp_path, audio):
+    path = write_dataset(tmp_path, "scene_sound_match", n=8)
+    ds = tasks.read_csv_dataset(path, audio_rate=audio.sample_rate)
+    assert len(ds) == 8 and ds.modalities == ("image", "text", "audio")
+    assert sorted(ds.label_names) == sorted({"match", "image mismatch", "sound mismatch", "both mismatch"})
+    assert all(e.audio is not None and e.audio.ndim == 1 for e in ds.examples)
+    assert [e.row for e in ds.examples] == list(range(2, 10))
+
+
+def test_csv_missing_columns_are_named(tmp_path):
+    path = write_dataset(tmp_path, rows=lambda lines: [[r[0], r[1], r[3]] for r in lines])
+    path.write_text(path.read_text().replace("image,text,label", "picture,text,label", 1))
+    with pytest.raises(MMDemoError, match="missing column.*image"):
+        tasks.read_csv_dataset(path)
+
+
+def test_csv_missing_media_names_the_row(tmp_path):
+    path = write_dataset(tmp_path)
+    (tmp_path / "media" / "3.png").unlink()
+    with pytest.raises(MMDemoError, match=r"row 5: Image file 'media/3.png' was not found"):
+        tasks.read_csv_dataset(path)
+
+
+def test_csv_unreadable_image_and_empty_text_name_their_rows(tmp_path):
+    def broken(lines):
+        lines[2][1] = "   "
+        return lines
+    path = write_dataset(tmp_path, rows=broken)
+    (tmp_path / "media" / "5.png").write_bytes(b"not a png at all")
+    with pytest.raises(MMDemoError) as err:
+        tasks.read_csv_dataset(path)
+    assert "row 3: the text is empty" in str(err.value)
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace("   ", "is there a red star?")
+    path.write_text("\n".join(lines))
+    with pytest.raises(MMDemoError, match=r"row 7: Image '5.png' is not a readable image"):
+        tasks.read_csv_dataset(path)
+
+
+def test_csv_path_traversal_is_refused_with_its_row(tmp_path):
+    def escape(lines):
+        lines[4][0] = "../../etc/passwd.png"
+        return lines
+    with pytest.raises(MMDemoError, match=r"row 5: .*without '\.\.'"):
+        tasks.read_csv_dataset(write_dataset(tmp_path, rows=escape))
+
+
+def test_csv_not_utf8_names_the_row(tmp_path):
+    path = write_dataset(tmp_path)
+    lines = path.read_bytes().split(b"\n")
+    lines[3] = lines[3].replace(b"is there", b"is th\xe9re")  # Latin-1, as old spreadsheets save
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(MMDemoError, match="row 4 is not valid UTF-8"):
+        tasks.read_csv_dataset(path)
+
+
+def test_label_with_one_example_is_named_with_its_row(tmp_path):
+    def lonely(lines):
+        lines[6][3] = "maybe"
+        return lines
+    with pytest.raises(MMDemoError, match=r"at least 2 examples.*'maybe' \(row 7\)"):
+        tasks.read_csv_dataset(write_dataset(tmp_path, rows=lonely))
+
+
+def test_one_class_only_is_refused(tmp_path):
+    def same(lines):
+        return [lines[0]] + [r[:3] + ["yes"] for r in lines[1:]]
+    with pytest.raises(MMDemoError, match="only one label"):
+        tasks.read_csv_dataset(write_dataset(tmp_path, rows=same))
+
+
+def test_thousands_of_classes_are_capped(tmp_path):
+    def many(lines):
+        body = lines[1:]
+        return [lines[0]] + [body[i % len(body)][:3] + [f"class {i // 2}"] for i in range(2 * 1500)]
+    with pytest.raises(MMDemoError, match="1,500 different labels; at most 100"):
+        tasks.read_csv_dataset(write_dataset(tmp_path, rows=many))
+
+
+def test_more_rows_than_the_cap_is_refused(tmp_path):
+    def huge(lines):
+        return [lines[0]] + [lines[1 + i % 8] for i in range(tasks.MAX_ROWS + 1)]
+    with pytest.raises(MMDemoError, match="more than 20,000 examples"):
+        tasks.read_csv_dataset(write_dataset(tmp_path, rows=huge))
+
+
+def test_loose_upload_matches_media_by_file_name(tmp_path):
+    src = tmp_path / "src"
+    path = write_dataset(src)
+    # Browsers upload files without their folders: every file arrives in its own temp dir.
+    uploads = []
+    for i, f in enumerate([path, *sorted((src / "media").iterdir())]):
+        (tmp_path / "up" / str(i)).mkdir(parents=True)
+        uploads.append((tmp_path / "up" / str(i) / f.name))
+        uploads[-1].write_bytes(f.read_bytes())
+    ds = tasks.load_dataset_upload(uploads, tmp_path / "work")
+    assert len(ds) == 8 and ds.modalities == ("image", "text")
+
+
+def test_zip_dataset_and_zip_path_traversal(tmp_path):
+    path = write_dataset(tmp_path / "src")
+    good = tmp_path / "data.zip"
+    with zipfile.ZipFile(good, "w") as z:
+        z.write(path, "mytask/data.csv")
+        for f in (tmp_path / "src" / "media").iterdir():
+            z.write(f, f"mytask/media/{f.name}")
+    assert len(tasks.load_dataset_upload([good], tmp_path / "w1")) == 8
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("data.csv", "image,text,label\n")
+        z.writestr("../../escape.png", b"x")
+    with pytest.raises(MMDemoError, match="unsafe path"):
+        tasks.load_dataset_upload([evil], tmp_path / "w2")
+    assert not (tmp_path / "escape.png").exists()
+
+
+def test_zip_that_expands_too_much_is_refused(tmp_path, monkeypatch):
+    path = write_dataset(tmp_path / "src")
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(path, "data.csv")
+        z.writestr("media/0.png", b"\0" * 2_000_000)  # compresses to a few KB
+    monkeypatch.setattr(tasks, "MAX_ZIP_BYTES", 1_000_000)
+    with pytest.raises(MMDemoError, match="(?i)too (large|big|much)|expand|limit"):
+        tasks.load_dataset_upload([bomb], tmp_path / "w")
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_fusion_beats_every_single_modality(qa_report):
+    report, _, _ = qa_report
+    fusion = [r for r in report.leaderboard if not r.baseline]
+    base = {r.name: r.accuracy for r in report.leaderboard if r.baseline}
+    assert set(base) == {"image only", "text only"}
+    assert report.winner in fusion and report.winner.accuracy == max(r.accuracy for r in fusion)
+    assert report.winner.accuracy > max(base.values()) + 0.04, report.to_dict()["leaderboard"]
+    assert set(report.winner.per_class_recall) == {"no", "yes"}
+    assert np.asarray(report.winner.confusion).sum() == report.n_val == 400
+
+
+def test_features_are_cached_in_memory_and_on_disk(qa_report, clip):
+    report, cache, ds = qa_report
+    assert not report.features_cached
+    again = tasks.train_on_dataset(ds, ["concat"], clip, epochs=1, baselines=False, cache=cache)
+    assert again.features_cached
+    fresh = tasks.FeatureCache(cache.dir.parent)  # a new process: only the disk copy is there
+    fs, hit = tasks.dataset_features(ds, clip, cache=fresh)
+    assert hit and len(fs) == 2000 and fs.tokens["image"].dtype.is_floating_point
+
+
+def test_cancel_stops_training_and_keeps_the_saved_head(qa_report, clip, tiny_registry, tmp_path):
+    report, cache, ds = qa_report
+    saved = tasks.save_trained_head(report, tiny_registry, tmp_path, "kept", clip)
+    before = saved.read_bytes()
+    cancel = threading.Event()
+    seen = []
+
+    def stop_after_two(row):
+        seen.append(row)
+        if row["stage"] == "train" and row["epoch"] == 2:
+            cancel.set()
+    with pytest.raises(MMDemoError, match="cancelled; previously saved heads are unchanged"):
+        tasks.train_on_dataset(ds, ["gated"], clip, epochs=30, cache=cache, progress=stop_after_two, cancel=cancel)
+    assert max(r["epoch"] for r in seen if r["stage"] == "train") == 2
+    assert saved.read_bytes() == before
+    assert tiny_registry.get("kept").labels == ["no", "yes"]
+
+
+def test_bad_training_options_are_refused(qa_report, clip):
+    _, cache, ds = qa_report
+    with pytest.raises(MMDemoError, match="Unknown head type"):
+        tasks.train_on_dataset(ds, ["transformer"], clip, cache=cache)
+    with pytest.raises(MMDemoError, match="at least one head type"):
+        tasks.train_on_dataset(ds, [], clip, cache=cache)
+
+
+def test_saved_head_classifies_and_is_found_again(qa_report, clip, tiny_registry, tmp_path):
+    report, _, _ = qa_report
+    tasks.save_trained_head(report, tiny_registry, tmp_path, "my-qa", clip)
+    from mmdemo.catalog import load_catalog
+    from mmdemo.registry import Registry
+
+    later = Registry(load_catalog(), device="cpu", profile="tiny")  # the next app start
+    assert "my-qa" in tasks.register_saved_heads(later, tmp_path)
+    handle = later.get("my-qa")
+    assert handle.kind == report.winner.kind and handle.meta["encoder"] == {"clip": clip.model_id}
+    with pytest.raises(MMDemoError, match="built-in"):
+        tasks.save_trained_head(report, tiny_registry, tmp_path, "tiny-head-scene_qa-gated", clip)
+
+
+def test_head_kinds_mirror_the_fusion_module():
+    from mmdemo.models.fusion import HEAD_KINDS
+
+    assert tasks.HEAD_KINDS == HEAD_KINDS
+
+
+# --------------------------------------------------------------------------- classify and zero-shot
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return tasks.generated_examples(tmp_path_factory.mktemp("examples"))
+
+
+def test_classify_with_ablation_and_attention(tiny_registry, clip, scene):
+    row = scene[0]
+    res = tasks.classify(tiny_registry.get("tiny-head-scene_qa-attention"), row["image"], row["text"], None, clip)
+    assert {r["label"] for r in res.labels} == {"no", "yes"}
+    assert abs(sum(r["score"] for r in res.labels) - 1) < 1e-5
+    assert [a["modality"] for a in res.ablation] == ["image", "text"]
+    for a in res.ablation:
+        assert [x["label"] for x in a["labels"]] == ["no", "yes"]
+        assert abs(sum(x["score"] for x in a["labels"]) - 1) < 1e-5
+        assert a["top_drop"] != 0  # removing either input changes the answer: it needs both
+    e = res.explanation
+    assert e["type"] == "attention" and e["names"] == ["image"] and abs(e["values"][0] - 1) < 1e-5
+    assert np.asarray(e["image_grid"]).shape == (8, 8)
+
+
+def test_classify_gated_explains_gates_and_needs_its_inputs(tiny_registry, clip, scene):
+    row = scene[1]
+    handle = tiny_registry.get("tiny-head-scene_qa-gated")
+    res = tasks.classify(handle, row["image"], row["text"], None, clip)
+    assert res.explanation["type"] == "gates" and res.explanation["names"] == ["image", "text"]
+    assert all(0 <= v <= 1 for v in res.explanation["values"])
+    with pytest.raises(MMDemoError, match="add the missing text"):
+        tasks.classify(handle, row["image"], "", None, clip)
+
+
+def test_zero_shot_weights_change_the_result(clip, scene):
+    row = scene[0]
+    present = row["objects"][0]
+    absent = next(label for label in row["zero_shot_labels"] if label not in row["objects"])
+    labels = "\n".join(row["zero_shot_labels"])
+    by_text = tasks.zero_shot(row["image"], f"a {absent}", None, labels, clip, weights={"image": 0, "text": 1})
+    assert by_text.labels[0]["label"] == absent and by_text.weights == {"text": 1.0}
+    mixed = tasks.zero_shot(row["image"], f"a {absent}", None, labels, clip, weights={"image": 1, "text": 0.2})
+    scores = {r["label"]: r["score"] for r in mixed.labels}
+    assert scores[present] > {r["label"]: r["score"] for r in by_text.labels}[present]
+    assert set(mixed.per_modality) == {"image", "text"}
+    with pytest.raises(MMDemoError, match="weight 0"):
+        tasks.zero_shot(row["image"], "", None, labels, clip, weights={"image": 0})
+    with pytest.raises(MMDemoError, match=r"\{\} exactly once"):
+        tasks.zero_shot(row["image"], "", None, labels, clip, template="a photo")
+
+
+def test_zero_shot_uses_audio_in_the_text_space(clip, audio, scene):
+    row = next(r for r in scene if r["audio"])
+    labels = "a rising chirp\na falling chirp\na burst of white noise\na low sine tone\na major chord"
+    z = tasks.zero_shot(None, None, row["audio"], labels, clip, audio, weights={"audio": 1})
+    assert set(z.per_modality) == {"audio"} and len(z.labels) == 5
+
+
+# --------------------------------------------------------------------------- head files
+
+
+def _head_file(path: Path, encoder: dict) -> Path:
+    from mmdemo.models.fusion import create_head, save_head
+
+    head = create_head("concat", modalities=("image", "text"), embed_dim=128, num_classes=2, hidden=16)
+    return save_head(path, head, {"labels": ["no", "yes"], "modalities": ["image", "text"], "encoder": encoder})
+
+
+def test_head_trained_on_another_encoder_is_refused(tiny_registry, tmp_path):
+    other = _head_file(tmp_path / "other.safetensors", {"clip": "ViT-B-32/laion2b:ViT-B-32/laion2b_s34b_b79k"})
+    with pytest.raises(MMDemoError, match="trained on clip encoder 'ViT-B-32.*retrain"):
+        tasks.import_head(other, tiny_registry, tmp_path / "cache")
+    with pytest.raises(MMDemoError, match="trained on clip encoder"):
+        tasks.resolve_head(tiny_registry, str(other))
+    assert not (tmp_path / "cache" / "heads").exists()
+
+
+def test_not_a_head_is_refused_and_a_good_one_imported(tiny_registry, clip, tmp_path):
+    fake = tmp_path / "weights.safetensors"
+    fake.write_bytes(b"\x00garbage" * 64)
+    with pytest.raises(MMDemoError, match="not an mmdemo fusion head"):
+        tasks.import_head(fake, tiny_registry, tmp_path / "cache")
+    good = _head_file(tmp_path / "mine.safetensors", {"clip": clip.model_id})
+    name = tasks.import_head(good, tiny_registry, tmp_path / "cache", "My Head!")
+    assert name == "my-head" and tiny_registry.get(name).labels == ["no", "yes"]
