@@ -212,6 +212,8 @@ def build(registry, settings) -> None:
         log.warning("could not list saved heads in %s: %s", cache_dir, exc)
     feature_cache = tasks.FeatureCache(cache_dir)
     examples = tasks.generated_examples(_writable_dir(cache_dir / "examples" / "classify", "mmdemo-classify-"))
+    # Gradio serves only files under the temp dir or cwd; the head itself lives in cache_dir.
+    downloads = Path(tempfile.mkdtemp(prefix="mmdemo-heads-"))
     jobs: dict[str, threading.Event] = {}  # session -> cancel flag of its running training
     jobs_lock = threading.Lock()
 
@@ -230,6 +232,7 @@ def build(registry, settings) -> None:
                 with gr.Row():
                     with gr.Column():
                         c_head = gr.Dropdown(names, value=start_head, label="Fusion head", elem_id="classify-head",
+                                             allow_custom_value=True,  # heads trained after page load; checked by name
                                              info="Bundled heads are named tiny-head-<task>-<kind>; yours appear here "
                                                   "after training or upload.")
                         c_image = gr.Image(type="filepath", label="Image", elem_id="classify-image", height=220)
@@ -410,8 +413,10 @@ def build(registry, settings) -> None:
                 raise outcome["error"]
             report = outcome["report"]
             warn_all(report.notices)
+            download = downloads / report.saved_path.name
+            shutil.copyfile(report.saved_path, download)
             yield (report_summary(report), training_figure(report.history), board_rows(report),
-                   confusion_figure(report), str(report.saved_path),
+                   confusion_figure(report), str(download),
                    gr.update(choices=fusion_names(), value=report.saved_as))
 
         @_stream_errors
@@ -445,6 +450,8 @@ def build(registry, settings) -> None:
             return (f"Added **{added}**; pick it in *Classify with a head*.",
                     gr.update(choices=fusion_names(), value=added))
 
+        # Heads trained or uploaded in another session appear when the list is opened.
+        c_head.focus(lambda: gr.update(choices=fusion_names()), None, c_head, api_name=False, queue=False)
         c_button.click(classify, [c_head, c_image, c_text, c_audio], [c_label, c_info, c_ablation, c_explain],
                        api_name="classify", concurrency_id=MODEL_CONCURRENCY_ID)
         z_inputs = [z_image, z_text, z_audio, z_labels, z_template, *z_w]

@@ -1,0 +1,176 @@
+"""The Classify tab's API through gradio_client on the real app (tiny bundle)."""
+
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+
+from tests.test_classify_tasks import write_dataset
+
+RUN = f"t{os.getpid()}"  # head names unique to this run; files removed at the end
+
+
+@pytest.fixture(scope="module")
+def client(tiny_app):
+    from mmdemo.settings import Settings
+
+    yield Client(tiny_app[1], verbose=False)
+
+    for f in (Path(Settings().cache_dir) / "heads").glob(f"*{RUN}*.safetensors"):
+        f.unlink()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("client-data")
+    return write_dataset(root, "scene_qa", n=40, seed=11)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    from mmdemo.tasks.classify import generated_examples
+
+    return generated_examples(tmp_path_factory.mktemp("examples"))
+
+
+def _confidences(label_out) -> dict:
+    return {c["label"]: c["confidence"] for c in label_out["confidences"]}
+
+
+def test_classify_with_a_bundled_head(client, scene):
+    row = scene[0]
+    label, info, ablation, explain = client.predict(
+        "tiny-head-scene_qa-gated", handle_file(row["image"]), row["text"], None, api_name="/classify")
+    conf = _confidences(label)
+    assert set(conf) == {"no", "yes"} and abs(sum(conf.values()) - 1) < 1e-4
+    assert "tiny-head-scene_qa-gated" in info and "without image" in info and "without text" in info
+    assert ablation is not None and explain is not None
+
+
+def test_classify_a_real_photo_and_refuse_bad_inputs(client):
+    import skimage.data
+    from PIL import Image
+
+    from mmdemo.settings import Settings
+
+    photo = Path(Settings().cache_dir).parent / f"astronaut-{RUN}.png"
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    try:
+        label, *_ = client.predict("tiny-head-scene_qa-bilinear", handle_file(str(photo)), "is there a red star?",
+                                   None, api_name="/classify")
+        assert set(_confidences(label)) == {"no", "yes"}  # meaningless on a photo, but an answer
+        with pytest.raises(Exception, match="add the missing text"):
+            client.predict("tiny-head-scene_qa-bilinear", handle_file(str(photo)), "", None, api_name="/classify")
+        with pytest.raises(Exception, match="No head named 'no-such-head'"):
+            client.predict("no-such-head", handle_file(str(photo)), "hi", None, api_name="/classify")
+    finally:
+        photo.unlink()
+
+
+def test_zero_shot_weights_change_the_answer(client, scene):
+    row = scene[0]
+    absent = next(label for label in row["zero_shot_labels"] if label not in row["objects"])
+    labels = "\n".join(row["zero_shot_labels"])
+    by_text, info, _ = client.predict(handle_file(row["image"]), f"a {absent}", None, labels, "a {}", 0, 1, 0,
+                                      api_name="/classify_zero_shot")
+    assert by_text["label"] == absent and "text 1.00" in info
+    by_image, info, _ = client.predict(handle_file(row["image"]), f"a {absent}", None, labels, "a {}", 1, 0.1, 0,
+                                       api_name="/classify_zero_shot")
+    assert _confidences(by_image)[absent] < _confidences(by_text)[absent]
+    with pytest.raises(Exception, match="Enter at least one label"):
+        client.predict(handle_file(row["image"]), "", None, "  \n ", "a {}", 1, 1, 1, api_name="/classify_zero_shot")
+    with pytest.raises(Exception, match="weight 0"):
+        client.predict(handle_file(row["image"]), "", None, labels, "a {}", 0, 1, 1, api_name="/classify_zero_shot")
+
+
+def _upload(dataset: Path) -> list:
+    return [handle_file(str(dataset))] + [handle_file(str(p)) for p in sorted((dataset.parent / "media").iterdir())]
+
+
+def test_train_on_an_uploaded_csv_then_classify_with_it(client, dataset):
+    name = f"csv-head-{RUN}"
+    status, chart, board, confusion, download, head = client.predict(
+        _upload(dataset), ["concat", "gated"], 3, 0.001, name, True, api_name="/train_heads")
+    assert f"Saved as **{name}**" in status and "40 examples (32 train / 8 validation)" in status
+    names = [r[1] for r in board["data"]]
+    assert {"concat", "gated", "image only (baseline)", "text only (baseline)"} == set(names)
+    assert Path(download).name == f"{name}.safetensors" and Path(download).stat().st_size > 1000
+    assert head["value"] == name and [name, name] in head["choices"]
+    label, info, *_ = client.predict(name, handle_file(str(dataset.parent / "media" / "0.png")),
+                                     "is there a red star?", None, api_name="/classify")
+    assert set(_confidences(label)) == {"no", "yes"} and name in info
+    # The downloaded file goes back in under another name.
+    status, head = client.predict(handle_file(download), f"again-{RUN}", api_name="/upload_head")
+    assert head["value"] == f"again-{RUN}" and "Added" in status
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing_columns", "missing column.*label"),
+    ("not_utf8", "row 3 is not valid UTF-8"),
+    ("missing_media", "row 2: Image file 'media/0.png' was not found"),
+    ("zip_traversal", "unsafe path"),
+    ("one_class", "only one label"),
+])
+def test_bad_training_data_gets_a_clear_message(client, dataset, tmp_path, case, match):
+    files = _upload(dataset)
+    if case == "missing_columns":
+        bad = tmp_path / "data.csv"
+        bad.write_text("image,text\nmedia/0.png,hello\n")
+        files[0] = handle_file(str(bad))
+    elif case == "not_utf8":
+        bad = tmp_path / "data.csv"
+        lines = dataset.read_bytes().split(b"\n")
+        lines[2] = lines[2].replace(b"is there", b"\xff\xfe there")
+        bad.write_bytes(b"\n".join(lines))
+        files[0] = handle_file(str(bad))
+    elif case == "missing_media":
+        files = [f for f in files if not str(f["path"]).endswith("/0.png")]
+    elif case == "zip_traversal":
+        bad = tmp_path / "evil.zip"
+        with zipfile.ZipFile(bad, "w") as z:
+            z.write(dataset, "data.csv")
+            z.writestr("../outside.png", b"x")
+        files = [handle_file(str(bad))]
+    elif case == "one_class":
+        bad = tmp_path / "data.csv"
+        text = dataset.read_text().replace(",no\n", ",yes\n")
+        bad.write_text(text)
+        files[0] = handle_file(str(bad))
+    with pytest.raises(Exception, match=match):
+        client.predict(files, ["concat"], 2, 0.001, f"bad-{RUN}", True, api_name="/train_heads")
+
+
+def test_bad_head_files_are_refused(client, tmp_path):
+    fake = tmp_path / "head.safetensors"
+    fake.write_bytes(b"PK\x03\x04 this is a zip, not weights" * 20)
+    with pytest.raises(Exception, match="not an mmdemo fusion head"):
+        client.predict(handle_file(str(fake)), "", api_name="/upload_head")
+    from mmdemo.models.fusion import create_head, save_head
+
+    head = create_head("concat", modalities=("image", "text"), embed_dim=128, num_classes=2, hidden=8)
+    other = save_head(tmp_path / "other.safetensors", head, {"labels": ["a", "b"], "modalities": ["image", "text"],
+                                                               "encoder": {"clip": "other-clip:0123"}})
+    with pytest.raises(Exception, match="trained on clip encoder 'other-clip:0123'"):
+        client.predict(handle_file(str(other)), "", api_name="/upload_head")
+
+
+def test_cancel_training_keeps_the_saved_head(client, tiny_app, dataset):
+    from mmdemo.settings import Settings
+
+    name = f"kept-{RUN}"
+    client.predict(_upload(dataset), ["concat"], 2, 0.001, name, False, api_name="/train_heads")
+    saved = Path(Settings().cache_dir) / "heads" / f"{name}.safetensors"
+    before = saved.read_bytes()
+    job = client.submit("scene_qa", 3000, ["attention", "gated"], 200, 0.0005, name, True, api_name="/train_generated")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any("Training" in str(o[0]) for o in job.outputs()):
+        time.sleep(0.2)
+    assert any("Training" in str(o[0]) for o in job.outputs()), job.outputs()
+    assert "Cancelling" in client.predict(api_name="/cancel_training")
+    status, *_ = job.result(timeout=120)
+    assert status.startswith("Cancelled") and "previously saved heads are unchanged" in status
+    assert saved.read_bytes() == before
+    assert client.predict(api_name="/cancel_training") == "Nothing is training right now."
