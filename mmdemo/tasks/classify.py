@@ -311,9 +311,9 @@ class FeatureCache:
     Image tokens are stored as float16 on disk: they are the bulk of the bytes and
     attention heads lose nothing measurable from it."""
 
-    def __init__(self, cache_dir: str | Path | None, keep: int = 2):
+    def __init__(self, cache_dir: str | Path | None, keep: int = 2, keep_files: int = 8):
         self.dir = Path(cache_dir) / "features" if cache_dir is not None else None
-        self.keep = keep
+        self.keep, self.keep_files = keep, keep_files
         self._mem: OrderedDict[str, object] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -342,8 +342,15 @@ class FeatureCache:
             try:
                 atomic_save_file(tensors, self.dir / f"{key}.safetensors",
                                  {"label_names": json.dumps(fs.label_names)})
+                self._prune()
             except OSError:
                 pass  # a read-only or full disk only costs re-encoding next time
+
+    def _prune(self) -> None:
+        """Keep the most recently written datasets only: features of big datasets are large."""
+        files = sorted(self.dir.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in files[self.keep_files:]:
+            old.unlink(missing_ok=True)
 
     def _remember(self, key, fs) -> None:
         with self._lock:

@@ -248,8 +248,7 @@ def build(registry, settings) -> None:
                     c_explain = gr.Plot(label="What the head looked at", elem_id="classify-explain")
                 gr.Examples(
                     [[_default_head(names, e["task"]), e["image"], e["text"], e["audio"]] for e in examples],
-                    [c_head, c_image, c_text, c_audio], label="Generated examples (click one, then Classify)",
-                    example_labels=[f"{e['task']}: {e['text']} → {e['label']}" for e in examples])
+                    [c_head, c_image, c_text, c_audio], label="Generated examples (click one, then Classify)")
 
             with gr.Tab("Zero-shot", id="classify_zero_shot"):
                 with gr.Row():
@@ -270,8 +269,7 @@ def build(registry, settings) -> None:
                         z_info = gr.Markdown(elem_id="zs-info")
                 z_plot = gr.Plot(label="Each modality alone", elem_id="zs-plot")
                 gr.Examples([[e["image"], "", "\n".join(e["zero_shot_labels"])] for e in examples if e["task"] == "scene_qa"],
-                            [z_image, z_text, z_labels], label="Generated scenes with candidate labels",
-                            example_labels=[e["caption"] for e in examples if e["task"] == "scene_qa"])
+                            [z_image, z_text, z_labels], label="Generated scenes with candidate labels")
 
             with gr.Tab("Train your own", id="classify_train"):
                 with gr.Row():
