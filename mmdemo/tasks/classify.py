@@ -446,6 +446,7 @@ class TrainReport:
     feature_seconds: float
     train_seconds: float
     notices: list[str] = field(default_factory=list)
+    heads: dict = field(default_factory=dict)  # every trained fusion head by kind, for evaluation elsewhere
     saved_as: str | None = None
     saved_path: Path | None = None
 
@@ -522,7 +523,7 @@ def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epo
     winner = next(r for r in rows if not r.baseline)
     return TrainReport(ds.name, len(ds), len(split[0]), len(split[1]), list(fs.label_names), tuple(fs.pooled), rows,
                        winner, heads[winner.kind], history, cached, feature_seconds,
-                       round(time.perf_counter() - t1, 2), list(ds.notices))
+                       round(time.perf_counter() - t1, 2), list(ds.notices), heads)
 
 
 def head_name(name: str | None, fallback: str) -> str:

@@ -89,10 +89,11 @@ def explanation_figure(res: tasks.Classification):
               "attention": "Text query's attention mass per modality"}
     if e["type"] == "none":
         fig = go.Figure()
-        fig.update_layout(title=f"A {res.kind} head mixes the inputs in one network and has no per-modality "
-                                "weights to show; the ablation chart shows what each input contributes.",
-                          title_font_size=12, height=200, xaxis_visible=False, yaxis_visible=False,
-                          margin=dict(l=20, r=20, t=60, b=20))
+        fig.add_annotation(text=f"A {res.kind} head mixes the inputs in one network:<br>it has no per-modality "
+                                "weights to show.<br>The modality contribution chart shows what each input adds.",
+                           showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=14))
+        fig.update_layout(height=200, xaxis_visible=False, yaxis_visible=False, plot_bgcolor="white",
+                          margin=dict(l=20, r=20, t=20, b=20))
         return fig
     grid = e.get("image_grid")
     fig = make_subplots(rows=1, cols=2 if grid else 1, column_widths=[0.5, 0.5] if grid else None,
