@@ -66,6 +66,8 @@ def test_classify_a_real_photo_and_refuse_bad_inputs(client):
             client.predict("tiny-head-scene_qa-bilinear", handle_file(str(photo)), "", None, api_name="/classify")
         with pytest.raises(Exception, match="No head named 'no-such-head'"):
             client.predict("no-such-head", handle_file(str(photo)), "hi", None, api_name="/classify")
+        with pytest.raises(Exception, match="No head named '/etc/passwd'"):
+            client.predict("/etc/passwd", handle_file(str(photo)), "hi", None, api_name="/classify")
     finally:
         photo.unlink()
 

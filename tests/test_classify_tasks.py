@@ -328,6 +328,9 @@ def test_head_trained_on_another_encoder_is_refused(tiny_registry, tmp_path):
     with pytest.raises(MMDemoError, match="trained on clip encoder 'ViT-B-32.*retrain"):
         tasks.import_head(other, tiny_registry, tmp_path / "cache")
     with pytest.raises(MMDemoError, match="trained on clip encoder"):
+        tasks.resolve_head(tiny_registry, str(other), allow_paths=True)
+    # A web request names heads only: it must not make the server read a path it chose.
+    with pytest.raises(MMDemoError, match="No head named"):
         tasks.resolve_head(tiny_registry, str(other))
     assert not (tmp_path / "cache" / "heads").exists()
 

@@ -48,7 +48,7 @@ HEAD_KINDS = ("weighted_sum", "concat", "bilinear", "attention", "gated")
 __all__ = [
     "LabeledExample", "Dataset", "Classification", "ZeroShotResult", "TrainReport", "LeaderRow",
     "read_csv_dataset", "load_dataset_upload", "generated_dataset", "dataset_features", "FeatureCache",
-    "train_on_dataset", "write_head", "save_trained_head", "import_head", "register_saved_heads", "resolve_head",
+    "check_training_options", "train_on_dataset", "write_head", "save_trained_head", "import_head", "register_saved_heads", "resolve_head",
     "classify", "zero_shot", "head_name", "check_save_name", "generated_examples",
 ]
 
@@ -467,6 +467,21 @@ def _only(fs, modality: str):
                       label_names=fs.label_names)
 
 
+def check_training_options(kinds, epochs, lr) -> list[str]:
+    """The head kinds to train (deduplicated), or an error naming the bad option."""
+    kinds = list(dict.fromkeys(kinds or []))
+    if not kinds:
+        raise MMDemoError(f"Pick at least one head type ({', '.join(HEAD_KINDS)}).")
+    unknown = [k for k in kinds if k not in HEAD_KINDS]
+    if unknown:
+        raise MMDemoError(f"Unknown head type(s) {', '.join(map(str, unknown))}. Available: {', '.join(HEAD_KINDS)}.")
+    if epochs is None or not 1 <= int(epochs) <= 500:
+        raise MMDemoError(f"Epochs must be between 1 and 500 (got {epochs}).")
+    if lr is None or not 1e-6 <= float(lr) <= 1.0:
+        raise MMDemoError(f"The learning rate must be between 1e-6 and 1 (got {lr}).")
+    return kinds
+
+
 def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epochs: int = 30, lr: float = 1e-3,
                      baselines: bool = True, seed: int = 0, patience: int = 8, cache: FeatureCache | None = None,
                      progress: Callable[[dict], None] | None = None,
@@ -477,16 +492,7 @@ def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epo
     the trainer's per-epoch rows ({"stage": "train", "kind", "epoch", ...})."""
     from mmdemo.training.fusion_trainer import stratified_split, train_heads
 
-    kinds = list(dict.fromkeys(kinds or []))
-    if not kinds:
-        raise MMDemoError(f"Pick at least one head type ({', '.join(HEAD_KINDS)}).")
-    unknown = [k for k in kinds if k not in HEAD_KINDS]
-    if unknown:
-        raise MMDemoError(f"Unknown head type(s) {', '.join(unknown)}. Available: {', '.join(HEAD_KINDS)}.")
-    if not 1 <= int(epochs) <= 500:
-        raise MMDemoError(f"Epochs must be between 1 and 500 (got {epochs}).")
-    if not 1e-6 <= float(lr) <= 1.0:
-        raise MMDemoError(f"Learning rate must be between 1e-6 and 1 (got {lr:g}).")
+    kinds = check_training_options(kinds, epochs, lr)
     emit = progress or (lambda _row: None)
     t0 = time.perf_counter()
     fs, cached = dataset_features(ds, clip, audio, cache=cache, cancel=cancel,
@@ -617,8 +623,9 @@ def register_saved_heads(registry, cache_dir: str | Path) -> list[str]:
     return added
 
 
-def resolve_head(registry, name_or_path: str | Path):
-    """A FusionHandle from a registry name or a head file (validated, encoder-checked)."""
+def resolve_head(registry, name_or_path: str | Path, *, allow_paths: bool = False):
+    """A FusionHandle from a registry name or, where ``allow_paths`` (the CLI; never a web
+    request, which must not read server files), a head file (validated, encoder-checked)."""
     from mmdemo.models.fusion_backend import FusionHandle, check_encoders
 
     key = str(name_or_path or "").strip()
@@ -629,7 +636,7 @@ def resolve_head(registry, name_or_path: str | Path):
             raise MMDemoError(f"{key!r} is a {registry.catalog.entry(key).kind} model, not a fusion head.")
         return registry.get(key)
     path = Path(key)
-    if path.suffix == ".safetensors" or path.is_file():
+    if allow_paths and (path.suffix == ".safetensors" or path.is_file()):
         from mmdemo.models.fusion import load_head
 
         head, meta = load_head(path)

@@ -69,7 +69,7 @@ def cmd_classify(args) -> int:
     from mmdemo.tasks.classify import classify, resolve_head
 
     registry = _registry(args)
-    handle = resolve_head(registry, args.head)
+    handle = resolve_head(registry, args.head, allow_paths=True)
     clip = registry.for_slot("clip")
     audio = registry.for_slot("audio") if registry.profile.audio else None
     res = classify(handle, args.image, args.text, args.audio, clip, audio)

@@ -336,6 +336,7 @@ def build(registry, settings) -> None:
             return {r["label"]: r["score"] for r in z.labels}, info, zero_shot_figure(z)
 
         def train_stream(make_dataset, kinds, epochs, lr, name, baselines, request, progress):
+            kinds = tasks.check_training_options(kinds, epochs, lr)
             save_as = tasks.head_name(name, "my-head")
             tasks.check_save_name(registry, save_as)
             cancel = threading.Event()
@@ -354,7 +355,12 @@ def build(registry, settings) -> None:
                 try:
                     clip = registry.for_slot("clip")
                     audio = registry.for_slot("audio") if registry.profile.audio else None
-                    ds = make_dataset(work, audio, lambda d, t: events.put({"stage": "reading", "done": d, "total": t}))
+                    def on_rows(done, total):
+                        if cancel.is_set():  # reading 20,000 rows takes a while: stop there too
+                            raise TrainingCancelled("Training was cancelled; previously saved heads are unchanged.")
+                        events.put({"stage": "reading", "done": done, "total": total})
+
+                    ds = make_dataset(work, audio, on_rows)
                     report = tasks.train_on_dataset(ds, kinds, clip, audio, epochs=int(epochs), lr=float(lr),
                                                     baselines=bool(baselines), cache=feature_cache,
                                                     progress=events.put, cancel=cancel)
