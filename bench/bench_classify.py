@@ -6,7 +6,7 @@
    (running it for real would take epochs x passes; the JSON says so);
 2. classify latency per bundled head vs the encoders alone (image + text of one example);
 3. the issue's done-when: heads trained on 2,000 generated examples (features included,
-   the tab's defaults: 30 epochs max, lr 1e-3) vs the bundle's reported accuracy, both on
+   the tab's defaults: 60 epochs max, lr 1e-3) vs the bundle's reported accuracy, both on
    1,000 fresh examples from the model card's evaluation seed.
 
     python bench/bench_classify.py [--quick]
@@ -115,7 +115,7 @@ def bench_done_when(clip, n_train: int, n_test: int) -> dict:
                             clip, label_names=["no", "yes"])
     started = time.perf_counter()
     ds = tasks.generated_dataset("scene_qa", n_train, seed=7)
-    report = tasks.train_on_dataset(ds, kinds, clip, epochs=30, lr=1e-3, baselines=False)
+    report = tasks.train_on_dataset(ds, kinds, clip, epochs=tasks.DEFAULT_EPOCHS, lr=1e-3, baselines=False)
     wall = time.perf_counter() - started
     heads, results = {}, {}
     for kind in kinds:

@@ -40,6 +40,8 @@ MAX_REPORTED_ROW_ERRORS = 5
 REQUIRED_COLUMNS = ("image", "text", "label")
 OPTIONAL_COLUMNS = ("audio",)
 FEATURE_BATCH = 256
+# Early stopping ends most runs sooner; slow learners (gated heads) still improve after 30.
+DEFAULT_EPOCHS = 60
 DEFAULT_TEMPLATE = "a {}"
 MODALITIES = ("image", "text", "audio")
 # mmdemo.models.fusion.HEAD_KINDS, without importing torch when the app is built (a test keeps them equal).
@@ -48,7 +50,8 @@ HEAD_KINDS = ("weighted_sum", "concat", "bilinear", "attention", "gated")
 __all__ = [
     "LabeledExample", "Dataset", "Classification", "ZeroShotResult", "TrainReport", "LeaderRow",
     "read_csv_dataset", "load_dataset_upload", "generated_dataset", "dataset_features", "FeatureCache",
-    "check_training_options", "train_on_dataset", "write_head", "save_trained_head", "import_head", "register_saved_heads", "resolve_head",
+    "check_training_options", "train_on_dataset", "write_head", "save_trained_head", "import_head",
+    "register_saved_heads", "resolve_head", "read_inputs",
     "classify", "zero_shot", "head_name", "check_save_name", "generated_examples",
 ]
 
@@ -482,9 +485,9 @@ def check_training_options(kinds, epochs, lr) -> list[str]:
     return kinds
 
 
-def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epochs: int = 30, lr: float = 1e-3,
-                     baselines: bool = True, seed: int = 0, patience: int = 8, cache: FeatureCache | None = None,
-                     progress: Callable[[dict], None] | None = None,
+def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epochs: int = DEFAULT_EPOCHS,
+                     lr: float = 1e-3, baselines: bool = True, seed: int = 0, patience: int = 8,
+                     cache: FeatureCache | None = None, progress: Callable[[dict], None] | None = None,
                      cancel: threading.Event | None = None) -> TrainReport:
     """Train each head kind (and single-modality baselines) on one shared stratified split.
 

@@ -89,14 +89,14 @@ def cmd_classify(args) -> int:
 
 
 def register_cli(sub) -> None:
-    from mmdemo.tasks.classify import HEAD_KINDS
+    from mmdemo.tasks.classify import DEFAULT_EPOCHS, HEAD_KINDS
 
     s = sub.add_parser("train-fusion", help="train fusion heads on a CSV (or zip) of image,text[,audio],label",
                        description="Train heads side by side with single-modality baselines; save the best.")
     s.add_argument("data", help="a CSV (columns image,text,label[,audio]; media relative to it) or a zip holding one")
     s.add_argument("--heads", default="concat,attention", help=f"comma-separated kinds: {','.join(HEAD_KINDS)}")
     s.add_argument("--out", required=True, type=Path, help="where to save the best head (.safetensors added)")
-    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="at most (early stopping)")
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--no-baselines", action="store_true", help="skip the single-modality baselines")
     s.add_argument("--cache-dir", type=Path, help="keep extracted features here for the next run")

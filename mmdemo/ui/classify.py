@@ -289,7 +289,7 @@ def build(registry, settings) -> None:
                 with gr.Row():
                     t_kinds = gr.CheckboxGroup(list(tasks.HEAD_KINDS), value=DEFAULT_KINDS, label="Head types",
                                                elem_id="train-kinds")
-                    t_epochs = gr.Slider(1, 200, value=30, step=1, label="Epochs (max; early stopping)")
+                    t_epochs = gr.Slider(1, 200, value=tasks.DEFAULT_EPOCHS, step=1, label="Epochs (max; early stopping)")
                     t_lr = gr.Number(1e-3, label="Learning rate", minimum=1e-6, maximum=1.0)
                     t_name = gr.Textbox("my-head", label="Save the winner as", elem_id="train-name")
                     t_baselines = gr.Checkbox(True, label="Single-modality baselines")
@@ -320,7 +320,8 @@ def build(registry, settings) -> None:
             warn_all(res.notices)
             top = res.labels[0]
             drops = ", ".join(f"without {a['modality']} {-a['top_drop']:+.1%}" for a in res.ablation)
-            info = (f"**{top['label']}** ({top['score']:.1%}) from **{res.head}**, {'an' if res.kind[0] in 'aeiou' else 'a'} {res.kind} head over "
+            article = "an" if res.kind[0] in "aeiou" else "a"
+            info = (f"**{top['label']}** ({top['score']:.1%}) from **{res.head}**, {article} {res.kind} head over "
                     f"{' + '.join(res.modalities)}.\n\nChange in P({top['label']}) when an input is removed: {drops}.")
             return ({r["label"]: r["score"] for r in res.labels}, info, ablation_figure(res), explanation_figure(res))
 
