@@ -343,3 +343,21 @@ def test_not_a_head_is_refused_and_a_good_one_imported(tiny_registry, clip, tmp_
     good = _head_file(tmp_path / "mine.safetensors", {"clip": clip.model_id})
     name = tasks.import_head(good, tiny_registry, tmp_path / "cache", "My Head!")
     assert name == "my-head" and tiny_registry.get(name).labels == ["no", "yes"]
+
+
+def test_classify_with_an_audio_head(tiny_registry, clip, audio, scene, tmp_path):
+    from mmdemo.models.fusion import create_head, save_head
+
+    head = create_head("gated", modalities=("image", "text", "audio"), embed_dim=128, num_classes=4, hidden=16)
+    labels = ["match", "image mismatch", "sound mismatch", "both mismatch"]
+    path = save_head(tmp_path / "sound.safetensors", head, {
+        "labels": labels, "modalities": ["image", "text", "audio"],
+        "encoder": {"clip": clip.model_id, "audio": audio.model_id}})
+    handle = tiny_registry.get(tasks.import_head(path, tiny_registry, tmp_path, "sound-head"))
+    row = next(r for r in scene if r["audio"])
+    res = tasks.classify(handle, row["image"], row["text"], row["audio"], clip, audio)
+    assert [a["modality"] for a in res.ablation] == ["image", "text", "audio"]
+    assert sorted(r["label"] for r in res.labels) == sorted(labels)
+    assert res.explanation["names"] == ["image", "text", "audio"] and len(res.explanation["values"]) == 3
+    with pytest.raises(MMDemoError, match="add the missing audio"):
+        tasks.classify(handle, row["image"], row["text"], None, clip, audio)
