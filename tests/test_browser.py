@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 def test_models_tab_load_button_changes_status(test_app, page):
     page.goto(test_app[1])
-    expect(page.get_by_role("tab", name="Models", exact=True)).to_be_visible()
+    page.get_by_role("tab", name="Models", exact=True).click()
     expect(page.get_by_role("row").filter(has_text=re.compile(r"^\s*pt-clip"))).to_contain_text("not loaded")
     # Pick an entry nobody else loads in this session, then press Load.
     page.get_by_label("Model", exact=True).click()

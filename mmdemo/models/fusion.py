@@ -198,11 +198,14 @@ def create_head(kind: str, **kw) -> FusionHead:
     return _KINDS[kind](**kw)
 
 
-def save_head(path: str | Path, head: FusionHead, metadata: dict) -> Path:
+def save_head(path: str | Path, head: FusionHead, metadata: dict, *, half: bool = False) -> Path:
+    """`half` stores float weights as float16 (the shipped bundle does, to stay small);
+    `load_head` copies them back into float32 parameters."""
     from mmdemo.atomic import atomic_save_file
 
     meta = {"config": head.config(), **metadata}
-    return atomic_save_file(dict(head.state_dict()), path, {"format": "pt", "mmdemo_head": json.dumps(meta)})
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in head.state_dict().items()}
+    return atomic_save_file(state, path, {"format": "pt", "mmdemo_head": json.dumps(meta)})
 
 
 def load_head(path: str | Path, device: str = "cpu") -> tuple[FusionHead, dict]:

@@ -366,6 +366,6 @@ def train_bundle_heads(out: Path, opts: BuildOptions, bar) -> dict:
             meta = {"labels": list(info.labels), "modalities": list(info.modalities), "task": task,
                     "encoder": {"clip": clip.model_id, **({"audio": audio.model_id} if "audio" in info.modalities else {})},
                     "validation": {k: r.metrics[k] for k in ("accuracy", "macro_f1")}}
-            save_head(out / "heads" / f"{task}-{r.kind}.safetensors", r.head, meta)
+            save_head(out / "heads" / f"{task}-{r.kind}.safetensors", r.head, meta, half=True)
             summary[task][r.kind] = round(float(r.metrics["accuracy"]), 4)
     return summary
