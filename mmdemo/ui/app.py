@@ -30,13 +30,7 @@ def build_demo(settings: Settings | None = None, registry: Registry | None = Non
                     "the Models tab shows what is loaded.")
         with gr.Tabs():
             for tab in TABS:
-                try:
-                    module = importlib.import_module(f"mmdemo.ui.{tab}")
-                except ModuleNotFoundError as exc:
-                    if exc.name != f"mmdemo.ui.{tab}":
-                        raise
-                    continue  # a tab still being built in this branch
-                module.build(registry, settings)
+                importlib.import_module(f"mmdemo.ui.{tab}").build(registry, settings)
     demo.mmdemo_registry = registry  # for tests and the launcher; handlers use closures
     return demo
 

@@ -1,0 +1,344 @@
+"""The Image tab: caption an image, rank captions, search images by text and texts by image.
+
+Handlers call mmdemo.tasks.image and only format its results (plotly figures,
+tables, galleries). Models come from ``registry.for_slot("clip")`` and
+``registry.for_slot("captioner")`` and are used only through their handles, so a
+real open_clip pair plugs in without changes here.
+
+Listeners that take an image run with ``preprocess=False``: gradio's own image
+preprocessing opens every upload with PIL before the handler runs, so a corrupt,
+empty or bomb-sized file would fail there with gradio's message. Unprocessed, the
+handler gets the uploaded file's cache path and ``mmdemo.media.load_image`` says
+what is wrong in words. Gradio still moves and checks the upload first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from mmdemo.errors import MMDemoError
+from mmdemo.media import IMAGE_SUFFIXES, load_image
+from mmdemo.tasks import image as tasks
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, user_errors, warn_all
+
+RANK_BARS = 15
+THUMB_PIXELS = 384  # longest side of result thumbnails sent to the browser
+AXIS_LABEL_CHARS = 32
+METHODS = [("beam search", "beam"), ("greedy", "greedy"), ("top-k sampling", "top_k"),
+           ("top-p (nucleus) sampling", "top_p")]
+HIT_COLUMNS = ["rank", "image", "similarity", "caption"]
+TEXT_COLUMNS = ["rank", "text", "similarity"]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _image_source(payload: Any) -> tuple[Any, str | None]:
+    """An unprocessed image payload (FileData dict) -> (what load_image reads, display name)."""
+    if payload is None:
+        return None, None
+    if isinstance(payload, dict):
+        name = payload.get("orig_name")
+        if payload.get("path"):
+            return payload["path"], name
+        url = payload.get("url") or ""
+        if url.startswith("data:") and "," in url:  # a pasted image sent inline
+            try:
+                return base64.b64decode(url.split(",", 1)[1], validate=False), name or "pasted image"
+            except (binascii.Error, ValueError):
+                raise MMDemoError("The pasted image could not be decoded; save it to a file and upload that.") from None
+        return None, None
+    return payload, None
+
+
+def _file_sources(payload: Any) -> list[Any]:
+    """An unprocessed multi-file payload -> paths, in upload order."""
+    if payload is None:
+        return []
+    items = payload if isinstance(payload, list) else [payload]
+    return [src for src, _ in map(_image_source, items) if src is not None]
+
+
+def _notes(notices) -> str:
+    notices = list(dict.fromkeys(notices or ()))
+    return "" if not notices else "**Notes**\n" + "\n".join(f"- {n}" for n in notices)
+
+
+def _short(text: str, n: int = AXIS_LABEL_CHARS) -> str:
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+
+
+def _thumbnail(path: str):
+    im = load_image(path).image
+    im.thumbnail((THUMB_PIXELS, THUMB_PIXELS))
+    return im
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def rank_figure(res: tasks.RankResult):
+    """The best candidates as horizontal bars of probability, best on top."""
+    import plotly.graph_objects as go
+
+    top = res.ranked[:RANK_BARS]
+    fig = go.Figure(go.Bar(
+        x=[r["score"] for r in top], y=[_short(r["label"], 48) for r in top], orientation="h",
+        text=[f"{r['score']:.1%}" for r in top], textposition="auto",
+        customdata=[[r["label"], r["similarity"]] for r in top],
+        hovertemplate="%{customdata[0]}<br>probability %{x:.1%}<br>cosine %{customdata[1]:.3f}<extra></extra>"))
+    shown = f"top {len(top)} of {len(res.ranked)}" if len(res.ranked) > len(top) else f"{len(top)}"
+    fig.update_layout(title=f"Ranked captions ({shown} candidates)", xaxis=dict(title="probability", tickformat=".0%"),
+                      yaxis=dict(autorange="reversed"), height=max(260, 40 + 26 * len(top)),
+                      margin=dict(l=20, r=20, t=50, b=40))
+    return fig
+
+
+def heatmap_figure(h: tasks.Heatmap):
+    """Images (rows) x texts (columns), cosine similarity written in each cell."""
+    import plotly.graph_objects as go
+
+    sim = np.asarray(h.similarity, np.float64)
+    fig = go.Figure(go.Heatmap(
+        z=sim, x=[f"{j + 1}. {_short(t)}" for j, t in enumerate(h.texts)],
+        y=[f"{i + 1}. {_short(n, 24)}" for i, n in enumerate(h.images)],
+        customdata=[[[n, t] for t in h.texts] for n in h.images], colorscale="Viridis",
+        colorbar=dict(title="cosine"), texttemplate="%{z:.2f}" if sim.size <= 400 else None,
+        hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>cosine %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=f"Similarity heatmap: {len(h.images)} image(s) x {len(h.texts)} text(s)",
+                      yaxis=dict(autorange="reversed"), xaxis=dict(tickangle=-35),
+                      height=max(300, 160 + 40 * len(h.images)), margin=dict(l=20, r=20, t=50, b=40))
+    return fig
+
+
+def map_figure(m: tasks.EmbeddingMap, captions: list[str], hits: list[str]):
+    """The gallery in 2-D (PCA); the query as a star, its top results ringed."""
+    import plotly.graph_objects as go
+
+    pts = np.asarray(m.points, np.float64)
+    hit = set(hits)
+    is_hit = np.array([label in hit for label in m.labels], bool)
+    fig = go.Figure()
+    for mask, name, style in ((~is_hit, "gallery image", dict(size=9, color="#9aa5b1")),
+                              (is_hit, "top result", dict(size=12, color="#1f77b4", line=dict(width=2, color="#ff7f0e")))):
+        if not mask.any():
+            continue
+        idx = np.flatnonzero(mask)
+        fig.add_trace(go.Scatter(
+            x=pts[idx, 0], y=pts[idx, 1], mode="markers", name=name, marker=style,
+            customdata=[[m.labels[i], captions[i] if i < len(captions) else ""] for i in idx],
+            hovertemplate="%{customdata[0]}<br>%{customdata[1]}<extra></extra>"))
+    if m.query_point is not None:
+        q = np.asarray(m.query_point, np.float64)
+        fig.add_trace(go.Scatter(x=[q[0]], y=[q[1]], mode="markers+text", name="query",
+                                 text=[_short(m.query_label, 40)], textposition="top center",
+                                 marker=dict(symbol="star", size=20, color="#d62728", line=dict(width=1, color="black")),
+                                 customdata=[m.query_label], hovertemplate="query: %{customdata}<extra></extra>"))
+    ev = list(m.explained_variance) + [0.0, 0.0]
+    fig.update_layout(title=f"Embedding map: {len(m.labels)} image(s), PCA of the image embeddings",
+                      xaxis_title=f"PC1 ({ev[0]:.0%} of variance)", yaxis_title=f"PC2 ({ev[1]:.0%} of variance)",
+                      height=460, margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.18))
+    return fig
+
+
+# --------------------------------------------------------------------------- the tab
+
+
+def build(registry, settings) -> None:
+    """Lay out the Image tab inside the current gr.Blocks context."""
+    cache_dir = Path(settings.cache_dir)
+    default_folder = tasks.default_gallery_files(cache_dir)  # cheap: files only, no model
+    examples = sorted(str(p) for p in default_folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    default_count = len(examples)
+    default_texts = _default_texts(default_folder)
+    galleries: dict[str, tasks.ImageGallery] = {}  # the default gallery, per CLIP model id
+    gallery_lock = threading.Lock()
+
+    def default_gallery(clip) -> tasks.ImageGallery:
+        with gallery_lock:
+            if clip.model_id not in galleries:
+                galleries[clip.model_id] = tasks.build_gallery([default_folder], clip, cache_dir=cache_dir)
+            return galleries[clip.model_id]
+
+    with gr.Tab("Image", id="image"):
+        gr.Markdown("Caption an image, rank captions for it, search images by text or texts by an image. "
+                    "The tiny bundle only knows generated scenes (coloured shapes on plain, striped, dotted or "
+                    "checkered backgrounds); a real CLIP/CoCa profile knows photos.")
+        with gr.Tabs():
+            with gr.Tab("Caption", id="image_caption"):
+                with gr.Row():
+                    with gr.Column():
+                        c_image = gr.Image(sources=["upload", "clipboard", "webcam"], type="filepath", label="Image",
+                                           height=260, elem_id="image-caption-input")
+                        c_method = gr.Radio(METHODS, value="beam", label="Decoding")
+                        with gr.Row():
+                            c_beams = gr.Slider(1, 8, value=3, step=1, label="Beams")
+                            c_num = gr.Slider(1, 5, value=1, step=1, label="Captions",
+                                              info="With beam search, at most the number of beams.")
+                        with gr.Row():
+                            c_max_len = gr.Slider(4, 40, value=20, step=1, label="Max length (tokens)")
+                            c_temp = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature",
+                                               info="Sampling only; higher = more varied.")
+                        with gr.Accordion("Sampling options", open=False):
+                            with gr.Row():
+                                c_top_k = gr.Slider(1, 100, value=10, step=1, label="top-k")
+                                c_top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="top-p")
+                                c_seed = gr.Number(0, precision=0, label="Seed")
+                        c_button = gr.Button("Caption", variant="primary")
+                    with gr.Column():
+                        c_captions = gr.Textbox(label="Generated captions (one per line)", lines=4,
+                                                interactive=False, elem_id="image-captions")
+                        c_notes = gr.Markdown(elem_id="image-caption-notes")
+                        gr.Markdown("### Rank captions\nScore candidate captions against the image with the CLIP "
+                                    "model (a softmax over the candidates).")
+                        r_candidates = gr.Textbox("", lines=5, label="Candidate captions (one per line)",
+                                                  placeholder="Leave empty to rank the built-in caption bank",
+                                                  elem_id="image-candidates")
+                        r_button = gr.Button("Rank captions", variant="primary")
+                        r_label = gr.Label(num_top_classes=5, label="Best captions (probability)",
+                                           elem_id="image-rank-label")
+                r_plot = gr.Plot(label="Ranked captions", elem_id="image-rank-plot")
+                r_notes = gr.Markdown(elem_id="image-rank-notes")
+                gr.Examples([[p] for p in examples], [c_image], label="Example scenes (click one, then Caption)",
+                            examples_per_page=12)
+
+            with gr.Tab("Search images by text", id="image_search"):
+                with gr.Row():
+                    with gr.Column():
+                        s_query = gr.Textbox("a red diamond", label="Describe the image", elem_id="image-query")
+                        s_k = gr.Slider(1, 24, value=8, step=1, label="Results")
+                        s_files = gr.File(file_count="multiple", type="filepath", label=(
+                            f"Your images or a zip (optional; default: {default_count} example scenes; "
+                            f"up to {tasks.MAX_GALLERY_FILES})"),
+                            file_types=sorted(IMAGE_SUFFIXES) + [".zip"], elem_id="image-gallery-files")
+                        s_button = gr.Button("Search images", variant="primary")
+                        s_notes = gr.Markdown(elem_id="image-search-notes")
+                    with gr.Column(scale=2):
+                        s_gallery = gr.Gallery(label="Results (similarity)", columns=4, height=380,
+                                               object_fit="contain", elem_id="image-results")
+                s_table = gr.Dataframe(headers=HIT_COLUMNS, interactive=False, label="Matching images",
+                                       elem_id="image-results-table")
+                s_map = gr.Plot(label="Embedding map", elem_id="image-map")
+                s_state = gr.State(None)  # the gallery last searched in this session (for the map)
+
+            with gr.Tab("Search texts by image", id="image_texts"):
+                with gr.Row():
+                    with gr.Column():
+                        t_image = gr.Image(sources=["upload", "clipboard", "webcam"], type="filepath", label="Image",
+                                           height=240, elem_id="image-texts-input")
+                        t_texts = gr.Textbox("\n".join(default_texts), lines=8, label="Texts to search (one per line)",
+                                             elem_id="image-texts")
+                        t_k = gr.Slider(1, 20, value=5, step=1, label="Results")
+                        t_more = gr.File(file_count="multiple", type="filepath", elem_id="image-heatmap-files",
+                                         label=f"More images for the heatmap (optional, up to "
+                                               f"{tasks.MAX_HEATMAP_IMAGES - 1})",
+                                         file_types=sorted(IMAGE_SUFFIXES))
+                        t_button = gr.Button("Search texts", variant="primary")
+                    with gr.Column():
+                        t_table = gr.Dataframe(headers=TEXT_COLUMNS, interactive=False, label="Closest texts",
+                                               elem_id="image-texts-table")
+                        t_notes = gr.Markdown(elem_id="image-texts-notes")
+                gr.Examples([[p] for p in examples], [t_image], label="Example scenes", examples_per_page=12)
+                t_heatmap = gr.Plot(label="Similarity heatmap (images x texts)", elem_id="image-heatmap")
+
+        # ------------------------------------------------------------------ handlers
+
+        @user_errors
+        def caption(image, method, num_beams, max_length, temperature, top_k, top_p, num_captions, seed):
+            source, name = _image_source(image)
+            res = tasks.caption_image(source, registry.for_slot("captioner"), method=method, num_beams=num_beams,
+                                      max_length=max_length, temperature=temperature, top_k=top_k, top_p=top_p,
+                                      num_captions=num_captions, seed=seed, name=name)
+            warn_all(res.notices)
+            return "\n".join(res.captions), _notes(res.notices)
+
+        @user_errors
+        def rank(image, candidates):
+            source, name = _image_source(image)
+            res = tasks.rank_captions(source, candidates, registry.for_slot("clip"), name=name)
+            warn_all(res.notices)
+            return {r["label"]: r["score"] for r in res.ranked}, rank_figure(res), _notes(res.notices)
+
+        @user_errors
+        def search_images(query, k, files, progress=gr.Progress()):
+            clip = registry.for_slot("clip")
+            extract_dir = None
+            try:
+                if files:
+                    extract_dir = Path(tempfile.mkdtemp(prefix="mmdemo-images-"))
+                    gallery = tasks.build_gallery(
+                        files, clip, cache_dir=cache_dir, extract_dir=extract_dir,
+                        progress=lambda done, total: progress((done, total), desc="Indexing images"))
+                else:
+                    gallery = default_gallery(clip)
+                res = tasks.search_images(gallery, query, clip, k=int(k))
+                # Thumbnails now: extracted zip members are gone once this returns.
+                shown = [(_thumbnail(h["path"]), f"#{i + 1} {h['label']} · {h['score']:.3f}")
+                         for i, h in enumerate(res.hits)]
+            finally:
+                if extract_dir is not None:
+                    shutil.rmtree(extract_dir, ignore_errors=True)
+            notices = gallery.notices + res.notices
+            warn_all(notices)
+            rows = [[i + 1, h["label"], round(h["score"], 4), h["caption"]] for i, h in enumerate(res.hits)]
+            return shown, rows, _notes(notices), gallery
+
+        @user_errors
+        def embedding_map(query, k, gallery):
+            clip = registry.for_slot("clip")
+            if gallery is None or gallery.model_id != clip.model_id:
+                gallery = default_gallery(clip)
+            hits = tasks.search_images(gallery, query, clip, k=int(k)).hits
+            m = tasks.embedding_map(gallery, clip, query_text=query)
+            captions = [str(it.get("caption") or "") for it in gallery.index.items]
+            return map_figure(m, captions, [h["label"] for h in hits])
+
+        @user_errors
+        def search_texts(image, texts, k):
+            source, name = _image_source(image)
+            res = tasks.search_texts(source, texts, registry.for_slot("clip"), k=int(k), name=name)
+            warn_all(res.notices)
+            return [[i + 1, h["label"], round(h["score"], 4)] for i, h in enumerate(res.hits)], _notes(res.notices)
+
+        @user_errors
+        def heatmap(image, more, texts):
+            source, _ = _image_source(image)
+            sources = ([source] if source is not None else []) + _file_sources(more)
+            h = tasks.similarity_heatmap(sources, texts, registry.for_slot("clip"))
+            warn_all([n for n in h.notices if "unreadable" in n])  # the rest were said by the search
+            return heatmap_figure(h)
+
+        caption_inputs = [c_image, c_method, c_beams, c_max_len, c_temp, c_top_k, c_top_p, c_num, c_seed]
+        c_button.click(caption, caption_inputs, [c_captions, c_notes], api_name="caption",
+                       concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+        r_button.click(rank, [c_image, r_candidates], [r_label, r_plot, r_notes], api_name="rank_captions",
+                       concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+
+        search_outputs = [s_gallery, s_table, s_notes, s_state]
+        for trigger, name in ((s_button.click, "search_images"), (s_query.submit, False)):
+            trigger(search_images, [s_query, s_k, s_files], search_outputs, api_name=name,
+                    concurrency_id=MODEL_CONCURRENCY_ID).success(
+                embedding_map, [s_query, s_k, s_state], [s_map], api_name="embedding_map" if name else False,
+                concurrency_id=MODEL_CONCURRENCY_ID)
+
+        t_button.click(search_texts, [t_image, t_texts, t_k], [t_table, t_notes], api_name="search_texts",
+                       concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False).success(
+            heatmap, [t_image, t_more, t_texts], [t_heatmap], api_name="similarity_heatmap",
+            concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+
+
+def _default_texts(folder: Path) -> list[str]:
+    """The example scenes' own captions: the texts a search by an example image should find."""
+    from mmdemo.tasks.audio import read_captions
+
+    captions = list(dict.fromkeys(read_captions(folder).values()))
+    return captions[: tasks.MAX_CANDIDATES] or ["a red circle", "a blue star", "a green square", "a yellow triangle"]
