@@ -161,7 +161,11 @@ def caption_image(source: Any, captioner, *, method: str = "beam", num_beams: in
                             max_length=as_int(max_length), temperature=temperature, top_k=as_int(top_k),
                             top_p=top_p, num_return=as_int(num_captions),
                             seed=None if seed is None or seed == "" else as_int(seed))
-    options.validate()
+    try:
+        options.validate()
+    except MMDemoError as exc:  # name the controls the user sees, not DecodeOptions' fields
+        msg = str(exc).replace("num_return", "the number of captions").replace("num_beams", "the number of beams")
+        raise MMDemoError(msg.replace("max_length", "the max length")) from None
     loaded = _load(source, name)
     captions = captioner.generate([loaded.image], options)[0]
     notices = list(loaded.notices)
