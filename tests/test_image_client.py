@@ -208,7 +208,7 @@ def test_search_images_by_text_finds_the_scene(client, singles, gallery):
     shown, table, notes = search(client, "a red diamond", 8)
     assert len(shown) == len(table["data"]) == 8
     assert any("red" in row[3] for row in table["data"][:3])  # a red scene near the top
-    assert shown[0]["caption"].startswith("#1 ") and re.search(r"· 0\.\d{3}$", shown[0]["caption"])
+    assert shown[0]["caption"].startswith("#1 ") and re.search(r"^#1 · 0\.\d{3} · \S+\.png$", shown[0]["caption"])
     scores = [row[2] for row in table["data"]]
     assert scores == sorted(scores, reverse=True)
 

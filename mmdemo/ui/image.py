@@ -116,7 +116,7 @@ def heatmap_figure(h: tasks.Heatmap):
         hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>cosine %{z:.3f}<extra></extra>"))
     fig.update_layout(title=f"Similarity heatmap: {len(h.images)} image(s) x {len(h.texts)} text(s)",
                       yaxis=dict(autorange="reversed"), xaxis=dict(tickangle=-35),
-                      height=max(300, 160 + 40 * len(h.images)), margin=dict(l=20, r=20, t=50, b=40))
+                      height=max(380, 240 + 50 * len(h.images)), margin=dict(l=20, r=20, t=50, b=40))
     return fig
 
 
@@ -179,6 +179,8 @@ def build(registry, settings) -> None:
                     with gr.Column():
                         c_image = gr.Image(sources=["upload", "clipboard", "webcam"], type="filepath", label="Image",
                                            height=260, elem_id="image-caption-input")
+                        gr.Examples([[p] for p in examples], [c_image], label="Example scenes (click one)",
+                                    examples_per_page=12, elem_id="image-caption-examples")
                         c_method = gr.Radio(METHODS, value="beam", label="Decoding")
                         with gr.Row():
                             c_beams = gr.Slider(1, 8, value=3, step=1, label="Beams")
@@ -208,8 +210,6 @@ def build(registry, settings) -> None:
                                            elem_id="image-rank-label")
                 r_plot = gr.Plot(label="Ranked captions", elem_id="image-rank-plot")
                 r_notes = gr.Markdown(elem_id="image-rank-notes")
-                gr.Examples([[p] for p in examples], [c_image], label="Example scenes (click one, then Caption)",
-                            examples_per_page=12)
 
             with gr.Tab("Search images by text", id="image_search"):
                 with gr.Row():
@@ -223,7 +223,7 @@ def build(registry, settings) -> None:
                         s_button = gr.Button("Search images", variant="primary")
                         s_notes = gr.Markdown(elem_id="image-search-notes")
                     with gr.Column(scale=2):
-                        s_gallery = gr.Gallery(label="Results (similarity)", columns=4, height=380,
+                        s_gallery = gr.Gallery(label="Results (#rank · similarity · file)", columns=4, height="auto",
                                                object_fit="contain", elem_id="image-results")
                 s_table = gr.Dataframe(headers=HIT_COLUMNS, interactive=False, label="Matching images",
                                        elem_id="image-results-table")
@@ -235,6 +235,8 @@ def build(registry, settings) -> None:
                     with gr.Column():
                         t_image = gr.Image(sources=["upload", "clipboard", "webcam"], type="filepath", label="Image",
                                            height=240, elem_id="image-texts-input")
+                        gr.Examples([[p] for p in examples], [t_image], label="Example scenes (click one)",
+                                    examples_per_page=12, elem_id="image-texts-examples")
                         t_texts = gr.Textbox("\n".join(default_texts), lines=8, label="Texts to search (one per line)",
                                              elem_id="image-texts")
                         t_k = gr.Slider(1, 20, value=5, step=1, label="Results")
@@ -247,7 +249,6 @@ def build(registry, settings) -> None:
                         t_table = gr.Dataframe(headers=TEXT_COLUMNS, interactive=False, label="Closest texts",
                                                elem_id="image-texts-table")
                         t_notes = gr.Markdown(elem_id="image-texts-notes")
-                gr.Examples([[p] for p in examples], [t_image], label="Example scenes", examples_per_page=12)
                 t_heatmap = gr.Plot(label="Similarity heatmap (images x texts)", elem_id="image-heatmap")
 
         # ------------------------------------------------------------------ handlers
@@ -282,7 +283,7 @@ def build(registry, settings) -> None:
                     gallery = default_gallery(clip)
                 res = tasks.search_images(gallery, query, clip, k=int(k))
                 # Thumbnails now: extracted zip members are gone once this returns.
-                shown = [(_thumbnail(h["path"]), f"#{i + 1} {h['label']} · {h['score']:.3f}")
+                shown = [(_thumbnail(h["path"]), f"#{i + 1} · {h['score']:.3f} · {h['label']}")
                          for i, h in enumerate(res.hits)]
             finally:
                 if extract_dir is not None:
