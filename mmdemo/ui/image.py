@@ -153,6 +153,15 @@ def map_figure(m: tasks.EmbeddingMap, captions: list[str], hits: list[str]):
 # --------------------------------------------------------------------------- the tab
 
 
+def _image_input(prefix: str, examples: list[str]) -> gr.Image:
+    """An image from a file, the clipboard or the webcam, with the example scenes to pick from below it."""
+    image = gr.Image(sources=["upload", "clipboard", "webcam"], type="filepath", label="Image", height=250,
+                     elem_id=f"{prefix}-input")
+    gr.Examples([[p] for p in examples], [image], label="Example scenes (click one)", examples_per_page=12,
+                elem_id=f"{prefix}-examples")
+    return image
+
+
 def build(registry, settings) -> None:
     """Lay out the Image tab inside the current gr.Blocks context."""
     cache_dir = Path(settings.cache_dir)
@@ -177,10 +186,7 @@ def build(registry, settings) -> None:
             with gr.Tab("Caption", id="image_caption"):
                 with gr.Row():
                     with gr.Column():
-                        c_image = gr.Image(sources=["upload", "clipboard", "webcam"], type="filepath", label="Image",
-                                           height=260, elem_id="image-caption-input")
-                        gr.Examples([[p] for p in examples], [c_image], label="Example scenes (click one)",
-                                    examples_per_page=12, elem_id="image-caption-examples")
+                        c_image = _image_input("image-caption", examples)
                         c_method = gr.Radio(METHODS, value="beam", label="Decoding")
                         with gr.Row():
                             c_beams = gr.Slider(1, 8, value=3, step=1, label="Beams")
@@ -228,15 +234,12 @@ def build(registry, settings) -> None:
                 s_table = gr.Dataframe(headers=HIT_COLUMNS, interactive=False, label="Matching images",
                                        elem_id="image-results-table")
                 s_map = gr.Plot(label="Embedding map", elem_id="image-map")
-                s_state = gr.State(None)  # the gallery last searched in this session (for the map)
+                s_state = gr.State(None, time_to_live=3600)  # the gallery last searched in this session, for the map
 
             with gr.Tab("Search texts by image", id="image_texts"):
                 with gr.Row():
                     with gr.Column():
-                        t_image = gr.Image(sources=["upload", "clipboard", "webcam"], type="filepath", label="Image",
-                                           height=240, elem_id="image-texts-input")
-                        gr.Examples([[p] for p in examples], [t_image], label="Example scenes (click one)",
-                                    examples_per_page=12, elem_id="image-texts-examples")
+                        t_image = _image_input("image-texts", examples)
                         t_texts = gr.Textbox("\n".join(default_texts), lines=8, label="Texts to search (one per line)",
                                              elem_id="image-texts")
                         t_k = gr.Slider(1, 20, value=5, step=1, label="Results")
@@ -281,7 +284,7 @@ def build(registry, settings) -> None:
                         progress=lambda done, total: progress((done, total), desc="Indexing images"))
                 else:
                     gallery = default_gallery(clip)
-                res = tasks.search_images(gallery, query, clip, k=int(k))
+                res = tasks.search_images(gallery, query, clip, k=k)
                 # Thumbnails now: extracted zip members are gone once this returns.
                 shown = [(_thumbnail(h["path"]), f"#{i + 1} · {h['score']:.3f} · {h['label']}")
                          for i, h in enumerate(res.hits)]
@@ -298,7 +301,7 @@ def build(registry, settings) -> None:
             clip = registry.for_slot("clip")
             if gallery is None or gallery.model_id != clip.model_id:
                 gallery = default_gallery(clip)
-            hits = tasks.search_images(gallery, query, clip, k=int(k)).hits
+            hits = tasks.search_images(gallery, query, clip, k=k).hits
             m = tasks.embedding_map(gallery, clip, query_text=query)
             captions = [str(it.get("caption") or "") for it in gallery.index.items]
             return map_figure(m, captions, [h["label"] for h in hits])
@@ -306,16 +309,19 @@ def build(registry, settings) -> None:
         @user_errors
         def search_texts(image, texts, k):
             source, name = _image_source(image)
-            res = tasks.search_texts(source, texts, registry.for_slot("clip"), k=int(k), name=name)
+            res = tasks.search_texts(source, texts, registry.for_slot("clip"), k=k, name=name)
             warn_all(res.notices)
             return [[i + 1, h["label"], round(h["score"], 4)] for i, h in enumerate(res.hits)], _notes(res.notices)
 
         @user_errors
         def heatmap(image, more, texts):
             source, _ = _image_source(image)
-            sources = ([source] if source is not None else []) + _file_sources(more)
-            h = tasks.similarity_heatmap(sources, texts, registry.for_slot("clip"))
-            warn_all([n for n in h.notices if "unreadable" in n])  # the rest were said by the search
+            extra = _file_sources(more)
+            h = tasks.similarity_heatmap(([source] if source is not None else []) + extra, texts,
+                                         registry.for_slot("clip"))
+            # The search already told about the main image and the texts; add what concerns the others.
+            names = [repr(Path(p).name) for p in extra]
+            warn_all([n for n in h.notices if n.startswith("Skipped") or any(name in n for name in names)])
             return heatmap_figure(h)
 
         caption_inputs = [c_image, c_method, c_beams, c_max_len, c_temp, c_top_k, c_top_p, c_num, c_seed]
