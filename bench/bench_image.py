@@ -1,0 +1,261 @@
+"""Image tab costs, each next to a baseline measured in the same run:
+
+1. image embedding throughput of ``ClipHandle.encode_images`` (the tab's path:
+   preprocessing + model) in batches vs one image per call, on the same model: the
+   embedded tiny CLIP and the ViT-B-32 architecture with random weights (no download);
+2. the ViT-B-32 image tower's achieved FLOP/s (FLOPs counted by
+   ``torch.utils.flop_counter.FlopCounterMode``) as a share of this machine's fp32
+   matrix-multiply FLOP/s (a 2048x2048 ``torch.mm``), both measured here;
+3. search over 10k, 100k and 1M random normalised 512-d float32 embeddings: exact numpy
+   (``mmdemo.index.exact_topk``) vs FAISS IVF (``mmdemo.index.build_faiss_ivf``) at a few
+   ``nprobe`` values: ms per query (a batch of queries, and one query at a time) and
+   recall@10 against the exact answer, beside the memory-bandwidth bound of a full scan
+   (the embeddings' bytes / the bandwidth of a large numpy copy measured here).
+
+Recall@10 is measured for random queries, the worst case for IVF: random data has no
+clusters, so a query's ten nearest neighbours are barely nearer than the rest and fall
+in arbitrary cells. Real queries usually have a clear match; ``match_in_top_10_near_queries``
+measures that case (a stored vector plus noise, cosine about 0.8 to it: is it found?).
+
+    python bench/bench_image.py [--quick]
+
+Prints one JSON object. Ratios > 1 mean the first-named way is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _median_time(fn, runs: int, warmup: bool = True) -> float:
+    if warmup:
+        fn()  # warm-up: allocator, thread pools, lazy inits
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def matmul_flops(n: int = 2048, runs: int = 5) -> dict:
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = _median_time(lambda: torch.mm(a, b), runs)
+    return {"size": n, "dtype": "float32", "gflops": round(2 * n ** 3 / t / 1e9, 1), "torch_threads": torch.get_num_threads()}
+
+
+def memory_bandwidth(mb: int = 512, runs: int = 5) -> dict:
+    """Copy a large array: every byte is read once and written once."""
+    import numpy as np
+
+    src = np.ones(mb * 2 ** 20 // 4, np.float32)
+    dst = np.empty_like(src)
+    t = _median_time(lambda: np.copyto(dst, src), runs)
+    return {"array_mb": mb, "copy_gb_per_s": round(2 * src.nbytes / t / 1e9, 2),
+            "note": "bytes read + bytes written per second of a numpy copy"}
+
+
+# --------------------------------------------------------------------------- embedding throughput
+
+
+def _scenes(n: int, px: int):
+    import numpy as np
+    from PIL import Image
+
+    from mmdemo.toyworld import scenes as S
+
+    rng = np.random.default_rng(3)
+    return [Image.fromarray(S.render_scene(S.sample_scene(rng), size=px)) for _ in range(n)]
+
+
+def _vit_b32_handle():
+    import open_clip
+
+    from mmdemo.models.open_clip_backend import ClipHandle
+
+    model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)  # random weights
+    model.eval()
+    spec = SimpleNamespace(model_id="ViT-B-32:random")
+    return ClipHandle(spec, model, preprocess, open_clip.get_tokenizer("ViT-B-32"), "cpu")
+
+
+def throughput(clip, images, runs: int, batch_size: int = 64) -> dict:
+    import numpy as np
+
+    batched = _median_time(lambda: clip.encode_images(images, batch_size=batch_size), runs)
+    single = _median_time(lambda: [clip.encode_images([im]) for im in images], runs)
+    same = np.allclose(clip.encode_images(images, batch_size=batch_size),
+                       np.concatenate([clip.encode_images([im]) for im in images]), atol=1e-4)
+    n = len(images)
+    return {"images": n, "input_px": images[0].size[0], "runs": runs, "batch_size": min(batch_size, n),
+            "batched_images_per_s": round(n / batched, 1), "one_at_a_time_images_per_s": round(n / single, 1),
+            "speedup_batched": round(single / batched, 2), "same_embeddings": bool(same)}
+
+
+def vit_analytic_flops(visual) -> int:
+    """FLOPs (2 per multiply-add) of one image through an open_clip ViT image tower."""
+    k = visual.conv1.kernel_size[0] * visual.conv1.kernel_size[1] * visual.conv1.in_channels
+    tokens, width = visual.positional_embedding.shape
+    patches = tokens - 1
+    blocks = visual.transformer.resblocks
+    hidden = blocks[0].mlp.c_fc.out_features
+    per_block = (2 * tokens * width * 3 * width  # q, k, v
+                 + 2 * 2 * tokens * tokens * width  # q.k scores and the weighted sum of v
+                 + 2 * tokens * width * width  # attention output projection
+                 + 2 * 2 * tokens * width * hidden)  # MLP up and down
+    proj = 2 * width * visual.proj.shape[1] if visual.proj is not None else 0  # the pooled token only
+    return 2 * patches * k * width + len(blocks) * per_block + proj
+
+
+def vit_flops_share(clip, images, peak_gflops: float, runs: int) -> dict:
+    """FLOPs of the image tower, then FLOP/s of the model alone and of the whole path."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pixels = clip._pixels(images)
+    # Under inference_mode nn.MultiheadAttention takes a fused fast path that
+    # FlopCounterMode cannot see (a third of the FLOPs go missing); with grad
+    # enabled it runs the plain ops, which do the same arithmetic.
+    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
+        clip.model.encode_image(pixels[:1])
+    counted = counter.get_total_flops()
+    per_image = vit_analytic_flops(clip.model.visual)
+    with torch.inference_mode():
+        model_s = _median_time(lambda: clip.model.encode_image(pixels), runs)
+    path_s = _median_time(lambda: clip.encode_images(images, batch_size=len(images)), runs)
+    n = len(images)
+    model_gflops = per_image * n / model_s / 1e9
+    path_gflops = per_image * n / path_s / 1e9
+    return {"gflops_per_image": round(per_image / 1e9, 3),
+            "gflops_per_image_flop_counter": round(counted / 1e9, 3),
+            "flops_note": "analytic count (2 per multiply-add, attention included); FlopCounterMode agrees "
+                          "except for attention's two matmuls, which it does not see on CPU",
+            "images": n,
+            "model_only_gflops": round(model_gflops, 1), "model_only_share_of_matmul": round(model_gflops / peak_gflops, 3),
+            "with_preprocessing_gflops": round(path_gflops, 1),
+            "with_preprocessing_share_of_matmul": round(path_gflops / peak_gflops, 3),
+            "preprocessing_share_of_time": round(max(0.0, 1 - model_s / path_s), 3)}
+
+
+# --------------------------------------------------------------------------- search
+
+
+def _normalised(rng, n: int, d: int):
+    import numpy as np
+
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def _recall(found, truth) -> float:
+    return float(sum(len(set(f) & set(t)) for f, t in zip(found, truth)) / truth.size)
+
+
+def search_at(n: int, d: int, n_queries: int, nprobes: list[int], bandwidth_gbs: float, peak_gflops: float,
+              runs: int, single_queries: int) -> dict:
+    import numpy as np
+
+    from mmdemo.index import build_faiss_ivf, exact_topk
+
+    rng = np.random.default_rng(n)
+    emb = _normalised(rng, n, d)
+    k = 10
+    random_q = _normalised(rng, n_queries, d)
+    sources = rng.choice(n, n_queries, replace=False)
+    near_q = emb[sources] + 0.75 / np.sqrt(d) * rng.standard_normal((n_queries, d), dtype=np.float32)
+    near_q /= np.linalg.norm(near_q, axis=1, keepdims=True)
+
+    scan_ms = emb.nbytes / (bandwidth_gbs * 1e9) * 1e3
+    out = {"n": n, "dim": d, "queries_per_batch": n_queries, "k": k,
+           "full_scan_mb": round(emb.nbytes / 2 ** 20, 1),
+           "bandwidth_bound_ms_per_scan": round(scan_ms, 3),
+           "bandwidth_bound_ms_per_query_batch": round(scan_ms / n_queries, 4),
+           "compute_bound_ms_per_query": round(2 * n * d / (peak_gflops * 1e9) * 1e3, 4)}
+
+    exact_ms = _median_time(lambda: exact_topk(emb, random_q, k), runs) / n_queries * 1e3
+    truth = exact_topk(emb, random_q, k)[1]
+    assert (exact_topk(emb, near_q, 1)[1][:, 0] == sources).all()  # each near query's match is its source
+    q1 = random_q[:single_queries]
+    exact_single = _median_time(lambda: [exact_topk(emb, q[None], k) for q in q1], runs) / len(q1) * 1e3
+    out["exact_numpy"] = {"ms_per_query_batch": round(exact_ms, 4), "ms_per_query_single": round(exact_single, 3),
+                          "single_vs_bandwidth_bound": round(exact_single / scan_ms, 2),
+                          "batch_vs_compute_bound": round(exact_ms / out["compute_bound_ms_per_query"], 2),
+                          "recall_at_10": 1.0}
+
+    t = time.perf_counter()
+    ivf = build_faiss_ivf(emb)
+    build_s = time.perf_counter() - t
+    rows = []
+    for nprobe in [p for p in nprobes if p <= ivf.nlist] or [ivf.nlist]:
+        ivf.nprobe = nprobe
+        ms = _median_time(lambda: ivf.search(random_q, k), runs) / n_queries * 1e3
+        rows.append({
+            "nprobe": nprobe, "share_scanned": round(nprobe / ivf.nlist, 4),
+            "ms_per_query_batch": round(ms, 4),
+            "ms_per_query_single": round(_median_time(lambda: [ivf.search(x[None], k) for x in q1], runs)
+                                         / len(q1) * 1e3, 3),
+            "speedup_vs_exact_batch": round(exact_ms / ms, 2),
+            "recall_at_10_random_queries": round(_recall(ivf.search(random_q, k)[1], truth), 3),
+            "match_in_top_10_near_queries": round(float((ivf.search(near_q, k)[1] == sources[:, None]).any(axis=1).mean()), 3),
+        })
+    out["faiss_ivf"] = {"nlist": int(ivf.nlist), "build_s": round(build_s, 2), "trained_on": min(n, ivf.nlist * 64),
+                        "by_nprobe": rows}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer images and runs, search at 10k and 100k only")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import faiss
+    import torch
+
+    from mmdemo.catalog import load_catalog
+    from mmdemo.registry import Registry
+
+    t0 = time.perf_counter()
+    runs = 2 if args.quick else 3
+    machine = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+               "faiss_threads": faiss.omp_get_max_threads(), "torch": torch.__version__, "faiss": faiss.__version__}
+    mm = matmul_flops(runs=runs + 2)
+    bw = memory_bandwidth(runs=runs + 2)
+
+    tiny = Registry(load_catalog(), device="cpu", profile="tiny").for_slot("clip")
+    tiny_images = _scenes(64 if args.quick else 256, 64)
+    tiny_tp = throughput(tiny, tiny_images, runs)
+
+    vit = _vit_b32_handle()
+    vit_images = _scenes(8 if args.quick else 32, 224)
+    vit_tp = throughput(vit, vit_images, runs=1 if args.quick else 2)
+    share = vit_flops_share(vit, vit_images, mm["gflops"], runs=1 if args.quick else 2)
+    del vit
+
+    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    search = [search_at(n, 512, 64, [1, 8, 32, 128], bw["copy_gb_per_s"], mm["gflops"], runs=runs,
+                        single_queries=8 if args.quick else 16) for n in sizes]
+    print(json.dumps({"benchmark": "image", "quick": args.quick, "machine": machine, "matmul_fp32": mm,
+                      "memory_bandwidth": bw,
+                      "embedding_throughput": {"tiny_clip": tiny_tp, "vit_b_32_random": vit_tp},
+                      "vit_b_32_flops": share, "search": search,
+                      "total_s": round(time.perf_counter() - t0, 1)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
