@@ -103,11 +103,8 @@ def _as_source(source: Any) -> Any:
         source = source[0]  # (image, caption) rows of a gallery widget
     if isinstance(source, dict):
         source = source.get("path") or source.get("name") or source.get("url")
-    elif not isinstance(source, (str, Path, bytes, bytearray, memoryview, np.ndarray)) and hasattr(source, "path"):
-        from PIL import Image
-
-        if not isinstance(source, Image.Image):
-            source = source.path
+    elif isinstance(getattr(source, "path", None), (str, Path)):  # gradio FileData and the like
+        source = source.path
     return source
 
 
@@ -125,6 +122,8 @@ def _truncation_notice(clip, texts: Sequence[str], what: str) -> list[str]:
     shown = ", ".join(repr(t if len(t) <= 40 else t[:37] + "...") for t in over[:3]) + (" ..." if len(over) > 3 else "")
     n = getattr(clip, "context_length", None)
     limit = f" ({n} tokens)" if n else ""
+    if what == "query":
+        return [f"The query is over the model's context length{limit}: truncated, so only its beginning was searched."]
     return [f"{len(over)} of the {what} {'was' if len(over) == 1 else 'were'} over the model's context length{limit}: "
             f"truncated, so only the beginning was scored: {shown}."]
 
