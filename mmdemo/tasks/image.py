@@ -168,14 +168,14 @@ def caption_image(source: Any, captioner, *, method: str = "beam", num_beams: in
     loaded = _load(source, name)
     captions = captioner.generate([loaded.image], options)[0]
     notices = list(loaded.notices)
-    captions = [c.strip() for c in captions]
-    if not any(captions):
+    said = [c.strip() for c in captions if c.strip()]
+    if not said:
         notices.append("The model produced an empty caption; try beam search or a larger max length.")
-    unique = list(dict.fromkeys(c for c in captions if c))
-    if len(unique) < len([c for c in captions if c]):
-        notices.append(f"{len(captions) - len(unique)} of the {len(captions)} captions were duplicates and were "
-                       "merged; sampling (top-k/top-p) with a higher temperature gives more variety.")
-    return CaptionResult(unique or captions, notices)
+    unique = list(dict.fromkeys(said))
+    if len(unique) < len(said):
+        notices.append(f"{len(said) - len(unique)} of the {len(said)} captions were duplicates and were merged; "
+                       "sampling (top-k/top-p) with a higher temperature gives more variety.")
+    return CaptionResult(unique or [""], notices)
 
 
 _GENERIC_SUBJECTS = (
@@ -235,7 +235,7 @@ def rank_captions(source: Any, candidates: str | Sequence[str] | None, clip, *, 
 
 
 def _render_fallback_images(dest: Path) -> Path:
-    """A dozen generated scenes for when the bundled examples are absent."""
+    """Eight generated scenes, one per colour, for when the bundled examples are absent."""
     import io
 
     from PIL import Image
