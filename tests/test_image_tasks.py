@@ -133,6 +133,8 @@ def test_caption_controls(captioner):
     assert a.captions == b.captions  # same seed, same captions
     floats = I.caption_image(img, captioner, num_beams=3.0, max_length=20.0, num_captions=1.0)  # slider values
     assert floats.captions
+    cold = I.caption_image(img, captioner, method="top_k", temperature=0.05, num_captions=4)
+    assert len(cold.captions) == 1 and any("Merged 3 duplicate caption(s)" in n for n in cold.notices)
 
 
 @pytest.mark.parametrize("kwargs,words", [

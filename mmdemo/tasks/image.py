@@ -173,7 +173,7 @@ def caption_image(source: Any, captioner, *, method: str = "beam", num_beams: in
         notices.append("The model produced an empty caption; try beam search or a larger max length.")
     unique = list(dict.fromkeys(said))
     if len(unique) < len(said):
-        notices.append(f"{len(said) - len(unique)} of the {len(said)} captions were duplicates and were merged; "
+        notices.append(f"Merged {len(said) - len(unique)} duplicate caption(s) of the {len(said)} generated; "
                        "sampling (top-k/top-p) with a higher temperature gives more variety.")
     return CaptionResult(unique or [""], notices)
 
