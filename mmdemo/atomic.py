@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 
-def _atomic(path: str | Path, write: Callable[[object], None]) -> Path:
+def atomic_write_with(path: str | Path, write: Callable[[object], None]) -> Path:
+    """Call ``write(f)`` on a binary temp file beside ``path``, then swap it in."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -34,7 +35,7 @@ def _atomic(path: str | Path, write: Callable[[object], None]) -> Path:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    return _atomic(path, lambda f: f.write(data))
+    return atomic_write_with(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -6,25 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-
-def _registry(args):
-    from mmdemo.catalog import load_catalog
-    from mmdemo.registry import Registry
-
-    return Registry(load_catalog(args.catalog), device=args.device, profile=args.profile)
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="tiny", help="model profile (default: tiny, the embedded bundle)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    p.add_argument("--catalog", type=Path, help="an extra model catalog (TOML)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+from mmdemo.tasks.cli_common import add_model_flags, registry_from
 
 
 def cmd_match_audio(args) -> int:
     from mmdemo.tasks.audio import match_audio
 
-    audio = _registry(args).for_slot("audio")
+    audio = registry_from(args).for_slot("audio")
     m = match_audio(args.clip, args.labels, audio, templates=args.template, hop_seconds=args.hop)
     if args.json:
         print(json.dumps(m.to_dict(), indent=2))
@@ -44,7 +32,7 @@ def cmd_search_audio(args) -> int:
 
     from mmdemo.tasks.audio import build_gallery, search_gallery
 
-    audio = _registry(args).for_slot("audio")
+    audio = registry_from(args).for_slot("audio")
     with tempfile.TemporaryDirectory(prefix="mmdemo-audio-") as tmp:
         gallery = build_gallery([args.source], audio, extract_dir=Path(tmp), hop_seconds=args.hop)
         hits = search_gallery(gallery, args.text, audio, k=args.k)
@@ -74,7 +62,7 @@ def register_cli(sub) -> None:
     s.add_argument("--template", action="append",
                    help="prompt template with {} for the label, e.g. 'the sound of {}'; repeat to average several")
     s.add_argument("--hop", type=float, default=HOP_SECONDS, help="seconds between windows of long clips")
-    _common(s)
+    add_model_flags(s)
     s.set_defaults(func=cmd_match_audio)
 
     s = sub.add_parser("search-audio", help="search a folder or zip of sounds by text")
@@ -82,5 +70,5 @@ def register_cli(sub) -> None:
     s.add_argument("text", help="what to look for, e.g. 'a burst of white noise'")
     s.add_argument("--k", type=int, default=5, help="how many results (default 5)")
     s.add_argument("--hop", type=float, default=HOP_SECONDS, help="seconds between windows of long clips")
-    _common(s)
+    add_model_flags(s)
     s.set_defaults(func=cmd_search_audio)

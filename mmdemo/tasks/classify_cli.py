@@ -8,25 +8,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-
-def _registry(args):
-    from mmdemo.catalog import load_catalog
-    from mmdemo.registry import Registry
-
-    return Registry(load_catalog(args.catalog), device=args.device, profile=args.profile)
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="tiny", help="model profile (default: tiny, the embedded bundle)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    p.add_argument("--catalog", type=Path, help="an extra model catalog (TOML)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+from mmdemo.tasks.cli_common import add_model_flags, registry_from
 
 
 def cmd_train_fusion(args) -> int:
     from mmdemo.tasks import classify as tasks
 
-    registry = _registry(args)
+    registry = registry_from(args)
     clip = registry.for_slot("clip")
     audio = registry.for_slot("audio") if registry.profile.audio else None
     kinds = [k.strip() for k in args.heads.split(",") if k.strip()]
@@ -68,7 +56,7 @@ def cmd_train_fusion(args) -> int:
 def cmd_classify(args) -> int:
     from mmdemo.tasks.classify import classify, resolve_head
 
-    registry = _registry(args)
+    registry = registry_from(args)
     handle = resolve_head(registry, args.head, allow_paths=True)
     clip = registry.for_slot("clip")
     audio = registry.for_slot("audio") if registry.profile.audio else None
@@ -100,7 +88,7 @@ def register_cli(sub) -> None:
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--no-baselines", action="store_true", help="skip the single-modality baselines")
     s.add_argument("--cache-dir", type=Path, help="keep extracted features here for the next run")
-    _common(s)
+    add_model_flags(s)
     s.set_defaults(func=cmd_train_fusion)
 
     s = sub.add_parser("classify", help="classify image + text (+ audio) with a fusion head")
@@ -108,5 +96,5 @@ def register_cli(sub) -> None:
     s.add_argument("image", help="image file")
     s.add_argument("text", help="the text, e.g. 'is there a red star?'")
     s.add_argument("audio", nargs="?", help="audio file (for heads that use audio)")
-    _common(s)
+    add_model_flags(s)
     s.set_defaults(func=cmd_classify)

@@ -7,24 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from mmdemo.tasks.cli_common import add_model_flags, registry_from
+
 from mmdemo.errors import MMDemoError
 
 # mmdemo.models.decoding.METHODS, spelled out: importing it would import torch for `--help`.
 _METHODS = ("greedy", "beam", "top_k", "top_p")
-
-
-def _registry(args):
-    from mmdemo.catalog import load_catalog
-    from mmdemo.registry import Registry
-
-    return Registry(load_catalog(args.catalog), device=args.device, profile=args.profile)
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="tiny", help="model profile (default: tiny, the embedded bundle)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    p.add_argument("--catalog", type=Path, help="an extra model catalog (TOML)")
-    p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _warn(notices: list[str]) -> None:
@@ -35,7 +23,7 @@ def _warn(notices: list[str]) -> None:
 def cmd_caption(args) -> int:
     from mmdemo.tasks.image import caption_image
 
-    captioner = _registry(args).for_slot("captioner")
+    captioner = registry_from(args).for_slot("captioner")
     rows, failed = [], 0
     for img in args.images:
         try:
@@ -67,7 +55,7 @@ def cmd_caption(args) -> int:
 def cmd_rank_captions(args) -> int:
     from mmdemo.tasks.image import rank_captions
 
-    clip = _registry(args).for_slot("clip")
+    clip = registry_from(args).for_slot("clip")
     res = rank_captions(args.image, args.captions or None, clip)
     if args.json:
         print(json.dumps({"image": args.image, "ranked": res.ranked, "notices": res.notices}, indent=2))
@@ -85,7 +73,7 @@ def cmd_index_build(args) -> int:
     from mmdemo.paths import default_cache_dir
     from mmdemo.tasks.image import build_gallery
 
-    clip = _registry(args).for_slot("clip")
+    clip = registry_from(args).for_slot("clip")
     out = Path(args.out)
     # Zip members are extracted beside the index, so search results point at files that still exist.
     extract_dir = out.parent / f"{out.stem}-files"
@@ -119,7 +107,7 @@ def _load_gallery(path: str, clip):
 def cmd_search(args) -> int:
     from mmdemo.tasks.image import search_images
 
-    clip = _registry(args).for_slot("clip")
+    clip = registry_from(args).for_slot("clip")
     gallery = _load_gallery(args.index, clip)
     res = search_images(gallery, args.text, clip, k=args.k)
     if args.json:
@@ -137,7 +125,7 @@ def cmd_search(args) -> int:
 def cmd_search_texts(args) -> int:
     from mmdemo.tasks.image import search_texts
 
-    clip = _registry(args).for_slot("clip")
+    clip = registry_from(args).for_slot("clip")
     res = search_texts(args.image, args.texts, clip, k=args.k)
     if args.json:
         print(json.dumps({"image": args.image, "hits": res.hits, "notices": res.notices}, indent=2))
@@ -162,14 +150,14 @@ def register_cli(sub) -> None:
     s.add_argument("--top-k", type=int, default=10, help="top-k sampling: keep this many words (default 10)")
     s.add_argument("--top-p", type=float, default=0.9, help="top-p sampling: keep this much probability (default 0.9)")
     s.add_argument("--seed", type=int, default=0, help="random seed for sampling (default 0)")
-    _common(s)
+    add_model_flags(s)
     s.set_defaults(func=cmd_caption)
 
     s = sub.add_parser("rank-captions", help="rank candidate captions for an image (CLIP zero-shot)")
     s.add_argument("image", help="an image file")
     s.add_argument("captions", nargs="*", help="candidate captions (none: the built-in caption bank)")
     s.add_argument("--top", type=int, default=10, help="how many to print (default 10; --json prints all)")
-    _common(s)
+    add_model_flags(s)
     s.set_defaults(func=cmd_rank_captions)
 
     s = sub.add_parser("index", help="build a searchable image index")
@@ -180,19 +168,19 @@ def register_cli(sub) -> None:
     b.add_argument("--cache-dir", type=Path, help="embedding cache folder (default: the user cache, ~/.cache/mmdemo)")
     b.add_argument("--max-files", type=int, default=MAX_GALLERY_FILES,
                    help=f"most images to index (default {MAX_GALLERY_FILES})")
-    _common(b)
+    add_model_flags(b)
     b.set_defaults(func=cmd_index_build)
 
     s = sub.add_parser("search", help="search an image index by text")
     s.add_argument("index", help="an index file from `index build`")
     s.add_argument("text", help="what to look for, e.g. 'a red star'")
     s.add_argument("-k", "--k", type=int, default=5, help="how many results (default 5)")
-    _common(s)
+    add_model_flags(s)
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("search-texts", help="rank texts by how well they match an image")
     s.add_argument("image", help="an image file")
     s.add_argument("texts", nargs="+", help="texts to rank")
     s.add_argument("-k", "--k", type=int, default=5, help="how many results (default 5)")
-    _common(s)
+    add_model_flags(s)
     s.set_defaults(func=cmd_search_texts)

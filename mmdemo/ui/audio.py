@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
 import gradio as gr
@@ -19,7 +18,7 @@ import numpy as np
 from mmdemo.media import AUDIO_SUFFIXES, load_audio
 from mmdemo.tasks import audio as tasks
 from mmdemo.toyworld.sounds import sound_classes
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, user_errors, warn_all
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, per_model, user_errors, warn_all
 
 N_PLAYERS = 3
 TIMELINE_MAX_LABELS = 8
@@ -123,14 +122,8 @@ def build(registry, settings) -> None:
     cache_dir = Path(settings.cache_dir)
     default_folder = tasks.default_gallery_files(cache_dir)  # cheap: files only, no model
     default_count = sum(1 for p in default_folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-    galleries: dict[str, tasks.AudioGallery] = {}  # the default gallery, per audio model id
-    gallery_lock = threading.Lock()
-
-    def default_gallery(audio) -> tasks.AudioGallery:
-        with gallery_lock:
-            if audio.model_id not in galleries:
-                galleries[audio.model_id] = tasks.build_gallery([default_folder], audio, cache_dir=cache_dir)
-            return galleries[audio.model_id]
+    # The default gallery, encoded on first search, once per model.
+    default_gallery = per_model(lambda model: tasks.build_gallery([default_folder], model, cache_dir=cache_dir))
 
     with gr.Tab("Audio", id="audio"):
         gr.Markdown("Match a sound against text, search sounds by text, or texts by a sound. "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 
 import gradio as gr
 
@@ -32,6 +33,21 @@ def user_errors(fn):
             raise gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). The server is still running.") from None
 
     return wrapper
+
+
+def per_model(build):
+    """Memoise ``build(model)`` per ``model.model_id``, thread-safe: the default gallery
+    is encoded once per model, even when several users search at the same moment."""
+    built: dict = {}
+    lock = threading.Lock()
+
+    def get(model):
+        with lock:
+            if model.model_id not in built:
+                built[model.model_id] = build(model)
+            return built[model.model_id]
+
+    return get
 
 
 def warn_all(notices) -> None:

@@ -18,7 +18,6 @@ import base64
 import binascii
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import numpy as np
 from mmdemo.errors import MMDemoError
 from mmdemo.media import IMAGE_SUFFIXES, load_image
 from mmdemo.tasks import image as tasks
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, user_errors, warn_all
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, per_model, user_errors, warn_all
 
 RANK_BARS = 15
 THUMB_PIXELS = 384  # longest side of result thumbnails sent to the browser
@@ -169,14 +168,8 @@ def build(registry, settings) -> None:
     examples = sorted(str(p) for p in default_folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     default_count = len(examples)
     default_texts = _default_texts(default_folder)
-    galleries: dict[str, tasks.ImageGallery] = {}  # the default gallery, per CLIP model id
-    gallery_lock = threading.Lock()
-
-    def default_gallery(clip) -> tasks.ImageGallery:
-        with gallery_lock:
-            if clip.model_id not in galleries:
-                galleries[clip.model_id] = tasks.build_gallery([default_folder], clip, cache_dir=cache_dir)
-            return galleries[clip.model_id]
+    # The default gallery, encoded on first search, once per model.
+    default_gallery = per_model(lambda model: tasks.build_gallery([default_folder], model, cache_dir=cache_dir))
 
     with gr.Tab("Image", id="image"):
         gr.Markdown("Caption an image, rank captions for it, search images by text or texts by an image. "
