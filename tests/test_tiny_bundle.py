@@ -38,15 +38,15 @@ def test_default_profile_loads_every_entry(tiny_registry):
 
 
 def test_retrieval_and_captions_stay_above_floors(metrics):
-    assert metrics["text_to_image"]["R@1"] >= 0.5
-    assert metrics["image_to_text"]["R@5"] >= 0.7
-    assert metrics["caption"]["attribute_accuracy"] >= 0.7
-    assert metrics["audio_to_text"]["R@1"] >= 0.4
+    assert metrics["text_to_image"]["R@1"] >= 0.7
+    assert metrics["image_to_text"]["R@5"] >= 0.9
+    assert metrics["caption"]["attribute_accuracy"] >= 0.55
+    assert metrics["audio_to_text"]["R@1"] >= 0.8
 
 
 def test_fusion_beats_every_single_modality(metrics):
     for task, row in metrics["fusion"].items():
         best = max(row[k] for k in ("weighted_sum", "concat", "bilinear", "attention", "gated"))
         singles = [v for k, v in row.items() if k.endswith("_only")]
-        assert best >= max(singles) + 0.2, (task, row)
+        assert best >= max(singles) + 0.12, (task, row)
         assert max(singles) <= row["chance"] + 0.15, (task, row)

@@ -341,7 +341,10 @@ def bundle_handles(out: Path, device: str = "cpu"):
 
     clip = load_clip(EntrySpec("tiny-clip", "clip", "open_clip", config=out / f"{CLIP_NAME}.json",
                                weights=out / "tiny-clip.safetensors", tokenizer=out / "tokenizer.json"), device)
-    audio = AudioHandle.from_file(out / "tiny-audio.safetensors", device, "tiny-audio", text=clip)
+    # The same model id the registry gives the catalog entry (name + weights digest), so
+    # the heads' "trained on" check accepts the bundle's own encoders.
+    audio_spec = EntrySpec("tiny-audio", "audio", "mmdemo", weights=out / "tiny-audio.safetensors")
+    audio = AudioHandle.from_file(audio_spec.weights, device, audio_spec.model_id, text=clip)
     return clip, audio
 
 
