@@ -64,7 +64,8 @@ SMOKE = dict(clip_steps=40, audio_steps=10, coca_steps=40, batch_size=32, image_
 def to_pixels(images: np.ndarray) -> torch.Tensor:
     """uint8 [N,H,W,3] at the model's resolution -> normalised float [N,3,H,W]
     (the same numbers open_clip's eval transform gives for images already 64x64)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.from_numpy(np.array(images, copy=True))  # a copy: callers may pass read-only views
+    x = x.permute(0, 3, 1, 2).float() / 255.0
     return (x - MEAN) / STD
 
 
@@ -241,7 +242,7 @@ def _clip_stage(opts, out, tok, pools, rng, bar, report) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step(); sched.step()
-        losses.append((float(loss_i), float(loss_a)))
+        losses.append((loss_i.item(), loss_a.item()))
         if hasattr(pbar, "set_postfix") and step % 20 == 0:
             pbar.set_postfix(image=f"{loss_i.item():.3f}", audio=f"{loss_a.item():.3f}")
     report["clip_seconds"] = round(time.perf_counter() - t0, 1)
@@ -268,7 +269,7 @@ def _clip_stage(opts, out, tok, pools, rng, bar, report) -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step(); sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if hasattr(pbar, "set_postfix") and step % 20 == 0:
             pbar.set_postfix(loss=f"{loss.item():.3f}")
     report["audio_seconds"] = round(time.perf_counter() - t0, 1)
