@@ -191,3 +191,19 @@ def tiny_registry():
     from mmdemo.registry import Registry
 
     return Registry(load_catalog(), device="cpu", profile="tiny")
+
+
+# The tiny profile's encoders, shared by the task tests (loaded once per session).
+@pytest.fixture(scope="session")
+def clip(tiny_registry):
+    return tiny_registry.for_slot("clip")
+
+
+@pytest.fixture(scope="session")
+def captioner(tiny_registry):
+    return tiny_registry.for_slot("captioner")
+
+
+@pytest.fixture(scope="session")
+def audio(tiny_registry):
+    return tiny_registry.for_slot("audio")

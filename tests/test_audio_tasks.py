@@ -26,11 +26,6 @@ def wav_bytes(wave, sr=SR, subtype="PCM_16"):
     return buf.getvalue()
 
 
-@pytest.fixture(scope="module")
-def audio(tiny_registry):
-    return tiny_registry.for_slot("audio")
-
-
 def test_window_bounds_cover_the_clip_and_keep_the_tail():
     assert A.window_bounds(3 * SR, SR, 4.0) == [(0, 3 * SR)]
     b = A.window_bounds(9 * SR, SR, 4.0, 2.0)

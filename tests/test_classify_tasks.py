@@ -38,16 +38,6 @@ def write_dataset(root: Path, task: str = "scene_qa", n: int = 8, seed: int = 3,
 
 
 @pytest.fixture(scope="module")
-def clip(tiny_registry):
-    return tiny_registry.for_slot("clip")
-
-
-@pytest.fixture(scope="module")
-def audio(tiny_registry):
-    return tiny_registry.for_slot("audio")
-
-
-@pytest.fixture(scope="module")
 def qa_report(clip, tmp_path_factory):
     """Heads trained side by side on 2,000 generated scene_qa examples (features cached)."""
     cache = tasks.FeatureCache(tmp_path_factory.mktemp("features"))

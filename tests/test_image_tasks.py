@@ -92,16 +92,6 @@ def bad_images(tmp: Path) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.fixture(scope="module")
-def clip(tiny_registry):
-    return tiny_registry.for_slot("clip")
-
-
-@pytest.fixture(scope="module")
-def captioner(tiny_registry):
-    return tiny_registry.for_slot("captioner")
-
-
-@pytest.fixture(scope="module")
 def gallery(clip):
     return I.build_gallery([GALLERY], clip)
 
