@@ -276,7 +276,7 @@ def _clip_stage(opts, out, tok, pools, rng, bar, report) -> None:
     report["audio_loss"] = _ends(losses)
     audio.eval()
     save_audio_tower(audio, out / "tiny-audio.safetensors",
-                     {"text_encoder": CLIP_NAME, "logit_scale": float(audio_scale.exp().clamp(max=100))})
+                     {"text_encoder": CLIP_NAME, "logit_scale": audio_scale.detach().exp().clamp(max=100).item()})
 
 
 
@@ -318,7 +318,7 @@ def _coca_stage(opts, out, tok, pools, rng, bar, report) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(coca.parameters(), 1.0)
         opt.step(); sched.step()
-        losses.append(float(cap_loss))
+        losses.append(cap_loss.item())
         if hasattr(pbar, "set_postfix") and step % 20 == 0:
             pbar.set_postfix(caption=f"{cap_loss.item():.3f}")
     report["coca_seconds"] = round(time.perf_counter() - t0, 1)
