@@ -7,9 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from mmdemo.tasks.cli_common import add_model_flags, registry_from
-
 from mmdemo.errors import MMDemoError
+from mmdemo.tasks.cli_common import add_model_flags, registry_from
 
 # mmdemo.models.decoding.METHODS, spelled out: importing it would import torch for `--help`.
 _METHODS = ("greedy", "beam", "top_k", "top_p")

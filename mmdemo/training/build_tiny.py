@@ -64,8 +64,9 @@ SMOKE = dict(clip_steps=40, audio_steps=10, coca_steps=40, batch_size=32, image_
 def to_pixels(images: np.ndarray) -> torch.Tensor:
     """uint8 [N,H,W,3] at the model's resolution -> normalised float [N,3,H,W]
     (the same numbers open_clip's eval transform gives for images already 64x64)."""
-    x = torch.from_numpy(np.array(images, copy=True))  # a copy: callers may pass read-only views
-    x = x.permute(0, 3, 1, 2).float() / 255.0
+    # torch can't wrap a read-only array; copy only those (a writable batch is used as is).
+    images = np.ascontiguousarray(images) if images.flags.writeable else np.array(images)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
     return (x - MEAN) / STD
 
 
