@@ -10,7 +10,7 @@ from mmdemo.training.build_tiny import SMOKE, BuildOptions, build
 
 def test_smoke_build_runs_every_stage_and_losses_fall(tmp_path):
     report = build(BuildOptions(out=tmp_path, progress=False), **SMOKE)
-    for key in ("clip_loss", "joint_audio_loss", "caption_loss"):
+    for key in ("clip_loss", "joint_audio_loss", "attribute_loss", "caption_loss"):
         assert report[key]["last"] < report[key]["first"], (key, report[key])
     names = {p.name for p in tmp_path.iterdir()}
     assert {"tokenizer.json", "tiny-clip.safetensors", "tiny-coca.safetensors", "tiny-audio.safetensors",
@@ -43,8 +43,8 @@ def test_decoy_batches_keep_images_and_texts_aligned():
     opts = dataclasses.replace(BuildOptions(progress=False), **SMOKE)
     pools = _Pools(opts, np.random.default_rng(0), lambda it, **kw: it)
     idx = np.arange(60)
-    images, texts, keys = pools.scene_batch(idx)
-    assert len(images) == len(texts) == len(keys) > 60
+    images, texts, keys, drawn = pools.scene_batch(idx)
+    assert len(images) == len(texts) == len(keys) == len(drawn) > 60
     k, pos = 0, 0
     while pos < len(texts):
         np.testing.assert_array_equal(images[pos], pools.images[idx[k]])
@@ -57,3 +57,19 @@ def test_decoy_batches_keep_images_and_texts_aligned():
         pos += 1
         k += 1
     assert k == len(idx)
+
+
+def test_attribute_probe_targets_name_objects_left_to_right():
+    """The training-only probe learns each slot's colour, shape and size in the order
+    captions say them; empty slots have their own "no object" class."""
+    from mmdemo.toyworld import scenes
+    from mmdemo.training.build_tiny import AttributeProbe
+
+    one = scenes.sample_scene(np.random.default_rng(1), n_objects=1)
+    three = scenes.sample_scene(np.random.default_rng(2), n_objects=3)
+    t = AttributeProbe.targets([one, three]).numpy()
+    assert t.shape == (2, 3, 3)
+    none = [len(scenes.COLOURS), len(scenes.SHAPES), len(scenes.SIZES)]
+    assert t[0, 1].tolist() == none and t[0, 2].tolist() == none
+    names = [(list(scenes.COLOURS)[c], scenes.SHAPES[s], scenes.SIZES[z]) for c, s, z in t[1]]
+    assert [(c, s, z) for z, c, s in scenes.parse_caption(scenes.caption(three))] == names

@@ -159,8 +159,10 @@ On real photos or recordings its outputs are meaningless.
 - `heads/<task>-<kind>.safetensors`: fusion heads (weighted_sum, concat, bilinear, attention, gated) per task
 
 ## Training
-1. CLIP contrastive on captions, paraphrases and one-object mentions, jointly with the audio encoder
-   against the same text tower ({report['options']['clip_steps']} steps, batch {report['options']['batch_size']});
+1. CLIP contrastive on captions, paraphrases and one-object mentions (each with a look-alike decoy
+   scene), jointly with the audio encoder against the same text tower, plus a training-only probe
+   that names every object's colour, shape and size left to right from the image embedding
+   (weight {report['options'].get('attribute_loss', 0)}; {report['options']['clip_steps']} steps, batch {report['options']['batch_size']});
 2. audio encoder against the frozen text tower ({report['options']['audio_steps']} steps);
 3. CoCa: caption loss + 0.1 contrastive ({report['options']['coca_steps']} steps);
 4. fusion heads: AdamW + cross-entropy on frozen features, early stopping on a stratified validation split.
