@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_models)
 
-    s = sub.add_parser("build-tiny", help="train the embedded tiny bundle from nothing (about 30 min on 2 cores)")
+    s = sub.add_parser("build-tiny", help="train the embedded tiny bundle from nothing (about 50 min on 2 CPU cores)")
     s.add_argument("--out", type=Path, help="output folder (default assets/models/tiny)")
     s.add_argument("--smoke", action="store_true", help="a few steps only, to check the pipeline")
     s.add_argument("--stages", help="comma-separated subset of clip,coca,heads (default: all; later stages reuse --out)")

@@ -38,15 +38,17 @@ def test_default_profile_loads_every_entry(tiny_registry):
 
 
 def test_retrieval_and_captions_stay_above_floors(metrics):
-    assert metrics["text_to_image"]["R@1"] >= 0.7
+    # The shipped bundle scores 0.95, 1.0, 0.756 and 0.995 on this sample; the caption
+    # floor sits above the previous bundle's 0.651, so a captioner that slips back fails.
+    assert metrics["text_to_image"]["R@1"] >= 0.8
     assert metrics["image_to_text"]["R@5"] >= 0.9
-    assert metrics["caption"]["attribute_accuracy"] >= 0.55
-    assert metrics["audio_to_text"]["R@1"] >= 0.8
+    assert metrics["caption"]["attribute_accuracy"] >= 0.7
+    assert metrics["audio_to_text"]["R@1"] >= 0.9
 
 
 def test_fusion_beats_every_single_modality(metrics):
     for task, row in metrics["fusion"].items():
         best = max(row[k] for k in ("weighted_sum", "concat", "bilinear", "attention", "gated"))
         singles = [v for k, v in row.items() if k.endswith("_only")]
-        assert best >= max(singles) + 0.12, (task, row)
+        assert best >= max(singles) + 0.15, (task, row)  # shipped: +0.205 (scene_qa), +0.395
         assert max(singles) <= row["chance"] + 0.15, (task, row)
