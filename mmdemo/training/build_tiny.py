@@ -107,7 +107,7 @@ class AttributeProbe(torch.nn.Module):
 
         colours, shapes = list(scenes.COLOURS), list(scenes.SHAPES)
         none = (len(colours), len(shapes), len(scenes.SIZES))
-        out = np.array([none] * AttributeProbe.SLOTS * len(scene_list)).reshape(len(scene_list), AttributeProbe.SLOTS, 3)
+        out = np.tile(none, (len(scene_list), AttributeProbe.SLOTS, 1))
         for i, scene in enumerate(scene_list):
             for k, o in enumerate(scene.objects):
                 out[i, k] = (colours.index(o.colour), shapes.index(o.shape), scenes.SIZES.index(o.size))
@@ -147,9 +147,10 @@ class _Pools:
 
     def scene_batch(self, idx: np.ndarray) -> tuple[np.ndarray, list[str], list[str], list]:
         """Images, a text per image (canonical, paraphrase, or one-object mention),
-        content keys and the scenes drawn. Each mention brings a *decoy* scene into the batch: a look-alike
-        with the same colour or shape but not the mentioned object, so the model must
-        bind colour to shape ("a red star" is not "a red circle and a blue star")."""
+        content keys and the scenes drawn. Each mention brings a *decoy* scene into the
+        batch: a look-alike with the same colour or shape but not the mentioned object,
+        so the model must bind colour to shape ("a red star" is not "a red circle and a
+        blue star")."""
         from mmdemo.toyworld import scenes
 
         images, texts, keys, drawn = [], [], [], []
@@ -235,7 +236,7 @@ def build(opts: BuildOptions | None = None, **overrides) -> dict:
     if "clip" in opts.stages:
         _clip_stage(opts, out, tok, pools, rng, bar, report)
     if "coca" in opts.stages:
-        _coca_stage(opts, out, tok, pools, rng, bar, report)
+        _coca_stage(opts, out, tok, pools, bar, report)
     return _heads_stage(out, opts, bar, report, started) if "heads" in opts.stages else report
 
 
@@ -326,7 +327,7 @@ def _clip_stage(opts, out, tok, pools, rng, bar, report) -> None:
 
 
 
-def _coca_stage(opts, out, tok, pools, rng, bar, report) -> None:
+def _coca_stage(opts, out, tok, pools, bar, report) -> None:
     import open_clip
     from safetensors.torch import load_file
 
