@@ -3,14 +3,9 @@
 The catalog is a TOML file (``mmdemo/catalog.toml`` built in; a user's own file
 can be merged over it with ``--catalog``). Parsing it imports nothing heavy.
 
-Where weights come from is decided here, in one fixed order per entry:
-
-1. ``arch = "hf-hub:org/repo"`` or ``arch = "local-dir:/path"``: config and weights
-   both come from there (open_clip's own schemas);
-2. ``weights = "path/to/file.safetensors"``: a local file (``.pt``/``.bin`` are read
-   with ``weights_only=True``), relative paths resolved against the catalog file;
-3. ``pretrained = "tag"``: an open_clip pretrained tag, downloaded on first use;
-4. none of these: random initialisation (tests only; ``allow_random = true``).
+An entry names its weights by ``arch = "hf-hub:..."|"local-dir:..."``, ``weights =
+"file"`` (relative paths resolved against the catalog file) or ``pretrained = "tag"``;
+which of them wins is decided in one place, :func:`mmdemo.weights.resolve_weights`.
 
 ``config = "file.json"`` registers a custom open_clip architecture (named by the
 file's stem) before the model is created.
@@ -19,9 +14,6 @@ file's stem) before the model is created.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
-import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -52,44 +44,18 @@ class EntrySpec:
 
     @property
     def weights_source(self) -> str:
-        """A human-readable answer to 'where do this entry's weights come from?'."""
-        if self.arch.startswith(("hf-hub:", "local-dir:")):
-            return self.arch
-        if self.weights is not None:
-            return f"file:{self.weights}"
-        if self.pretrained:
-            return f"tag:{self.pretrained}"
-        return "random init"
+        """A human-readable answer to 'where do this entry's weights come from?'
+        (decided by :func:`mmdemo.weights.resolve_weights`)."""
+        from mmdemo.weights import resolve_weights
 
+        return resolve_weights(self).label
 
     @property
     def model_id(self) -> str:
-        """Names the exact weights: indexes, feature caches and trained heads are valid
-        only for the encoder they were computed with, wherever the repo lives."""
-        if self.arch.startswith(("hf-hub:", "local-dir:")):
-            return f"{self.name}:{self.arch}"
-        if self.weights is not None:
-            return f"{self.name}:{_file_digest(str(self.weights))}"
-        if self.pretrained:
-            return f"{self.name}:{self.arch}/{self.pretrained}"
-        return f"{self.name}:random"
+        """Names the exact weights (see :func:`mmdemo.weights.model_id`)."""
+        from mmdemo.weights import model_id
 
-
-def _file_digest(path: str) -> str:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return "missing"
-    return _digest(path, st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:12]
+        return model_id(self)
 
 
 @dataclasses.dataclass(frozen=True)

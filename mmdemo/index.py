@@ -18,23 +18,12 @@ import numpy as np
 
 from mmdemo.atomic import atomic_write_with
 from mmdemo.errors import MMDemoError
+from mmdemo.hashing import content_hash, file_hash  # noqa: F401  (re-exported)
 
 # Below this many vectors an exact scan is fast enough (a 512-d scan of 50k vectors
 # reads ~100 MB, a few ms) and FAISS's approximation would buy nothing.
 EXACT_LIMIT = 50_000
 FORMAT = "mmdemo-index-1"
-
-
-def content_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
