@@ -105,8 +105,8 @@ def bench_latency(registry, clip, audio, runs) -> dict:
 
 
 def bench_done_when(clip, n_train: int, n_test: int) -> dict:
+    from mmdemo.features import extract_features
     from mmdemo.tasks import classify as tasks
-    from mmdemo.tasks.fusion_features import extract_features
     from mmdemo.toyworld.tasks import make_examples
     from mmdemo.training.fusion_trainer import evaluate_head
 

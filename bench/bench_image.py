@@ -92,12 +92,12 @@ def _scenes(n: int, px: int):
 def _vit_b32_handle():
     import open_clip
 
-    from mmdemo.models.open_clip_backend import ClipHandle
+    from mmdemo.models.open_clip_backend import OpenClipHandle
 
     model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)  # random weights
     model.eval()
     spec = SimpleNamespace(model_id="ViT-B-32:random")
-    return ClipHandle(spec, model, preprocess, open_clip.get_tokenizer("ViT-B-32"), "cpu")
+    return OpenClipHandle(spec, model, preprocess, open_clip.get_tokenizer("ViT-B-32"), "cpu")
 
 
 def throughput(clip, images, runs: int, batch_size: int = 64) -> dict:

@@ -74,20 +74,14 @@ class Catalog:
     profiles: dict[str, Profile]
 
     def entry(self, name: str) -> EntrySpec:
-        try:
-            return self.entries[name]
-        except KeyError:
-            raise MMDemoError(
-                f"Unknown model {name!r}. Available: {', '.join(sorted(self.entries)) or '(none)'}."
-            ) from None
+        if name not in self.entries:
+            raise MMDemoError("unknown_model", _unknown("model", name, self.entries))
+        return self.entries[name]
 
     def profile(self, name: str) -> Profile:
-        try:
-            return self.profiles[name]
-        except KeyError:
-            raise MMDemoError(
-                f"Unknown profile {name!r}. Available: {', '.join(sorted(self.profiles)) or '(none)'}."
-            ) from None
+        if name not in self.profiles:
+            raise MMDemoError("unknown_profile", _unknown("profile", name, self.profiles))
+        return self.profiles[name]
 
     def add(self, spec: EntrySpec) -> None:
         self.entries[spec.name] = spec
@@ -96,11 +90,15 @@ class Catalog:
         return Catalog({**self.entries, **other.entries}, {**self.profiles, **other.profiles})
 
 
+def _unknown(what: str, name: str, table: dict) -> str:
+    return f"Unknown {what} {name!r}. Available: {', '.join(sorted(table)) or '(none)'}."
+
+
 def _path(value: Any, base: Path, field: str, name: str) -> Path | None:
     if value in (None, ""):
         return None
     if not isinstance(value, str):
-        raise MMDemoError(f"Catalog entry {name!r}: {field} must be a path string.")
+        raise MMDemoError("catalog_invalid", f"Catalog entry {name!r}: {field} must be a path string.")
     p = Path(value).expanduser()
     return p if p.is_absolute() else (base / p).resolve()
 
@@ -112,10 +110,11 @@ _ENTRY_KEYS = {"kind", "backend", "arch", "pretrained", "weights", "config", "to
 def parse_entry(name: str, raw: dict, base: Path) -> EntrySpec:
     unknown = set(raw) - _ENTRY_KEYS
     if unknown:
-        raise MMDemoError(f"Catalog entry {name!r} has unknown keys: {', '.join(sorted(unknown))}.")
+        raise MMDemoError("catalog_invalid", f"Catalog entry {name!r} has unknown keys: {', '.join(sorted(unknown))}.")
     kind = raw.get("kind")
     if kind not in KINDS:
-        raise MMDemoError(f"Catalog entry {name!r}: kind must be one of {', '.join(KINDS)}, not {kind!r}.")
+        raise MMDemoError("catalog_invalid",
+                          f"Catalog entry {name!r}: kind must be one of {', '.join(KINDS)}, not {kind!r}.")
     arch = str(raw.get("arch", ""))
     if arch.startswith("local-dir:"):
         # Relative local-dir paths are relative to the catalog file, like every other path.
@@ -166,9 +165,9 @@ def _read(path: Path) -> Catalog:
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
-        raise MMDemoError(f"Catalog file not found: {path}") from None
+        raise MMDemoError("catalog_not_found", f"Catalog file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise MMDemoError(f"Catalog file {path} is not valid TOML: {exc}") from None
+        raise MMDemoError("catalog_invalid", f"Catalog file {path} is not valid TOML: {exc}") from None
     return parse_catalog(data, Path(path).resolve().parent)
 
 
@@ -179,7 +178,9 @@ def _check_references(catalog: Catalog) -> None:
             if ref is not None:
                 spec = catalog.entry(ref)
                 if spec.kind != slot and not (slot == "clip" and spec.kind == "captioner"):
-                    raise MMDemoError(f"Profile {profile.name!r}: {slot} = {ref!r} is a {spec.kind} entry.")
+                    raise MMDemoError("catalog_invalid",
+                                      f"Profile {profile.name!r}: {slot} = {ref!r} is a {spec.kind} entry.")
         for ref in profile.fusion:
             if catalog.entry(ref).kind != "fusion":
-                raise MMDemoError(f"Profile {profile.name!r}: fusion entry {ref!r} is not a fusion head.")
+                raise MMDemoError("catalog_invalid",
+                                  f"Profile {profile.name!r}: fusion entry {ref!r} is not a fusion head.")

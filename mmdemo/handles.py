@@ -58,7 +58,7 @@ class CaptionerHandle(ClipHandle, Protocol):
     """A CoCa-style model: a ClipHandle that also writes captions."""
 
     def generate(self, images: Sequence[Any], options: Any = None) -> list[list[str]]:
-        """Captions per image (``options``: a ``mmdemo.models.decoding.DecodeOptions``)."""
+        """Captions per image (``options``: a ``mmdemo.models.decode_options.DecodeOptions``)."""
 
 
 @runtime_checkable

@@ -8,7 +8,6 @@ cache keyed by (content hash, model id) makes re-indexing unchanged files nearly
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +65,8 @@ class EmbeddingIndex:
     def add(self, embeddings: np.ndarray, items: Sequence[dict]) -> None:
         embeddings = np.asarray(embeddings, np.float32)
         if embeddings.ndim != 2 or embeddings.shape[1] != self.dim or len(embeddings) != len(items):
-            raise MMDemoError(f"Embeddings of shape {embeddings.shape} don't fit this index ({self.dim}-d, {len(items)} items).")
+            raise MMDemoError("index_shape_mismatch", f"Embeddings of shape {embeddings.shape} don't fit this index "
+                                                      f"({self.dim}-d, {len(items)} items).")
         self.embeddings = np.concatenate([self.embeddings, embeddings])
         self.items.extend(dict(i) for i in items)
         self._faiss = None  # rebuilt lazily on the next large search
@@ -78,10 +78,11 @@ class EmbeddingIndex:
     def search(self, queries: np.ndarray, k: int = 10, nprobe: int = 32) -> list[list[SearchHit]]:
         """Top-k by inner product (= cosine, embeddings are normalised) for each query."""
         if len(self) == 0:
-            raise MMDemoError("The index is empty; add some items first.")
+            raise MMDemoError("index_empty", "The index is empty; add some items first.")
         q = np.atleast_2d(np.asarray(queries, np.float32))
         if q.shape[1] != self.dim:
-            raise MMDemoError(f"Query has {q.shape[1]} dimensions; this index holds {self.dim}-d embeddings "
+            raise MMDemoError("query_dim_mismatch",
+                              f"Query has {q.shape[1]} dimensions; this index holds {self.dim}-d embeddings "
                               f"from {self.model_id!r}. Rebuild the index with the current model.")
         k = max(1, min(int(k), len(self)))
         if self.uses_faiss:
@@ -112,11 +113,11 @@ class EmbeddingIndex:
                 emb = np.asarray(z["embeddings"], np.float32)
                 meta = _from_json_array(z["meta"])
         except FileNotFoundError:
-            raise MMDemoError(f"Index file not found: {path}") from None
+            raise MMDemoError("index_not_found", f"Index file not found: {path}") from None
         except Exception as exc:
-            raise MMDemoError(f"{path.name} is not an mmdemo index ({type(exc).__name__}).") from None
+            raise MMDemoError("index_invalid", f"{path.name} is not an mmdemo index ({type(exc).__name__}).") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or len(meta.get("items", [])) != len(emb):
-            raise MMDemoError(f"{path.name} is not an mmdemo index (or it is damaged).")
+            raise MMDemoError("index_invalid", f"{path.name} is not an mmdemo index (or it is damaged).")
         return cls(model_id=meta["model_id"], dim=int(meta["dim"]), embeddings=emb, items=list(meta["items"]))
 
 
@@ -152,7 +153,7 @@ class EmbeddingCache:
 
     def __init__(self, cache_dir: str | Path, model_id: str):
         self.model_id = model_id
-        key = hashlib.sha256(model_id.encode()).hexdigest()[:16]
+        key = content_hash(model_id.encode())[:16]
         self.path = Path(cache_dir) / "embeddings" / f"{key}.npz"
         self._data: dict[str, np.ndarray] = {}
         if self.path.is_file():

@@ -15,20 +15,32 @@ import importlib
 import logging
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from mmdemo.catalog import Catalog, EntrySpec, Profile, load_catalog
 from mmdemo.errors import MMDemoError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from mmdemo.settings import Settings
+
 log = logging.getLogger(__name__)
 
-# (kind, backend) -> "module:function". The function takes (spec, device, registry)
-# and returns a handle object with a ``modules()`` method listing its torch modules.
+# (kind, backend) -> "module:function". The function takes (spec, device, deps) and
+# returns a handle (a protocol of mmdemo.handles) whose ``modules()`` lists its torch
+# modules. ``deps`` maps each of the entry's ``requires`` slots that the backend
+# loads with (NEEDS) to that entry's loaded handle: backends never see the registry.
 BACKENDS: dict[tuple[str, str], str] = {
     ("clip", "open_clip"): "mmdemo.models.open_clip_backend:load_clip",
     ("captioner", "open_clip"): "mmdemo.models.open_clip_backend:load_captioner",
     ("audio", "mmdemo"): "mmdemo.models.audio_backend:load_audio",
     ("fusion", "mmdemo"): "mmdemo.models.fusion_backend:load_fusion",
+}
+
+# The ``requires`` slots a backend needs loaded before it can load. A fusion head's
+# requires only record what it was trained on (the task layer checks that), so
+# loading a head does not load its encoders.
+NEEDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("audio", "mmdemo"): ("text",),
 }
 
 NOT_LOADED, LOADING, LOADED, FAILED = "not loaded", "loading", "loaded", "failed"
@@ -65,7 +77,8 @@ def _backend(spec: EntrySpec) -> Callable:
     target = BACKENDS.get((spec.kind, spec.backend))
     if target is None:
         known = ", ".join(f"{k}/{b}" for k, b in BACKENDS)
-        raise MMDemoError(f"Model {spec.name!r}: no backend {spec.backend!r} for kind {spec.kind!r} (known: {known}).")
+        raise MMDemoError("backend_unknown",
+                          f"Model {spec.name!r}: no backend {spec.backend!r} for kind {spec.kind!r} (known: {known}).")
     module, func = target.split(":")
     return getattr(importlib.import_module(module), func)
 
@@ -120,7 +133,8 @@ class Registry:
         """The loaded model the active profile uses for ``slot`` (clip/captioner/audio)."""
         name = getattr(self.profile, slot)
         if name is None:
-            raise MMDemoError(f"Profile {self.profile_name!r} has no {slot} model; pick another profile.")
+            raise MMDemoError("profile_slot_empty",
+                              f"Profile {self.profile_name!r} has no {slot} model; pick another profile.")
         return self.get(name)
 
     def names(self, kind: str | None = None) -> list[str]:
@@ -159,7 +173,9 @@ class Registry:
         slot.state, slot.error = LOADING, None
         started = time.perf_counter()
         try:
-            handle = _backend(spec)(spec, self.device, self)
+            backend = _backend(spec)
+            deps = {key: self.get(dep) for key, dep in self._dependencies(spec).items()}
+            handle = backend(spec, self.device, deps)
         except MMDemoError as exc:
             slot.state, slot.error = FAILED, str(exc)
             raise
@@ -167,13 +183,26 @@ class Registry:
             log.exception("loading %s failed", name)
             slot.state = FAILED
             slot.error = f"Could not load model {name!r} ({spec.weights_source}): {type(exc).__name__}: {exc}"
-            raise MMDemoError(slot.error) from exc
+            raise MMDemoError("model_load_failed", slot.error) from exc
         for module in handle.modules():
             module.eval()  # inference only: dropout off, norms frozen, whatever the backend did
         slot.parameters, slot.memory_bytes, slot.dtype = _measure(handle)
         slot.load_seconds = time.perf_counter() - started
         slot.handle, slot.state = handle, LOADED
         log.info("loaded %s on %s in %.2fs", name, self.device, slot.load_seconds)
+
+    def _dependencies(self, spec: EntrySpec, _path: tuple[str, ...] = ()) -> dict[str, str]:
+        """{slot: entry name} of what ``spec``'s backend needs loaded first (the backend
+        explains a missing one); refuses a cycle, which would wait on its own lock forever."""
+        path = (*_path, spec.name)
+        deps = {slot: spec.requires[slot] for slot in NEEDS.get((spec.kind, spec.backend), ())
+                if spec.requires.get(slot)}
+        for name in deps.values():
+            if name in path:
+                raise MMDemoError("requires_cycle", f"Models {' -> '.join([*path, name])} require each other in a "
+                                                    "cycle; fix their requires = {...} in the catalog.")
+            self._dependencies(self.catalog.entry(name), path)
+        return deps
 
     def load_profile(self) -> list[str]:
         """Load everything the active profile names; returns the names loaded."""
@@ -254,3 +283,10 @@ class Registry:
     def loaded_memory_bytes(self) -> int:
         with self._slots_lock:
             return sum(s.memory_bytes for s in self._slots.values() if s.state == LOADED)
+
+
+def registry_from_settings(settings: "Settings") -> Registry:
+    """The registry the app and the CLI run on: the built-in catalog with the settings'
+    own merged over it, on their device and profile, within their memory budget."""
+    return Registry(load_catalog(settings.catalog), device=settings.device,
+                    memory_budget_bytes=settings.memory_budget_bytes, profile=settings.profile)

@@ -47,7 +47,7 @@ def _parse_auth(value: str | None) -> tuple[str, str] | None:
         return None
     user, sep, password = value.partition(":")
     if not sep or not user or not password:
-        raise MMDemoError("--auth / MMDEMO_AUTH must look like 'user:password'.")
+        raise MMDemoError("settings_invalid", "--auth / MMDEMO_AUTH must look like 'user:password'.")
     return user, password
 
 
@@ -105,12 +105,12 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             try:
                 values[field] = convert(environ[var])
             except ValueError as exc:
-                raise MMDemoError(f"{var}={environ[var]!r} is not valid: {exc}") from None
+                raise MMDemoError("settings_invalid", f"{var}={environ[var]!r} is not valid: {exc}") from None
     if "auth" in values:
         values["auth"] = _parse_auth(values["auth"])
     device = values.get("device", "auto")
     if device not in DEVICES:
-        raise MMDemoError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
+        raise MMDemoError("settings_invalid", f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
     if values.get("max_upload_mb", 1) <= 0:
-        raise MMDemoError("The max upload size must be positive.")
+        raise MMDemoError("settings_invalid", "The max upload size must be positive.")
     return Settings(**values)

@@ -24,13 +24,22 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from mmdemo.errors import MMDemoError
 from mmdemo.hashing import file_hash
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mmdemo.catalog import EntrySpec
+
+class WeightsSpec(Protocol):
+    """What this module reads of a ``mmdemo.catalog.EntrySpec`` (a protocol, so that the
+    catalog can ask this module without the two importing each other)."""
+
+    name: str
+    backend: str
+    arch: str
+    pretrained: str | None
+    weights: Path | None
+    allow_random: bool
 
 HUB, LOCAL_DIR, FILE, TAG, RANDOM, MISSING = "hf-hub", "local-dir", "file", "tag", "random", "missing"
 
@@ -43,20 +52,14 @@ class WeightsSource:
     @property
     def label(self) -> str:
         """A human-readable answer to 'where do this entry's weights come from?'."""
-        if self.kind in (HUB, LOCAL_DIR):
-            return f"{self.kind}:{self.location}"
-        if self.kind == FILE:
-            return f"file:{self.location}"
-        if self.kind == TAG:
-            return f"tag:{self.location}"
-        return "random init"
+        return "random init" if self.kind in (RANDOM, MISSING) else f"{self.kind}:{self.location}"
 
     @property
     def path(self) -> Path | None:
         return Path(self.location) if self.kind in (FILE, LOCAL_DIR) else None
 
 
-def resolve_weights(spec: "EntrySpec") -> WeightsSource:
+def resolve_weights(spec: WeightsSpec) -> WeightsSource:
     """The one decision of where ``spec``'s weights come from (see the module doc)."""
     for prefix in (HUB, LOCAL_DIR):
         if spec.arch.startswith(prefix + ":"):
@@ -68,7 +71,7 @@ def resolve_weights(spec: "EntrySpec") -> WeightsSource:
     return WeightsSource(RANDOM if spec.allow_random else MISSING)
 
 
-def require_weights(spec: "EntrySpec", accepted: tuple[str, ...]) -> WeightsSource:
+def require_weights(spec: WeightsSpec, accepted: tuple[str, ...]) -> WeightsSource:
     """:func:`resolve_weights`, refused with a clear message when this entry's backend
     can't use that kind of source, or a named file is not there."""
     source = resolve_weights(spec)
@@ -84,17 +87,15 @@ def require_weights(spec: "EntrySpec", accepted: tuple[str, ...]) -> WeightsSour
     return source
 
 
-def model_id(spec: "EntrySpec") -> str:
+def model_id(spec: WeightsSpec) -> str:
     """Names the exact weights: indexes, feature caches and trained heads are valid only
     for the encoder they were computed with, wherever the repo lives."""
     source = resolve_weights(spec)
-    if source.kind in (HUB, LOCAL_DIR):
-        return f"{spec.name}:{spec.arch}"
-    if source.kind == FILE:
+    if source.kind == FILE:  # the content, not the path: a moved file keeps its id
         return f"{spec.name}:{_file_digest(source.location)}"
     if source.kind == TAG:
         return f"{spec.name}:{spec.arch}/{source.location}"
-    return f"{spec.name}:random"
+    return f"{spec.name}:{spec.arch if source.kind in (HUB, LOCAL_DIR) else 'random'}"
 
 
 def _file_digest(path: str) -> str:

@@ -1,4 +1,10 @@
-"""Shared test setup: no network, few threads (CI machines have 2 cores), tiny models."""
+"""Shared test setup: no network, few threads (CI machines have 2 cores), a temp cache, tiny models.
+
+Shared state lives here as fixtures; shared functions live in tests/helpers/ (test modules
+never import each other or this file). Markers: ``slow`` (a test or its fixture takes more
+than ~5 s here, browser tests included) and ``browser`` (tests/*browser*.py); see
+pytest_collection_modifyitems below. ``python -m pytest -m "not slow"`` is the inner loop.
+"""
 
 import os
 
@@ -14,9 +20,83 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.tiny_models import TINY_CLIP_CFG, TINY_COCA_CFG, write_config  # noqa: E402
+from tests.helpers.tiny_models import TINY_CLIP_CFG, TINY_COCA_CFG, write_config  # noqa: E402
 
 HUB_REPO = "mmdemo-test/tiny-clip"
+
+# -------------------------------------------------------------------------- markers
+
+# Tests that take more than ~5 s on a 2-core machine, and enough of the 1.5-4 s ones to
+# keep `-m "not slow"` under a minute (seconds measured with --durations). Marked here by
+# name so the files' owners need no decorators; a listed name that no longer exists is an error.
+SLOW_TESTS = {
+    "test_build_tiny.py": {"test_smoke_build_runs_every_stage_and_losses_fall"},  # 37 s: every stage
+    "test_classify_client.py": {
+        "test_cancel_training_keeps_the_saved_head",  # 8-12 s: 3,000 generated examples
+        "test_bad_training_data_gets_a_clear_message",  # 4 x 1.5 s
+        "test_train_on_an_uploaded_csv_then_classify_with_it",  # 2 s
+    },
+    "test_settings.py": {"test_cli_unknown_build_stage_is_an_error_not_a_traceback"},  # 6.5 s: a CLI process
+    "test_open_clip_backend.py": {"test_builtin_pretrained_tag_resolves_from_the_hugging_face_cache"},  # 4-5 s
+    "test_image_tasks.py": {"test_blank_candidates_use_the_caption_bank"},  # 3.5 s
+    "test_image_client.py": {
+        "test_search_images_by_text_finds_the_scene",  # 3.4 s
+        "test_captions_of_examples_name_their_colour_and_shape",  # 2.4-2.8 s
+        "test_text_limits", "test_ranking_puts_the_true_caption_first",  # 1.8 s each
+        "test_search_texts_ranks_the_true_caption_high", "test_bad_zips_are_refused_and_nothing_indexed_is_lost",
+        "test_unreadable_images_are_clear_errors_on_every_endpoint",  # 7 x 0.75 s
+    },
+    "test_audio_client.py": {"test_example_clip_is_eight_seconds_of_two_sounds"},  # 2.9 s
+}
+# Fixtures that cost more than ~5 s once: every test that uses one is slow.
+SLOW_FIXTURES = {
+    "test_tiny_bundle.py": {"metrics"},  # ~15 s: the bundle's evaluation on a fresh sample
+    "test_classify_tasks.py": {"qa_report"},  # ~13 s: heads trained on 2,000 examples
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        file = item.path.name
+        if "browser" in file:  # a real chromium per test: a few seconds each
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)
+        missing = [n for n in SLOW_TESTS.get(file, ()) if not hasattr(item.module, n)]
+        if missing:
+            raise pytest.UsageError(f"conftest.SLOW_TESTS names tests {file} no longer has: {missing}")
+        name = getattr(item, "originalname", item.name)
+        if name in SLOW_TESTS.get(file, ()) or SLOW_FIXTURES.get(file, set()) & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
+# -------------------------------------------------------------------------- a temp cache
+
+def _point_cache_at(mp: pytest.MonkeyPatch, root: Path) -> Path:
+    """Both ways the app finds its cache: MMDEMO_CACHE_DIR (parse_settings) and
+    XDG_CACHE_HOME (paths.default_cache_dir, used by a bare Settings())."""
+    cache = root / "mmdemo"
+    mp.setenv("XDG_CACHE_HOME", str(root))
+    mp.setenv("MMDEMO_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """The cache of the session-wide apps (tiny_app, test_app), never the user's ~/.cache/mmdemo."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield _point_cache_at(mp, tmp_path_factory.mktemp("session-cache"))
+
+
+# Client and browser tests drive the session-wide app and look for what it wrote in its cache.
+_SHARES_THE_APP = ("_client.py", "_browser.py")
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(request, session_cache, tmp_path_factory, monkeypatch) -> Path:
+    """This test's mmdemo cache dir (empty at start), or the session app's for client/browser tests."""
+    if request.node.path.name.endswith(_SHARES_THE_APP):
+        return session_cache
+    return _point_cache_at(monkeypatch, tmp_path_factory.mktemp("cache"))
 
 
 def _save_random(arch_cfg_path: Path, seed: int):
@@ -131,7 +211,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_app(settings, registry=None):
+def _launch_app(settings, registry=None):
     """Launch the real app in-process on a free port; returns (demo, url)."""
     from mmdemo.ui.app import build_demo, launch
 
@@ -140,13 +220,28 @@ def launch_app(settings, registry=None):
     return demo, demo.local_url
 
 
+@pytest.fixture
+def launch_app():
+    """``launch_app(settings, registry=None) -> (demo, url)``: an extra app, closed after the test."""
+    demos = []
+
+    def launch(settings, registry=None):
+        demo, url = _launch_app(settings, registry)
+        demos.append(demo)
+        return demo, url
+
+    yield launch
+    for demo in demos:
+        demo.close()
+
+
 @pytest.fixture(scope="session")
-def test_app(test_catalog):
+def test_app(test_catalog, session_cache):
     """The app on the random tiny test profile (Models tab tests)."""
     from mmdemo.settings import Settings
 
-    settings = Settings(profile="test", catalog=test_catalog, device="cpu", max_upload_mb=1)
-    demo, url = launch_app(settings)
+    settings = Settings(profile="test", catalog=test_catalog, device="cpu", max_upload_mb=1, cache_dir=session_cache)
+    demo, url = _launch_app(settings)
     yield demo, url
     demo.close()
 
@@ -172,15 +267,15 @@ def page(chromium_path):
 
 
 @pytest.fixture(scope="session")
-def tiny_app():
+def tiny_app(session_cache):
     """The app on the shipped tiny bundle (the default profile), as users run it."""
     from mmdemo.paths import TINY_BUNDLE_DIR
     from mmdemo.settings import Settings
 
     if not (TINY_BUNDLE_DIR / "tiny-clip.safetensors").is_file():
         pytest.fail("The tiny bundle is missing: run `python -m mmdemo build-tiny`.")
-    settings = Settings(device="cpu", max_upload_mb=5)
-    demo, url = launch_app(settings)
+    settings = Settings(device="cpu", max_upload_mb=5, cache_dir=session_cache)
+    demo, url = _launch_app(settings)
     yield demo, url
     demo.close()
 

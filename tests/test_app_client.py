@@ -2,9 +2,9 @@
 
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError, AuthenticationError
 
 from mmdemo.settings import Settings
-from tests.conftest import launch_app
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +34,14 @@ def test_load_then_unload_changes_status(client):
 
 
 def test_failed_load_is_a_clear_error_and_the_server_keeps_serving(client):
-    with pytest.raises(Exception, match="Weights file for 'missing-clip' not found"):
+    with pytest.raises(AppError, match="Weights file for 'missing-clip' not found"):
         client.predict("missing-clip", api_name="/load_model")
     assert states(client.predict(api_name="/models_status"))["missing-clip"] == "failed"
     assert states(client.predict("rand-clip", api_name="/load_model"))["rand-clip"] == "loaded"
 
 
 def test_unknown_model_name_lists_the_available_ones(client):
-    with pytest.raises(Exception, match="nope is not in the list of choices.*file-clip"):
+    with pytest.raises(AppError, match="nope is not in the list of choices.*file-clip"):
         client.predict("nope", api_name="/load_model")
 
 
@@ -50,16 +50,15 @@ def test_load_profile_loads_its_models(client):
     assert got["file-clip"] == "loaded" and got["file-coca"] == "loaded"
 
 
-def test_auth_is_enforced(test_catalog):
+def test_auth_is_enforced(test_catalog, launch_app):
     settings = Settings(profile="test", catalog=test_catalog, device="cpu", auth=("ann", "s3cret"))
-    demo, url = launch_app(settings)
-    try:
-        with pytest.raises(Exception):
-            Client(url, verbose=False).predict(api_name="/models_status")
-        ok = Client(url, auth=("ann", "s3cret"), verbose=False)
-        assert "file-clip" in states(ok.predict(api_name="/models_status"))
-    finally:
-        demo.close()
+    _, url = launch_app(settings)
+    with pytest.raises(AuthenticationError, match="credentials were not provided"):
+        Client(url, verbose=False).predict(api_name="/models_status")
+    with pytest.raises(ValueError, match="Could not login"):  # gradio answers 400, not 401
+        Client(url, auth=("ann", "wrong"), verbose=False)
+    ok = Client(url, auth=("ann", "s3cret"), verbose=False)
+    assert "file-clip" in states(ok.predict(api_name="/models_status"))
 
 
 def test_upload_limit_and_queue_are_set(test_app):

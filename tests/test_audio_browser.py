@@ -53,7 +53,7 @@ def test_match_clip_shows_ranking_pictures_and_timeline(tiny_app, page, two_soun
 def test_search_sounds_plays_results(tiny_app, page):
     from mmdemo.settings import Settings
     from mmdemo.tasks.audio import default_gallery_files
-    from tests.test_audio_tasks import unique_caption
+    from tests.helpers.galleries import unique_caption
 
     name, caption = unique_caption(default_gallery_files(Settings().cache_dir))  # the app's own examples
     open_audio_tab(page, tiny_app[1], "Search sounds by text")

@@ -9,6 +9,7 @@ import pytest
 import scipy
 import soundfile as sf
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 from mmdemo.toyworld import sounds as S
 
@@ -94,27 +95,27 @@ def test_scipy_wav_corpus_gets_a_result_or_a_clear_message(client, path):
         label, scores = top_label(match(client, path))
         assert len(scores) == 4 and abs(sum(scores.values()) - 1) < 1e-3
     else:
-        with pytest.raises(Exception, match=reason):
+        with pytest.raises(AppError, match=reason):
             match(client, path)
 
 
 def test_broken_uploads_are_clear_errors_and_the_server_keeps_serving(client, tmp_path):
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
-    with pytest.raises(Exception, match="empty"):
+    with pytest.raises(AppError, match="empty"):
         match(client, empty)
     text = tmp_path / "notes.wav"
     text.write_text("just some text, not audio\n" * 40)
-    with pytest.raises(Exception, match="not a readable audio file"):
+    with pytest.raises(AppError, match="not a readable audio file"):
         match(client, text)
     good = write(tmp_path / "full.wav", sound("chirp", "falling"))
     cut = tmp_path / "cut.wav"
     cut.write_bytes(good.read_bytes()[:30])
-    with pytest.raises(Exception, match="not a readable audio file"):
+    with pytest.raises(AppError, match="not a readable audio file"):
         match(client, cut)
     fake_mp3 = tmp_path / "song.mp3"
     fake_mp3.write_bytes(b"\xff\xfb\x90\x00" + bytes(range(256)) * 8)
-    with pytest.raises(Exception, match="not a readable audio file"):
+    with pytest.raises(AppError, match="not a readable audio file"):
         match(client, fake_mp3)
     assert top_label(match(client, good))[0] == "a falling chirp"
 
@@ -134,20 +135,20 @@ def test_silent_nan_and_overlong_clips_still_give_results(client, tmp_path):
 
 def test_label_list_problems(client, tmp_path):
     path = write(tmp_path / "c.wav", sound("chirp", "rising"))
-    with pytest.raises(Exception, match="at least one label"):
+    with pytest.raises(AppError, match="at least one label"):
         match(client, path, labels="\n  \n")
-    with pytest.raises(Exception, match="Too many labels"):
+    with pytest.raises(AppError, match="Too many labels"):
         match(client, path, labels="\n".join(f"label {i}" for i in range(101)))
-    with pytest.raises(Exception, match="exactly once"):
+    with pytest.raises(AppError, match="exactly once"):
         match(client, path, templates="the sound of")
-    with pytest.raises(Exception, match="Upload or record"):
+    with pytest.raises(AppError, match="Upload or record"):
         client.predict(None, LABELS, "", api_name="/match_audio")
 
 
 def test_search_default_gallery_plays_the_best_match(client):
     from mmdemo.settings import Settings
     from mmdemo.tasks.audio import default_gallery_files
-    from tests.test_audio_tasks import unique_caption
+    from tests.helpers.galleries import unique_caption
 
     name, caption = unique_caption(default_gallery_files(Settings().cache_dir))  # the app's own examples
     table, *players = client.predict(caption, 5, None, api_name="/search_audio")
@@ -175,9 +176,9 @@ def test_search_uploaded_sounds_and_zip(client, tmp_path):
     assert table["data"][0][1] == "up.wav"
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(Exception, match="not a valid zip"):
+    with pytest.raises(AppError, match="not a valid zip"):
         client.predict("a rising chirp", 3, [handle_file(str(bad))], api_name="/search_audio")
-    with pytest.raises(Exception, match="Type what to search"):
+    with pytest.raises(AppError, match="Type what to search"):
         client.predict("   ", 3, None, api_name="/search_audio")
 
 
@@ -186,5 +187,5 @@ def test_search_texts_by_audio(client, tmp_path):
     texts = "\n".join(S.sound_classes())
     table = client.predict(handle_file(str(path)), texts, 3, api_name="/search_texts_by_audio")
     assert table["data"][0][1] == "a series of fast clicks" and len(table["data"]) == 3
-    with pytest.raises(Exception, match="at least one text"):
+    with pytest.raises(AppError, match="at least one text"):
         client.predict(handle_file(str(path)), "", 3, api_name="/search_texts_by_audio")

@@ -11,6 +11,7 @@ import soundfile as sf
 from mmdemo.errors import MMDemoError
 from mmdemo.tasks import audio as A
 from mmdemo.toyworld import sounds as S
+from tests.helpers.galleries import unique_caption
 
 SR = S.SAMPLE_RATE
 LABELS = ["a rising chirp", "a falling chirp", "a burst of white noise", "a low sine tone", "a series of fast clicks"]
@@ -105,6 +106,7 @@ def test_gallery_search_returns_the_matching_sound_first(audio, tmp_path):
     cache = tmp_path / "cache"
     gallery = A.build_gallery([tmp_path], audio, cache_dir=cache)
     assert len(gallery) == 5 and any("Skipped 1 unreadable" in n for n in gallery.notices)
+    assert [n.code for n in gallery.notices if "unreadable" in n] == ["files_unreadable"]
     for query, want in [("a falling chirp", "down.wav"), ("a burst of white noise", "hiss.wav"),
                         ("a series of fast clicks", "tick.wav")]:
         hits = A.search_gallery(gallery, query, audio, k=3)
@@ -141,15 +143,6 @@ def test_default_gallery_exists_and_finds_a_chirp(audio, tmp_path):
     assert not gallery.notices  # its captions.json is not reported as a stray file
     name, caption = unique_caption(folder)
     assert A.search_gallery(gallery, caption, audio, k=1)[0]["label"] == name
-
-
-def unique_caption(folder):
-    """A (file, caption) of the example gallery whose caption no other sound shares."""
-    from collections import Counter
-
-    captions = A.read_captions(folder)
-    counts = Counter(captions.values())
-    return next((f, c) for f, c in sorted(captions.items()) if counts[c] == 1 and (folder / f).is_file())
 
 
 def test_cli_match_and_search(tmp_path, capsys):

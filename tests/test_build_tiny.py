@@ -27,7 +27,7 @@ def test_training_preprocessing_matches_the_app():
     import torch
 
     from mmdemo.toyworld import scenes
-    from mmdemo.training.build_tiny import to_pixels
+    from mmdemo.training.tiny_losses import to_pixels
 
     preprocess = open_clip.image_transform(64, is_train=False)  # what create_model_and_transforms attaches
     img = scenes.render_scene(scenes.sample_scene(np.random.default_rng(0)), size=64)
@@ -38,10 +38,10 @@ def test_decoy_batches_keep_images_and_texts_aligned():
     import dataclasses
 
     from mmdemo.toyworld import scenes
-    from mmdemo.training.build_tiny import _Pools
+    from mmdemo.training.tiny_pools import Pools
 
     opts = dataclasses.replace(BuildOptions(progress=False), **SMOKE)
-    pools = _Pools(opts, np.random.default_rng(0), lambda it, **kw: it)
+    pools = Pools(opts, np.random.default_rng(0), lambda it, **kw: it)
     idx = np.arange(60)
     images, texts, keys, drawn = pools.scene_batch(idx)
     assert len(images) == len(texts) == len(keys) == len(drawn) > 60
@@ -63,7 +63,7 @@ def test_attribute_probe_targets_name_objects_left_to_right():
     """The training-only probe learns each slot's colour, shape and size in the order
     captions say them; empty slots have their own "no object" class."""
     from mmdemo.toyworld import scenes
-    from mmdemo.training.build_tiny import AttributeProbe
+    from mmdemo.training.tiny_losses import AttributeProbe
 
     one = scenes.sample_scene(np.random.default_rng(1), n_objects=1)
     three = scenes.sample_scene(np.random.default_rng(2), n_objects=3)

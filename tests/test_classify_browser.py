@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.test_classify_tasks import write_dataset
+from tests.helpers.datasets import write_dataset
 
 
 @pytest.fixture(scope="module")

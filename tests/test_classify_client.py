@@ -1,14 +1,14 @@
 """The Classify tab's API through gradio_client on the real app (tiny bundle)."""
 
+import json
 import os
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
 
-from tests.test_classify_tasks import write_dataset
+from tests.helpers.datasets import write_dataset
 
 RUN = f"t{os.getpid()}"  # head names unique to this run; files removed at the end
 
@@ -36,6 +36,23 @@ def scene(tmp_path_factory):
     return generated_examples(tmp_path_factory.mktemp("examples"))
 
 
+def _plotly_traces(plot_out) -> list[dict]:
+    """The traces of a gr.Plot output as the client receives it (plotly JSON)."""
+    assert plot_out["type"] == "plotly", plot_out
+    return json.loads(plot_out["plot"])["data"]
+
+
+def _values(data) -> list[float]:
+    """Plotly sends numpy arrays as typed arrays ({dtype, bdata}), lists as lists."""
+    if isinstance(data, dict):
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).tolist()
+    return list(data)
+
+
 def _confidences(label_out) -> dict:
     return {c["label"]: c["confidence"] for c in label_out["confidences"]}
 
@@ -47,7 +64,13 @@ def test_classify_with_a_bundled_head(client, scene):
     conf = _confidences(label)
     assert set(conf) == {"no", "yes"} and abs(sum(conf.values()) - 1) < 1e-4
     assert "tiny-head-scene_qa-gated" in info and "without image" in info and "without text" in info
-    assert ablation is not None and explain is not None
+    # Each chart shows every label, with all inputs and without each modality / per modality.
+    bars = _plotly_traces(ablation)
+    assert [t["name"] for t in bars] == ["all inputs", "without image", "without text"]
+    assert all(sorted(t["x"]) == ["no", "yes"] and len(_values(t["y"])) == 2 for t in bars)
+    assert all(0 <= p <= 1 for t in bars for p in _values(t["y"]))
+    gates = _plotly_traces(explain)[0]
+    assert list(gates["x"]) == ["image", "text"] and len(_values(gates["y"])) == 2
 
 
 def test_classify_a_real_photo_and_refuse_bad_inputs(client):
@@ -167,10 +190,9 @@ def test_cancel_training_keeps_the_saved_head(client, tiny_app, dataset):
     saved = Path(Settings().cache_dir) / "heads" / f"{name}.safetensors"
     before = saved.read_bytes()
     job = client.submit("scene_qa", 3000, ["attention", "gated"], 200, 0.0005, name, True, api_name="/train_generated")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any("Training" in str(o[0]) for o in job.outputs()):
-        time.sleep(0.2)
-    assert any("Training" in str(o[0]) for o in job.outputs()), job.outputs()
+    # Iterating a job blocks until its next update arrives: stop at the first "Training" one.
+    training = next((o for o in job if "Training" in str(o[0])), None)
+    assert training is not None, job.outputs()
     assert "Cancelling" in client.predict(api_name="/cancel_training")
     status, *_ = job.result(timeout=120)
     assert status.startswith("Cancelled") and "previously saved heads are unchanged" in status

@@ -1,40 +1,15 @@
 """Classify task functions on the tiny bundle: datasets, training, classify, zero-shot, heads."""
 
-import csv
-import io
 import threading
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-from PIL import Image
 
 from mmdemo.errors import MMDemoError
 from mmdemo.tasks import classify as tasks
-
-
-def write_dataset(root: Path, task: str = "scene_qa", n: int = 8, seed: int = 3, rows=None) -> Path:
-    """A CSV + media folder like a user would make, from the generated world."""
-    from mmdemo.toyworld.tasks import make_examples
-
-    (root / "media").mkdir(parents=True, exist_ok=True)
-    lines = [["image", "text", "audio", "label"]]
-    for i, e in enumerate(make_examples(task, n, seed=seed)):
-        Image.fromarray(e.image).save(root / "media" / f"{i}.png")
-        audio = ""
-        if e.audio is not None:
-            sf.write(root / "media" / f"{i}.wav", e.audio, 16000)
-            audio = f"media/{i}.wav"
-        lines.append([f"media/{i}.png", e.text, audio, e.label])
-    if rows is not None:
-        lines = rows(lines)
-    buf = io.StringIO()
-    csv.writer(buf).writerows(lines)
-    path = root / "data.csv"
-    path.write_text(buf.getvalue(), encoding="utf-8")
-    return path
+from tests.helpers.datasets import write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +146,7 @@ def test_zip_that_expands_too_much_is_refused(tmp_path, monkeypatch):
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
         z.write(path, "data.csv")
         z.writestr("media/0.png", b"\0" * 2_000_000)  # compresses to a few KB
-    monkeypatch.setattr(tasks, "MAX_ZIP_BYTES", 1_000_000)
+    monkeypatch.setattr(tasks.datasets, "MAX_ZIP_BYTES", 1_000_000)  # the module that reads it
     with pytest.raises(MMDemoError, match="(?i)too (large|big|much)|expand|limit"):
         tasks.load_dataset_upload([bomb], tmp_path / "w")
 
@@ -351,3 +326,61 @@ def test_classify_with_an_audio_head(tiny_registry, clip, audio, scene, tmp_path
     assert res.explanation["names"] == ["image", "text", "audio"] and len(res.explanation["values"]) == 3
     with pytest.raises(MMDemoError, match="add the missing audio"):
         tasks.classify(handle, row["image"], row["text"], None, clip, audio)
+
+
+# --------------------------------------------------------------------------- handles and jobs
+
+
+def test_fusion_handle_takes_and_gives_numpy(tiny_registry, clip, scene):
+    from mmdemo.handles import FusionHandle
+
+    handle = tiny_registry.get("tiny-head-scene_qa-attention")
+    assert isinstance(handle, FusionHandle) and handle.device == "cpu"
+    row = scene[0]
+    inputs = tasks.read_inputs(row["image"], row["text"], None)
+    pooled, patches = clip.encode_image_tokens([inputs.image, inputs.image])
+    feats = {"image": pooled, "text": clip.encode_texts([inputs.text, inputs.text])}
+    probs = handle.predict(feats, {"image": patches})
+    assert isinstance(probs, np.ndarray) and probs.shape == (2, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    raw = handle.explain(feats, {"image": patches})
+    assert isinstance(raw["attention"], np.ndarray) and list(raw["key_modalities"]) == ["image"] * 64
+
+
+def test_a_registered_head_for_other_encoders_is_refused_where_tasks_get_it(tmp_path):
+    from mmdemo.catalog import EntrySpec, load_catalog
+    from mmdemo.registry import Registry
+
+    registry = Registry(load_catalog(), device="cpu", profile="tiny")  # not the shared one: it gains an entry
+    other = _head_file(tmp_path / "elsewhere.safetensors", {"clip": "other-clip:0123"})
+    registry.register(EntrySpec("elsewhere", "fusion", "mmdemo", weights=other))
+    with pytest.raises(MMDemoError, match="trained on clip encoder 'other-clip:0123'") as err:
+        tasks.resolve_head(registry, "elsewhere")
+    assert err.value.code == "head_encoder_mismatch"
+
+
+def test_training_job_streams_saves_and_frees_its_session(tiny_registry, tmp_path):
+    jobs = tasks.TrainingJobs()
+    job = tasks.TrainingJob.from_generated(tiny_registry, "scene_qa", 60, ["concat"], epochs=2, lr=1e-3,
+                                           baselines=False, save_as="Job Head", cache_dir=tmp_path)
+    with jobs.running("page", job):
+        with pytest.raises(MMDemoError, match="already running") as err:
+            with jobs.running("page", job):
+                pass
+        assert err.value.code == "training_running"
+        events = list(job.events())
+    report = job.result()
+    assert [e["epoch"] for e in events if e["stage"] == "train"] == [1, 2]
+    assert report.saved_as == "job-head" and (tmp_path / "heads" / "job-head.safetensors").is_file()
+    assert not jobs.cancel("page")  # the session is free again
+
+
+def test_cancelled_training_job_reports_its_code(tiny_registry, tmp_path):
+    job = tasks.TrainingJob.from_generated(tiny_registry, "scene_qa", 200, ["gated"], epochs=50, lr=1e-3,
+                                           baselines=False, save_as="never", cache_dir=tmp_path)
+    job.start()
+    for ev in job.events():
+        if ev["stage"] == "train":
+            job.cancel()
+    with pytest.raises(MMDemoError, match="cancelled; previously saved heads are unchanged") as err:
+        job.result()
+    assert err.value.code == "training_cancelled" and not (tmp_path / "heads").exists()

@@ -6,7 +6,7 @@ import torch
 from mmdemo.errors import MMDemoError
 from mmdemo.models.decoding import DecodeOptions, decode_ids, generate_captions, generate_tokens
 from mmdemo.models.tokenizer import WordTokenizer
-from tests.tiny_models import write_config
+from tests.helpers.tiny_models import write_config
 
 CTX = 16
 WORDS = [f"w{i}" for i in range(34)] + ["?", "."]  # 36 words + pad, unk, sot, eot = 40 ids

@@ -17,6 +17,7 @@ import zlib
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 DEFAULT_CAPTION = dict(method="beam", num_beams=3, max_length=20, temperature=1.0, top_k=10, top_p=0.9,
@@ -171,11 +172,11 @@ def test_several_captions_and_decoding_options(client, singles):
     sampled = caption(client, path, method="top_p", temperature=1.2, num_captions=2, seed=7)[0]
     assert sampled == caption(client, path, method="top_p", temperature=1.2, num_captions=2, seed=7)[0]  # seeded
     assert caption(client, path, method="greedy")[0].strip()
-    with pytest.raises(Exception, match="(?i)beam"):
+    with pytest.raises(AppError, match="(?i)beam"):
         caption(client, path, num_beams=2, num_captions=5)  # more captions than beams
-    with pytest.raises(Exception, match="(?i)method|decod"):
+    with pytest.raises(AppError, match="(?i)method|decod"):
         caption(client, path, method="telepathy")
-    with pytest.raises(Exception, match="Upload, paste or pick an image"):
+    with pytest.raises(AppError, match="Upload, paste or pick an image"):
         client.predict(None, *DEFAULT_CAPTION.values(), api_name="/caption")
 
 
@@ -306,11 +307,11 @@ def broken_files(tmp_path):
                                   "decompression bomb", "over the pixel limit"])
 def test_unreadable_images_are_clear_errors_on_every_endpoint(client, baseline, tmp_path, kind):
     path, message = broken_files(tmp_path)[kind]
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(AppError, match=message):
         rank(client, path, "a red circle\na blue star")
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(AppError, match=message):
         search_texts(client, path, "a red circle\na blue star")
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(AppError, match=message):
         caption(client, path)
     assert_still_serving(client, baseline)
 
@@ -380,15 +381,15 @@ def test_text_limits(client, baseline, singles):
     assert len(texts) == 2 and "truncated" in notes
     shown, table, notes = search(client, "a red diamond " + "and more words " * 30, 3)
     assert len(table["data"]) == 3 and "shortened" in notes
-    with pytest.raises(Exception, match="Too many captions"):
+    with pytest.raises(AppError, match="Too many captions"):
         rank(client, path, "\n".join(f"caption number {i}" for i in range(201)))
-    with pytest.raises(Exception, match="Too many texts"):
+    with pytest.raises(AppError, match="Too many texts"):
         search_texts(client, path, "\n".join(f"text number {i}" for i in range(201)))
-    with pytest.raises(Exception, match="at least one text"):
+    with pytest.raises(AppError, match="at least one text"):
         search_texts(client, path, " \n \n")
-    with pytest.raises(Exception, match="Type what to search"):
+    with pytest.raises(AppError, match="Type what to search"):
         search(client, "   ")
-    with pytest.raises(Exception, match="Too many images for the heatmap"):
+    with pytest.raises(AppError, match="Too many images for the heatmap"):
         client.predict(handle_file(str(path)), [handle_file(str(path))] * 16, "a red circle",
                        api_name="/similarity_heatmap")
     assert_still_serving(client, baseline)
@@ -404,7 +405,7 @@ def test_bad_files_in_an_upload_are_skipped_with_a_notice(client, baseline, sing
     shown, table, notes = search(client, "a red diamond", 3, [red, bad, empty])
     assert [row[1] for row in table["data"]] == [red.name]
     assert "Skipped 2 unreadable image(s)" in notes and "broken.png" in notes
-    with pytest.raises(Exception, match="None of the images could be read"):
+    with pytest.raises(AppError, match="None of the images could be read"):
         search(client, "a red diamond", 3, [bad, empty])
     assert_still_serving(client, baseline)
 
@@ -419,10 +420,10 @@ def zip_of(path, entries):
 def test_bad_zips_are_refused_and_nothing_indexed_is_lost(client, baseline, singles, tmp_path):
     scene = singles[0][0].read_bytes()
     traversal = zip_of(tmp_path / "evil.zip", [("ok.png", scene), ("../../escaped.png", scene)])
-    with pytest.raises(Exception, match="unsafe path"):
+    with pytest.raises(AppError, match="unsafe path"):
         search(client, "a red diamond", 3, [traversal])
     many = zip_of(tmp_path / "many.zip", [(f"img{i:03d}.png", scene) for i in range(501)])
-    with pytest.raises(Exception, match="Too many images: at most 500"):
+    with pytest.raises(AppError, match="Too many images: at most 500"):
         search(client, "a red diamond", 3, [many])
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
@@ -431,12 +432,12 @@ def test_bad_zips_are_refused_and_nothing_indexed_is_lost(client, baseline, sing
             for _ in range(130):  # 520 MB of zeros, a few hundred KB zipped
                 member.write(zero)
     assert bomb.stat().st_size < 5 * 1024 * 1024  # under the app's upload limit: the zip check must catch it
-    with pytest.raises(Exception, match="too large when extracted"):
+    with pytest.raises(AppError, match="too large when extracted"):
         search(client, "a red diamond", 3, [bomb])
     broken = write(tmp_path, "broken.zip", b"PK\x03\x04 not really a zip")
-    with pytest.raises(Exception, match="not a valid zip"):
+    with pytest.raises(AppError, match="not a valid zip"):
         search(client, "a red diamond", 3, [broken])
-    with pytest.raises(Exception, match="(?i)invalid file type"):  # gradio checks the suffix itself
+    with pytest.raises(AppError, match="(?i)invalid file type"):  # gradio checks the suffix itself
         search(client, "a red diamond", 3, [write(tmp_path, "notes.txt", b"hello")])
     assert_still_serving(client, baseline)
     plot = client.predict("a red diamond", 5, api_name="/embedding_map")  # the map still has the examples

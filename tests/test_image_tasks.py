@@ -245,7 +245,7 @@ def test_gallery_skips_unreadable_files_with_one_notice(clip, tmp_path):
     g = I.build_gallery([folder], clip)
     assert sorted(i["name"] for i in g.index.items) == sorted(p.name for p in odd.values())
     skipped = [n for n in g.notices if n.startswith("Skipped 5 unreadable image(s)")]
-    assert len(skipped) == 1
+    assert len(skipped) == 1 and skipped[0].code == "files_unreadable"
     assert any("readme.txt" in n for n in g.notices)
     assert any("anim.gif" in n and "first frame" in n for n in g.notices)
     hits = I.search_images(g, "a red circle", clip, k=len(g)).hits
@@ -455,8 +455,12 @@ def test_heatmap_limits_and_unreadable_images(clip, tmp_path):
     bad = write(tmp_path / "broken.png", b"\x89PNG garbage")
     h = I.similarity_heatmap([good, bad], ["a red star", "a blue ring"], clip)
     assert h.similarity.shape == (1, 2) and any("Skipped 1 unreadable" in n and "broken.png" in n for n in h.notices)
+    assert [n.code for n in h.notices if n.startswith("Skipped")] == ["files_unreadable"]
     with pytest.raises(MMDemoError, match="None of the images could be read.*broken.png"):
         I.similarity_heatmap([bad], "a red star", clip)
+    anim = odd_images(tmp_path)["animated"]
+    h = I.similarity_heatmap([good, anim], ["a red star"], clip)
+    assert [n.subject for n in h.notices if "first frame" in n] == ["anim.gif"]  # the UI picks them by subject
     with pytest.raises(MMDemoError, match="at least one text"):
         I.similarity_heatmap([good], "", clip)
 

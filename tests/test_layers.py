@@ -1,8 +1,9 @@
 """The layers as docs/ARCHITECTURE.md draws them, checked by walking every import.
 
-Every ``import`` and ``from ... import`` in ``mmdemo/`` counts, at module level or
-inside a function (a function-level import is still an arrow), except those under
-``if TYPE_CHECKING:``. Run alone: ``python -m pytest tests/test_layers.py``.
+Every ``import`` and ``from ... import`` in ``mmdemo/`` counts, at module level,
+inside a function (a function-level import is still an arrow) or under
+``if TYPE_CHECKING:`` (a type-only cycle is still a tangle), as in
+``python3 ../shared/tools/import_graph.py mmdemo``. Run alone: ``python -m pytest tests/test_layers.py``.
 """
 
 from __future__ import annotations
@@ -46,25 +47,13 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _type_checking_lines(tree: ast.AST) -> set[int]:
-    lines: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for sub in node.body:
-                lines.update(range(sub.lineno, (sub.end_lineno or sub.lineno) + 1))
-    return lines
-
-
 def _imports(path: Path) -> list[tuple[int, str]]:
     """(line, imported module) for every import in the file, relative ones resolved."""
     tree = ast.parse(path.read_text(), str(path))
-    skip = _type_checking_lines(tree)
     me = _module_name(path)
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
     out = []
     for node in ast.walk(tree):
-        if getattr(node, "lineno", None) in skip:
-            continue
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -8,7 +8,8 @@ from PIL import Image
 
 from mmdemo.catalog import load_catalog
 from mmdemo.errors import MMDemoError
-from mmdemo.models.open_clip_backend import CaptionerHandle, ClipHandle
+from mmdemo.handles import CaptionerHandle, ClipHandle
+from mmdemo.models.open_clip_backend import OpenClipCaptioner, OpenClipHandle
 from mmdemo.registry import Registry
 
 
@@ -39,7 +40,8 @@ def reference(handle, imgs, texts):
 @pytest.mark.parametrize("name", ["file-clip", "pt-clip", "dir-clip", "hub-clip"])
 def test_every_weights_form_loads_the_same_weights(reg, tiny_files, name):
     handle = reg.get(name)
-    assert isinstance(handle, ClipHandle) and not handle.model.training
+    assert isinstance(handle, OpenClipHandle) and isinstance(handle, ClipHandle) and not handle.model.training
+    assert not isinstance(handle, CaptionerHandle)  # a plain CLIP can't write captions
     sd = handle.model.state_dict()
     for key, value in tiny_files["clip_sd"].items():
         torch.testing.assert_close(sd[key], value, rtol=0, atol=0)
@@ -72,7 +74,7 @@ def test_captioner_entry_generates_through_the_registry(reg):
     from mmdemo.models.decoding import DecodeOptions
 
     handle = reg.get("file-coca")
-    assert isinstance(handle, CaptionerHandle)
+    assert isinstance(handle, OpenClipCaptioner) and isinstance(handle, CaptionerHandle)
     out = handle.generate(images(2), DecodeOptions(method="beam", num_beams=2, num_return=2, max_length=5))
     assert len(out) == 2 and all(len(c) == 2 and all(isinstance(t, str) for t in c) for c in out)
     greedy = handle.generate(images(2), DecodeOptions(method="greedy", max_length=5))
@@ -96,7 +98,8 @@ def test_broken_weights_fail_clearly_and_others_still_load(reg, name, message):
     with pytest.raises(MMDemoError, match=message):
         reg.get(name)
     assert {s.name: s.state for s in reg.status()}[name] == "failed"
-    assert reg.get("file-clip") is not None
+    emb = reg.get("file-clip").encode_texts(TEXTS)  # the good entry still loads and encodes
+    assert emb.shape == (3, 32) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
 
 
 def test_hf_hub_repo_missing_from_offline_cache_is_explained(test_catalog, hf_cache, tmp_path):

@@ -22,9 +22,26 @@ class FakeHandle:
         return [self.net]
 
 
-def slow_loader(spec, device, registry):
+class LoadGate:
+    """Holds the fake loader open until the test lets it finish, so a test can look at
+    the "loading" state, or pile up concurrent requests, without sleeping."""
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.release.set()  # unless a test holds it, a load finishes at once
+
+    def hold(self):
+        self.entered.clear()
+        self.release.clear()
+
+
+GATE = LoadGate()
+
+
+def gated_loader(spec, device, registry):
     CALLS.append(spec.name)
-    time.sleep(0.2)  # wide window for racing threads
+    GATE.entered.set()
+    assert GATE.release.wait(30), "the test never released the load"
     if spec.options.get("fail"):
         raise OSError("disk on fire")
     return FakeHandle(spec.options.get("size", 4))
@@ -33,7 +50,8 @@ def slow_loader(spec, device, registry):
 @pytest.fixture
 def fake_registry(monkeypatch):
     CALLS.clear()
-    monkeypatch.setitem(registry_mod.BACKENDS, ("clip", "fake"), f"{__name__}:slow_loader")
+    GATE.__init__()
+    monkeypatch.setitem(registry_mod.BACKENDS, ("clip", "fake"), f"{__name__}:gated_loader")
     entries = {
         n: EntrySpec(n, "clip", "fake", options=o)
         for n, o in {"a": {"size": 64}, "b": {"size": 64}, "c": {"size": 64}, "bad": {"fail": True}}.items()
@@ -44,15 +62,22 @@ def fake_registry(monkeypatch):
 
 def test_loads_once_under_eight_concurrent_requests(fake_registry):
     barrier = threading.Barrier(8)
+    asking = threading.Semaphore(0)
     results = []
 
     def ask():
         barrier.wait()
+        asking.release()
         results.append(fake_registry.get("a"))
 
+    GATE.hold()
     threads = [threading.Thread(target=ask) for _ in range(8)]
     for t in threads:
         t.start()
+    assert GATE.entered.wait(30)
+    for _ in threads:  # the first load stays open until all eight requests are under way
+        assert asking.acquire(timeout=30)
+    GATE.release.set()
     for t in threads:
         t.join()
     assert CALLS == ["a"]
@@ -63,10 +88,13 @@ def test_loads_once_under_eight_concurrent_requests(fake_registry):
 def test_status_reports_each_state(fake_registry):
     assert {s.name: s.state for s in fake_registry.status()}["a"] == NOT_LOADED
     seen = []
+    GATE.hold()
     t = threading.Thread(target=fake_registry.get, args=("a",))
     t.start()
-    time.sleep(0.05)
+    assert GATE.entered.wait(30)  # the loader is running, and stays so until released
     seen.append({s.name: s.state for s in fake_registry.status()}["a"])
+    time.sleep(0.2)  # not to catch a state: the load lasts 0.2 s, which load_seconds must report
+    GATE.release.set()
     t.join()
     row = {s.name: s for s in fake_registry.status()}["a"]
     assert seen == ["loading"]
@@ -79,7 +107,9 @@ def test_failed_load_is_clear_and_leaves_others_usable(fake_registry):
         fake_registry.get("bad")
     row = {s.name: s for s in fake_registry.status()}["bad"]
     assert row.state == FAILED and "disk on fire" in row.error
-    assert fake_registry.get("a") is not None
+    handle = fake_registry.get("a")
+    assert isinstance(handle, FakeHandle) and not handle.net.training
+    assert {s.name: s.state for s in fake_registry.status()}["a"] == LOADED
 
 
 def test_unknown_name_lists_available(fake_registry):
@@ -138,3 +168,138 @@ def test_device_falls_back_to_cpu_with_warning():
     reg = Registry(load_catalog(), device="cuda")
     assert reg.device == "cpu"
     assert any("CUDA" in w or "cuda" in w for w in reg.warnings)
+
+
+# -- where weights come from: one decision, in one order ---------------------------------
+WEIGHT_CASES = [
+    # (EntrySpec fields, expected kind, expected location)
+    (dict(arch="hf-hub:org/repo", weights="w.safetensors", pretrained="tag", allow_random=True), "hf-hub", "org/repo"),
+    (dict(arch="local-dir:/models/m", weights="w.safetensors", pretrained="tag"), "local-dir", "/models/m"),
+    (dict(arch="ViT-B-32", weights="w.safetensors", pretrained="tag", allow_random=True), "file", "w.safetensors"),
+    (dict(arch="ViT-B-32", pretrained="tag", allow_random=True), "tag", "tag"),
+    (dict(arch="ViT-B-32", allow_random=True), "random", ""),
+    (dict(arch="ViT-B-32"), "missing", ""),
+]
+
+
+@pytest.mark.parametrize("fields,kind,location", WEIGHT_CASES)
+def test_resolve_weights_order(fields, kind, location):
+    from pathlib import Path
+
+    from mmdemo.weights import resolve_weights
+
+    if "weights" in fields:
+        fields = {**fields, "weights": Path(fields["weights"])}
+    spec = EntrySpec("m", "clip", "open_clip", **fields)
+    source = resolve_weights(spec)
+    assert (source.kind, source.location) == (kind, location)
+    assert spec.weights_source == source.label  # what the Models tab shows is the same decision
+    assert spec.model_id.startswith("m:") and spec.model_id != "m:"
+
+
+def test_model_id_names_the_exact_weights(tmp_path):
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    a.write_bytes(b"one")
+    b.write_bytes(b"two")
+    spec = lambda w: EntrySpec("m", "clip", "open_clip", weights=w)  # noqa: E731
+    assert spec(a).model_id != spec(b).model_id
+    assert EntrySpec("m", "clip", "open_clip", arch="hf-hub:o/r").model_id == "m:hf-hub:o/r"
+    assert EntrySpec("m", "clip", "open_clip", arch="ViT-B-32", pretrained="t").model_id == "m:ViT-B-32/t"
+
+
+class _Asked(Exception):
+    pass
+
+
+BACKEND_SPECS = [
+    ("mmdemo.models.open_clip_backend:load_clip", EntrySpec("x", "clip", "open_clip", arch="ViT-B-32")),
+    ("mmdemo.models.open_clip_backend:load_captioner", EntrySpec("x", "captioner", "open_clip", arch="coca_ViT-B-32")),
+    ("mmdemo.models.audio_backend:load_audio", EntrySpec("x", "audio", "mmdemo", requires={"text": "t"})),
+    ("mmdemo.models.fusion_backend:load_fusion", EntrySpec("x", "fusion", "mmdemo")),
+]
+
+
+@pytest.mark.parametrize("target,spec", BACKEND_SPECS, ids=[t.split(":")[1] for t, _ in BACKEND_SPECS])
+def test_every_backend_asks_resolve_weights(monkeypatch, target, spec):
+    """No backend decides on its own where weights come from: each asks mmdemo.weights first."""
+    import importlib
+
+    import mmdemo.weights as weights
+
+    asked = []
+
+    def spy(s):
+        asked.append(s)
+        raise _Asked
+
+    monkeypatch.setattr(weights, "resolve_weights", spy)
+    module, func = target.split(":")
+    with pytest.raises(_Asked):
+        getattr(importlib.import_module(module), func)(spec, "cpu", {"text": object()})
+    assert asked == [spec]
+    assert set(registry_mod.BACKENDS.values()) >= {t for t, _ in BACKEND_SPECS}
+
+
+def test_a_backend_refuses_a_source_it_cannot_read():
+    from mmdemo.models.audio_backend import load_audio
+
+    with pytest.raises(MMDemoError, match="can't load weights from tag:x") as err:
+        load_audio(EntrySpec("a", "audio", "mmdemo", pretrained="x"), "cpu", {"text": object()})
+    assert err.value.code == "weights_unsupported"
+    with pytest.raises(MMDemoError, match="has no weights") as err:
+        load_audio(EntrySpec("a", "audio", "mmdemo"), "cpu", {"text": object()})
+    assert err.value.code == "weights_missing"
+
+
+# -- requires: the registry loads what a backend needs and hands it over -------------------
+GOT: dict[str, dict] = {}
+
+
+def deps_loader(spec, device, deps):
+    GOT[spec.name] = dict(deps)
+    return FakeHandle(2)
+
+
+@pytest.fixture
+def deps_registry(monkeypatch):
+    GOT.clear()
+    monkeypatch.setitem(registry_mod.BACKENDS, ("clip", "deps"), f"{__name__}:deps_loader")
+    monkeypatch.setitem(registry_mod.NEEDS, ("clip", "deps"), ("text",))
+    entries = {n: EntrySpec(n, "clip", "deps", requires=r) for n, r in {
+        "base": {}, "user": {"text": "base", "other": "loop-a"}, "loop-a": {"text": "loop-b"},
+        "loop-b": {"text": "loop-a"}, "ghost": {"text": "nowhere"}}.items()}
+    return Registry(Catalog(entries, {"p": Profile("p", clip="base")}), device="cpu", profile="p")
+
+
+def test_requires_are_loaded_first_and_handed_to_the_backend(deps_registry):
+    handle = deps_registry.get("user")
+    # only the slots its backend needs ("text"), not every name it mentions
+    assert GOT["user"] == {"text": deps_registry.get("base")} and GOT["base"] == {}
+    assert deps_registry.is_loaded("base") and not deps_registry.is_loaded("loop-a")
+    assert deps_registry.get("user") is handle
+
+
+def test_a_requires_cycle_is_refused_not_a_deadlock(deps_registry):
+    with pytest.raises(MMDemoError, match="loop-a -> loop-b -> loop-a") as err:
+        deps_registry.get("loop-a")
+    assert err.value.code == "requires_cycle"
+    assert {s.name: s.state for s in deps_registry.status()}["loop-a"] == FAILED
+    with pytest.raises(MMDemoError, match="Unknown model 'nowhere'"):
+        deps_registry.get("ghost")
+    assert deps_registry.get("base") is not None
+
+
+def test_the_app_and_the_cli_build_the_same_registry(tmp_path):
+    from argparse import Namespace
+
+    from mmdemo.cli.common import registry_from
+    from mmdemo.registry import registry_from_settings
+    from mmdemo.settings import Settings
+
+    extra = tmp_path / "extra.toml"
+    extra.write_text('[models.mine]\nkind = "clip"\narch = "ViT-B-32"\npretrained = "t"\n')
+    app = registry_from_settings(Settings(profile="tiny", device="cpu", catalog=extra, memory_budget_mb=1))
+    cli = registry_from(Namespace(profile="tiny", device="cpu", catalog=extra))
+    for reg in (app, cli):
+        assert reg.profile_name == "tiny" and reg.requested_device == "cpu" and "mine" in reg.catalog.entries
+    assert app.memory_budget_bytes == 1024 * 1024 and cli.memory_budget_bytes == 0

@@ -53,3 +53,30 @@ def test_import_mmdemo_does_not_import_torch():
 def test_bad_flag_exits_with_message_not_traceback():
     out = subprocess.run([sys.executable, "app.py", "--auth", "x"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "user:password" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cli_unknown_build_stage_is_an_error_not_a_traceback(tmp_path):
+    argv = ["-m", "mmdemo", "build-tiny", "--stages", "clip,x", "--out", str(tmp_path / "b")]
+    out = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("error: ") and "'x'" in out.stderr and "clip, coca, heads" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "b").exists()
+
+
+def test_cli_user_error_exits_2_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    from mmdemo import cli
+    from mmdemo.cli import bundle
+
+    def user_error(args):
+        raise MMDemoError("catalog_not_found", "Catalog file not found: nowhere.toml")
+
+    monkeypatch.setattr(bundle, "cmd_models", user_error)
+    assert cli.main(["models"]) == 2
+    assert capsys.readouterr().err == "error: Catalog file not found: nowhere.toml\n"
+
+    def bug(args):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(bundle, "cmd_models", bug)
+    with pytest.raises(KeyError):
+        cli.main(["models"])

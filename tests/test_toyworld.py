@@ -220,7 +220,9 @@ def test_sound_paraphrases_vary_and_keep_the_loudness():
 
 
 def test_vocabulary_covers_every_generated_text():
-    vocab = W.vocabulary()
+    from mmdemo.toyworld.vocabulary import vocabulary
+
+    vocab = vocabulary()
     assert vocab == sorted(set(vocab)) and all(w == w.lower() for w in vocab)
     vocab = set(vocab)
     g = rng(10)

@@ -1,9 +1,10 @@
 """Audio encoders behind the registry: clips -> embeddings in a text space.
 
 The embedded bundle's encoder maps log-mel windows into tiny-clip's text space, so
-its text side is simply that CLIP's text tower (``requires = {text = ...}``). A real
-audio-text model (e.g. a CLAP checkpoint) would be another backend returning an
-object with the same methods; the Audio tab only uses this interface.
+its text side is simply that CLIP's text tower (``requires = {text = ...}``): the
+registry loads that entry and hands it over; this module never sees the registry.
+A real audio-text model (e.g. a CLAP checkpoint) would be another backend returning
+an object that satisfies ``mmdemo.handles.AudioHandle``; the Audio tab only uses that.
 """
 
 from __future__ import annotations
@@ -17,26 +18,26 @@ import torch.nn.functional as F
 
 from mmdemo.catalog import EntrySpec
 from mmdemo.errors import MMDemoError
+from mmdemo.models import audio_tower as at
+from mmdemo.scores import softmax
+from mmdemo.weights import FILE, require_weights
 
 
-class AudioHandle:
-    sample_rate: int
-    window_seconds: float
+class TinyAudioHandle:
+    """The embedded log-mel audio tower, with a CLIP's text tower as its text side
+    (a :class:`mmdemo.handles.AudioHandle`)."""
+
+    sample_rate: int = at.SAMPLE_RATE
+    window_seconds: float = at.WINDOW_SECONDS
 
     def __init__(self, tower, meta: dict, device: str, model_id: str, text):
-        from mmdemo.models import audio_tower as at
-
         self.tower, self.meta, self.device, self.model_id, self.text = tower, meta, device, model_id, text
-        self.sample_rate = at.SAMPLE_RATE
-        self.window_seconds = at.WINDOW_SECONDS
         self._n_frames = at.frames_for(at.WINDOW_SECONDS)
         self.logit_scale = float(meta.get("logit_scale", 1 / 0.07))
 
     @classmethod
-    def from_file(cls, path: Path, device: str, model_id: str, text) -> "AudioHandle":
-        from mmdemo.models.audio_tower import load_audio_tower
-
-        tower, meta = load_audio_tower(path, device=device)
+    def from_file(cls, path: Path, device: str, model_id: str, text) -> "TinyAudioHandle":
+        tower, meta = at.load_audio_tower(path, device=device)
         return cls(tower, meta, device, model_id, text)
 
     def modules(self):
@@ -44,9 +45,7 @@ class AudioHandle:
 
     def mel(self, wave: np.ndarray) -> np.ndarray:
         """The log-mel picture the model sees for one window (also shown in the UI)."""
-        from mmdemo.models.audio_tower import fit_frames, log_mel
-
-        return fit_frames(log_mel(np.asarray(wave, np.float32)), self._n_frames)
+        return at.fit_frames(at.log_mel(np.asarray(wave, np.float32)), self._n_frames)
 
     def encode_waves(self, waves: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """L2-normalised embeddings [N, D] of mono clips at ``sample_rate`` (first window each)."""
@@ -57,23 +56,21 @@ class AudioHandle:
                 emb = self.tower(torch.from_numpy(mels).to(self.device))
                 out.append(F.normalize(emb, dim=-1).float().cpu().numpy())
         if not out:
-            raise MMDemoError("No audio to encode.")
+            raise MMDemoError("audio_empty", "No audio to encode.")
         return np.concatenate(out)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self.text.encode_texts(texts)
 
     def zero_shot(self, audio_embs: np.ndarray, text_embs: np.ndarray) -> np.ndarray:
-        logits = self.logit_scale * audio_embs @ text_embs.T
-        logits = logits - logits.max(axis=-1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=-1, keepdims=True)
+        return softmax(self.logit_scale * np.asarray(audio_embs) @ np.asarray(text_embs).T)
 
 
-def load_audio(spec: EntrySpec, device: str, registry=None) -> AudioHandle:
-    if spec.weights is None or not spec.weights.is_file():
-        raise MMDemoError(f"Weights file for {spec.name!r} not found: {spec.weights}")
-    text_name = spec.requires.get("text")
-    if not text_name or registry is None:
-        raise MMDemoError(f"Audio model {spec.name!r} must name its text encoder (requires = {{text = ...}}).")
-    return AudioHandle.from_file(spec.weights, device, spec.model_id, registry.get(text_name))
+def load_audio(spec: EntrySpec, device: str, deps: dict | None = None) -> TinyAudioHandle:
+    """``deps["text"]``: the loaded text encoder its ``requires = {text = ...}`` names."""
+    source = require_weights(spec, (FILE,))
+    text = (deps or {}).get("text")
+    if text is None:
+        raise MMDemoError("audio_text_encoder_missing", f"Audio model {spec.name!r} must name its text encoder "
+                                                        "(requires = {text = ...}).")
+    return TinyAudioHandle.from_file(Path(source.location), device, spec.model_id, text)

@@ -89,23 +89,16 @@ def save_audio_tower(model: AudioTower, path: str | Path, extra_meta: dict | Non
 
 
 def load_audio_tower(path: str | Path, device: str = "cpu") -> tuple[AudioTower, dict]:
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    from mmdemo.weights import read_safetensors
 
     path = Path(path)
-    if not path.is_file():
-        raise MMDemoError(f"Audio encoder file not found: {path}")
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = json.loads((f.metadata() or {}).get("mmdemo_audio", "null"))
-        state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise MMDemoError(f"{path.name} is not an mmdemo audio encoder ({exc}).") from None
+    state, meta = read_safetensors(path, "mmdemo_audio", "audio encoder")
     if not isinstance(meta, dict) or "config" not in meta:
-        raise MMDemoError(f"{path.name} is not an mmdemo audio encoder (no mmdemo_audio metadata).")
+        raise MMDemoError("not_audio_encoder",
+                          f"{path.name} is not an mmdemo audio encoder (no mmdemo_audio metadata).")
     model = AudioTower.from_config(meta["config"])
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise MMDemoError(f"{path.name}: weights don't match its config ({exc}).") from None
+        raise MMDemoError("weights_config_mismatch", f"{path.name}: weights don't match its config ({exc}).") from None
     return model.to(device).eval(), meta

@@ -15,71 +15,13 @@ text towers over the whole prefix (cheap at caption lengths).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from mmdemo.errors import MMDemoError
-
-METHODS = ("greedy", "beam", "top_k", "top_p")
-MAX_LENGTH_CAP = 128
-MAX_BEAMS = 32
-MAX_RETURN = 32
-
-
-@dataclass
-class DecodeOptions:
-    method: str = "beam"
-    num_beams: int = 3
-    max_length: int = 20  # generated words, excluding sot and eot
-    min_length: int = 1  # eot is forbidden before this many words
-    temperature: float = 1.0  # sampling only: argmax and beam ranking do not depend on it
-    top_k: int = 10
-    top_p: float = 0.9
-    repetition_penalty: float = 1.0
-    length_penalty: float = 1.0
-    num_return: int = 1
-    seed: int | None = None
-
-    def validate(self) -> "DecodeOptions":
-        def bad(msg: str):
-            raise MMDemoError(f"Invalid decoding option: {msg}")
-
-        def is_int(v) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        if self.method not in METHODS:
-            bad(f"method must be one of {', '.join(METHODS)}; got {self.method!r}.")
-        if not is_int(self.num_beams) or not 1 <= self.num_beams <= MAX_BEAMS:
-            bad(f"num_beams must be an integer from 1 to {MAX_BEAMS}; got {self.num_beams!r}.")
-        if not is_int(self.max_length) or not 1 <= self.max_length <= MAX_LENGTH_CAP:
-            bad(f"max_length must be an integer from 1 to {MAX_LENGTH_CAP}; got {self.max_length!r}.")
-        if not is_int(self.min_length) or not 0 <= self.min_length <= self.max_length:
-            bad(f"min_length must be an integer from 0 to max_length ({self.max_length}); got {self.min_length!r}.")
-        if not is_num(self.temperature) or self.temperature <= 0:
-            bad(f"temperature must be a number > 0; got {self.temperature!r}.")
-        if not is_int(self.top_k) or self.top_k < 1:
-            bad(f"top_k must be an integer >= 1; got {self.top_k!r}.")
-        if not is_num(self.top_p) or not 0 < self.top_p <= 1:
-            bad(f"top_p must be in (0, 1]; got {self.top_p!r}.")
-        if not is_num(self.repetition_penalty) or self.repetition_penalty <= 0:
-            bad(f"repetition_penalty must be a number > 0 (1 = off); got {self.repetition_penalty!r}.")
-        if not is_num(self.length_penalty):
-            bad(f"length_penalty must be a finite number; got {self.length_penalty!r}.")
-        if not is_int(self.num_return) or not 1 <= self.num_return <= MAX_RETURN:
-            bad(f"num_return must be an integer from 1 to {MAX_RETURN}; got {self.num_return!r}.")
-        if self.method == "beam" and self.num_return > self.num_beams:
-            bad(f"num_return ({self.num_return}) cannot exceed num_beams ({self.num_beams}) for beam search.")
-        if self.method == "greedy" and self.num_return != 1:
-            bad("greedy decoding gives one caption per image; set num_return to 1 or use beam search or sampling.")
-        if self.seed is not None and not is_int(self.seed):
-            bad(f"seed must be an integer or empty; got {self.seed!r}.")
-        return self
+from mmdemo.models.decode_options import METHODS, DecodeOptions  # noqa: F401  (re-exported: one import for callers)
 
 
 def model_context_length(model) -> int:
@@ -88,7 +30,8 @@ def model_context_length(model) -> int:
                                                           getattr(model, "text_decoder", None), model)]
     sizes = [int(n) for n in sizes if isinstance(n, int) and n > 0]
     if not sizes:
-        raise MMDemoError("Cannot tell the model's text context length; is it an open_clip CoCa model?")
+        raise MMDemoError("decode_context_unknown",
+                          "Cannot tell the model's text context length; is it an open_clip CoCa model?")
     return min(sizes)
 
 
@@ -139,14 +82,16 @@ def generate_tokens(model, images: Tensor, options: DecodeOptions, *, sot_id: in
     """
     options.validate()
     if images.ndim != 4:
-        raise MMDemoError(f"Expected a batch of images [B, 3, H, W], got shape {tuple(images.shape)}.")
+        raise MMDemoError("decode_bad_images",
+                          f"Expected a batch of images [B, 3, H, W], got shape {tuple(images.shape)}.")
     n_ctx = model_context_length(model)
     # each step feeds sot + the words so far, so n_ctx positions allow at most n_ctx generated tokens
     limit = min(options.max_length, n_ctx)
     if context_length is not None:
         limit = min(limit, int(context_length) - 2)
     if limit < 1:
-        raise MMDemoError(f"context_length {context_length} leaves no room for a caption (needs >= 3).")
+        raise MMDemoError("decode_context_too_short",
+                          f"context_length {context_length} leaves no room for a caption (needs >= 3).")
     if images.shape[0] == 0:
         return []
     # pad marks the end of finished rows and sot only ever starts one: neither is a word
@@ -176,7 +121,8 @@ def _check_vocab(model, sot_id: int, eot_id: int) -> None:
         sizes.append(proj.shape[1])
     v = min(sizes, default=None)
     if v is not None and not (0 <= sot_id < v and 0 <= eot_id < v):
-        raise MMDemoError(f"The tokenizer's special ids (sot {sot_id}, eot {eot_id}) do not fit the model's "
+        raise MMDemoError("tokenizer_model_mismatch",
+                          f"The tokenizer's special ids (sot {sot_id}, eot {eot_id}) do not fit the model's "
                           f"vocabulary of {v}; the tokenizer does not belong to this model.")
 
 
@@ -301,7 +247,8 @@ def _special_ids(tokenizer) -> tuple[int, int, int]:
     if (sot is None or eot is None) and isinstance(encoder, dict):
         sot, eot = encoder.get("<start_of_text>"), encoder.get("<end_of_text>")
     if sot is None or eot is None:
-        raise MMDemoError(f"Captioning needs a tokenizer with start/end-of-text ids; {type(tokenizer).__name__} "
+        raise MMDemoError("tokenizer_no_special_ids",
+                          f"Captioning needs a tokenizer with start/end-of-text ids; {type(tokenizer).__name__} "
                           "has none. Use the CoCa model's own open_clip tokenizer or an mmdemo word tokenizer.")
     pad = getattr(tokenizer, "pad_token_id", 0)
     return int(sot), int(eot), int(pad if isinstance(pad, int) else 0)

@@ -15,9 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmdemo.atomic import atomic_save_file
 from mmdemo.errors import MMDemoError
+from mmdemo.weights import read_safetensors
 
 HEAD_KINDS = ("weighted_sum", "concat", "bilinear", "attention", "gated")
+HEAD_META_KEY = "mmdemo_head"  # the safetensors metadata entry holding config, labels and encoders
 
 
 def _mlp(d_in: int, hidden: int, out: int, dropout: float) -> nn.Sequential:
@@ -41,7 +44,8 @@ class FusionHead(nn.Module):
     def _vectors(self, feats) -> list[torch.Tensor]:
         missing = [m for m in self.modalities if m not in feats]
         if missing:
-            raise MMDemoError(f"This head needs {', '.join(self.modalities)}; missing: {', '.join(missing)}.")
+            raise MMDemoError("head_input_missing", f"This head needs {', '.join(self.modalities)}; "
+                                                    f"missing: {', '.join(missing)}.")
         return [feats[m].float() for m in self.modalities]
 
     def explain(self, feats, tokens=None) -> dict[str, np.ndarray]:
@@ -194,36 +198,23 @@ _KINDS = {cls.kind: cls for cls in (WeightedSumHead, ConcatHead, BilinearHead, A
 
 def create_head(kind: str, **kw) -> FusionHead:
     if kind not in _KINDS:
-        raise MMDemoError(f"Unknown head kind {kind!r}. Available: {', '.join(HEAD_KINDS)}.")
+        raise MMDemoError("unknown_head_kind", f"Unknown head kind {kind!r}. Available: {', '.join(HEAD_KINDS)}.")
     return _KINDS[kind](**kw)
 
 
 def save_head(path: str | Path, head: FusionHead, metadata: dict, *, half: bool = False) -> Path:
     """`half` stores float weights as float16 (the shipped bundle does, to stay small);
     `load_head` copies them back into float32 parameters."""
-    from mmdemo.atomic import atomic_save_file
-
     meta = {"config": head.config(), **metadata}
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in head.state_dict().items()}
-    return atomic_save_file(state, path, {"format": "pt", "mmdemo_head": json.dumps(meta)})
+    return atomic_save_file(state, path, {"format": "pt", HEAD_META_KEY: json.dumps(meta)})
 
 
 def load_head(path: str | Path, device: str = "cpu") -> tuple[FusionHead, dict]:
     """A head and its metadata; never unpickles (safetensors only)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     path = Path(path)
-    if not path.is_file():
-        raise MMDemoError(f"Head file not found: {path}")
+    state, meta = read_safetensors(path, HEAD_META_KEY, "fusion head")
     try:
-        with safe_open(str(path), "pt") as f:
-            raw = (f.metadata() or {}).get("mmdemo_head")
-        state = load_file(str(path), device="cpu")
-    except Exception:
-        raise MMDemoError(f"{path.name} is not an mmdemo fusion head (not a safetensors file).") from None
-    try:
-        meta = json.loads(raw) if raw else None
         cfg = dict(meta["config"])
         kind = cfg.pop("kind")
         head = create_head(kind, **cfg)
@@ -232,6 +223,7 @@ def load_head(path: str | Path, device: str = "cpu") -> tuple[FusionHead, dict]:
             raise ValueError("labels")
     except MMDemoError:
         raise
-    except Exception:
-        raise MMDemoError(f"{path.name} is not an mmdemo fusion head (missing or inconsistent metadata).") from None
+    except Exception:  # anything off in the metadata or the tensors: the file is not one of ours
+        raise MMDemoError("not_a_head", f"{path.name} is not an mmdemo fusion head (missing or inconsistent "
+                                        "metadata).") from None
     return head.to(device).eval(), meta

@@ -2,8 +2,9 @@
 
 One function, :func:`create_open_clip`, turns a catalog entry into a model, its
 eval preprocessing and its tokenizer, whichever way the entry names its weights
-(the order is decided by ``EntrySpec.weights_source``; see ``mmdemo.catalog``).
-Handles expose numpy in, numpy out so the task layer never touches torch.
+(the order is decided by :func:`mmdemo.weights.resolve_weights`). The handles
+satisfy ``mmdemo.handles.ClipHandle`` / ``CaptionerHandle``: numpy in, numpy out,
+inputs moved to the handle's own device, so the task layer never touches torch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import open_clip
@@ -20,6 +21,11 @@ import torch.nn.functional as F
 
 from mmdemo.catalog import EntrySpec
 from mmdemo.errors import MMDemoError
+from mmdemo.scores import softmax
+from mmdemo.weights import FILE, HUB, LOCAL_DIR, RANDOM, TAG, require_weights
+
+# Every source open_clip can read; RANDOM only reaches here for entries with allow_random.
+OPEN_CLIP_SOURCES = (HUB, LOCAL_DIR, FILE, TAG, RANDOM)
 
 # open_clip keeps its model configs in a module-level dict and rescans it on
 # add_model_config; neither that nor create_model is thread-safe.
@@ -30,11 +36,11 @@ _REGISTERED_CONFIGS: dict[str, Path] = {}
 def _register_config(path: Path) -> str:
     """Register a custom architecture JSON with open_clip; returns its model name."""
     if not path.is_file():
-        raise MMDemoError(f"Model config file not found: {path}")
+        raise MMDemoError("model_config_not_found", f"Model config file not found: {path}")
     try:
         json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise MMDemoError(f"Model config {path} is not valid JSON: {exc}") from None
+        raise MMDemoError("model_config_invalid", f"Model config {path} is not valid JSON: {exc}") from None
     name = path.stem
     if _REGISTERED_CONFIGS.get(name) != path:
         open_clip.add_model_config(path)
@@ -45,34 +51,22 @@ def _register_config(path: Path) -> str:
 def create_open_clip(spec: EntrySpec, device: str):
     """(model, preprocess, tokenizer) for ``spec``; nothing is downloaded unless the
     entry names a pretrained tag or an ``hf-hub:`` repo (the user's explicit choice)."""
+    # Where the weights come from is mmdemo.weights' decision; open_clip takes an
+    # hf-hub:/local-dir: source as the model name and a file or tag as `pretrained`.
+    source = require_weights(spec, OPEN_CLIP_SOURCES)
+    pretrained = source.location if source.kind in (FILE, TAG) else None
     with _OPEN_CLIP_LOCK:
-        arch = spec.arch
-        if spec.config is not None:
-            arch = _register_config(spec.config)
+        arch = _register_config(spec.config) if spec.config is not None else spec.arch
         if not arch:
-            raise MMDemoError(f"Model {spec.name!r} names no architecture (arch = ... or config = ...).")
-        kwargs: dict[str, Any] = {"device": device, "weights_only": True}
-        if arch.startswith(("hf-hub:", "local-dir:")):
-            pretrained = None
-        elif spec.weights is not None:
-            if not spec.weights.is_file():
-                raise MMDemoError(f"Weights file for {spec.name!r} not found: {spec.weights}")
-            pretrained = str(spec.weights)
-        elif spec.pretrained:
-            pretrained = spec.pretrained
-        elif spec.allow_random:
-            pretrained = None
-        else:
-            raise MMDemoError(
-                f"Model {spec.name!r} has no weights (set weights, pretrained or an hf-hub:/local-dir: arch)."
-            )
+            raise MMDemoError("model_arch_missing",
+                              f"Model {spec.name!r} names no architecture (arch = ... or config = ...).")
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, **kwargs)
-        except MMDemoError:
-            raise
+            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=device,
+                                                                         weights_only=True)
         except Exception as exc:  # open_clip raises RuntimeError/ValueError/OSError/KeyError...
             raise MMDemoError(
-                f"Could not load model {spec.name!r} from {spec.weights_source}: {type(exc).__name__}: {exc}"
+                "model_load_failed",
+                f"Could not load model {spec.name!r} from {source.label}: {type(exc).__name__}: {exc}",
             ) from exc
         if spec.tokenizer is not None:
             from mmdemo.models.tokenizer import WordTokenizer
@@ -89,8 +83,9 @@ def _context_length(model, tokenizer) -> int:
     return int(n or 77)
 
 
-class ClipHandle:
-    """A loaded CLIP-style model: batched, normalised image and text embeddings."""
+class OpenClipHandle:
+    """A loaded open_clip CLIP model: batched, normalised image and text embeddings
+    (a :class:`mmdemo.handles.ClipHandle`)."""
 
     def __init__(self, spec: EntrySpec, model, preprocess, tokenizer, device: str):
         self.spec, self.model, self.preprocess, self.tokenizer = spec, model, preprocess, tokenizer
@@ -175,14 +170,12 @@ class ClipHandle:
 
     def zero_shot(self, image_embs: np.ndarray, text_embs: np.ndarray) -> np.ndarray:
         """CLIP's zero-shot probabilities: softmax over texts of scaled cosine similarity."""
-        logits = self.logit_scale * image_embs @ text_embs.T
-        logits = logits - logits.max(axis=-1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=-1, keepdims=True)
+        return softmax(self.logit_scale * np.asarray(image_embs) @ np.asarray(text_embs).T)
 
 
-class CaptionerHandle(ClipHandle):
-    """A CoCa model: everything a ClipHandle does, plus caption generation."""
+class OpenClipCaptioner(OpenClipHandle):
+    """An open_clip CoCa model: everything a ClipHandle does, plus caption generation
+    (a :class:`mmdemo.handles.CaptionerHandle`)."""
 
     def generate(self, images: Sequence, options=None) -> list[list[str]]:
         from mmdemo.models.decoding import DecodeOptions, generate_captions
@@ -193,14 +186,15 @@ class CaptionerHandle(ClipHandle):
             return generate_captions(self.model, self._pixels(images), self.tokenizer, options)
 
 
-def load_clip(spec: EntrySpec, device: str, registry=None) -> ClipHandle:
+def load_clip(spec: EntrySpec, device: str, deps: dict | None = None) -> OpenClipHandle:
     model, preprocess, tokenizer = create_open_clip(spec, device)
-    cls = CaptionerHandle if hasattr(model, "text_decoder") else ClipHandle
+    cls = OpenClipCaptioner if hasattr(model, "text_decoder") else OpenClipHandle
     return cls(spec, model, preprocess, tokenizer, device)
 
 
-def load_captioner(spec: EntrySpec, device: str, registry=None) -> CaptionerHandle:
+def load_captioner(spec: EntrySpec, device: str, deps: dict | None = None) -> OpenClipCaptioner:
     model, preprocess, tokenizer = create_open_clip(spec, device)
     if not hasattr(model, "text_decoder"):
-        raise MMDemoError(f"Model {spec.name!r} ({spec.arch}) is not a CoCa captioner; pick a coca_* architecture.")
-    return CaptionerHandle(spec, model, preprocess, tokenizer, device)
+        raise MMDemoError("not_a_captioner", f"Model {spec.name!r} ({spec.arch}) is not a CoCa captioner; "
+                                             "pick a coca_* architecture.")
+    return OpenClipCaptioner(spec, model, preprocess, tokenizer, device)

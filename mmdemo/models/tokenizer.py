@@ -35,7 +35,8 @@ class WordTokenizer:
         self.pad_token_id, self.unk_token_id = 0, 1
         self.sot_token_id, self.eot_token_id = self.vocab_size - 2, self.vocab_size - 1
         if int(context_length) < 2:
-            raise MMDemoError(f"context_length must be at least 2 (start and end of text), got {context_length}.")
+            raise MMDemoError("tokenizer_context_invalid",
+                              f"context_length must be at least 2 (start and end of text), got {context_length}.")
         self.context_length = int(context_length)
 
     words_of = staticmethod(words_of)
@@ -83,17 +84,18 @@ class WordTokenizer:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise MMDemoError(f"Tokenizer file not found: {path}") from None
+            raise MMDemoError("tokenizer_not_found", f"Tokenizer file not found: {path}") from None
         except (OSError, ValueError, UnicodeDecodeError) as exc:
-            raise MMDemoError(f"Tokenizer file {path} is not valid JSON: {exc}") from None
+            raise MMDemoError("tokenizer_invalid", f"Tokenizer file {path} is not valid JSON: {exc}") from None
         if not isinstance(data, dict) or data.get("type") != "mmdemo-word" or not isinstance(data.get("words"), list):
-            raise MMDemoError(f"{path} is not an mmdemo word tokenizer file.")
+            raise MMDemoError("tokenizer_invalid", f"{path} is not an mmdemo word tokenizer file.")
         words, n = data["words"], data.get("context_length", 32)
         if not all(isinstance(w, str) for w in words):
-            raise MMDemoError(f"Tokenizer file {path}: 'words' must be a list of strings.")
+            raise MMDemoError("tokenizer_invalid", f"Tokenizer file {path}: 'words' must be a list of strings.")
         # bool is an int subclass; a JSON true would silently become 1
         if not isinstance(n, int) or isinstance(n, bool) or n < 2:
-            raise MMDemoError(f"Tokenizer file {path}: 'context_length' must be an integer >= 2, got {n!r}.")
+            raise MMDemoError("tokenizer_invalid",
+                              f"Tokenizer file {path}: 'context_length' must be an integer >= 2, got {n!r}.")
         return cls(words, n)
 
     @classmethod

@@ -12,8 +12,6 @@ overlapping windows and each text's score is its best window's score: a clip
 
 from __future__ import annotations
 
-import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -21,7 +19,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mmdemo.errors import MMDemoError
-from mmdemo.media import AUDIO_SUFFIXES, AudioClip, collect_files, load_audio, parse_text_lines
+from mmdemo.hashing import file_hash
+from mmdemo.index import EmbeddingCache
+from mmdemo.media import AUDIO_SUFFIXES, AudioClip, load_audio, parse_text_lines, read_captions
+from mmdemo.scores import softmax
+from mmdemo.tasks.gallery_files import gallery_files, skipped_notice
+from mmdemo.toyworld import sounds
+from mmdemo.toyworld.galleries import example_gallery
 
 HOP_SECONDS = 2.0
 MAX_CLIP_SECONDS = 60.0  # the clip matched against text; 29 windows at most
@@ -30,12 +34,15 @@ MAX_GALLERY_FILES = 200
 MAX_LABELS = 100
 MAX_TEMPLATES = 16
 DEFAULT_TEMPLATES = ("the sound of {}",)
+# What a gallery tells about each of its sounds; other clip notices (e.g. resampled)
+# would only repeat for every file.
+_GALLERY_CLIP_NOTICES = frozenset({"audio_too_long", "audio_silent"})
 
 __all__ = [
     "AudioMatch", "AudioGallery", "TextSearch", "Windowed",
     "window_bounds", "parse_templates", "encode_labels", "embed_clip",
     "match_audio", "build_gallery", "search_gallery", "search_texts_by_audio",
-    "default_gallery_files", "read_captions", "example_clip",
+    "default_gallery_files", "read_captions", "example_clip", "example_texts",
 ]
 
 
@@ -50,7 +57,7 @@ def window_bounds(n_samples: int, sample_rate: int, window_seconds: float,
     ``hop_seconds`` and one more is aligned to the end, so the tail is never lost.
     """
     if hop_seconds <= 0:
-        raise MMDemoError(f"The window hop must be positive (got {hop_seconds:g} s).")
+        raise MMDemoError("window_hop_invalid", f"The window hop must be positive (got {hop_seconds:g} s).")
     win = int(round(window_seconds * sample_rate))
     hop = max(1, int(round(hop_seconds * sample_rate)))
     if n_samples <= win:
@@ -77,7 +84,8 @@ class Windowed:
 
 def _check_rate(clip: AudioClip, audio) -> None:
     if clip.sample_rate != audio.sample_rate:  # load_audio resamples; this guards callers who didn't
-        raise MMDemoError(f"Audio {clip.name!r} is at {clip.sample_rate} Hz; the model needs {audio.sample_rate} Hz.")
+        raise MMDemoError("sample_rate_mismatch",
+                          f"Audio {clip.name!r} is at {clip.sample_rate} Hz; the model needs {audio.sample_rate} Hz.")
 
 
 def embed_clip(audio, clip: AudioClip, hop_seconds: float = HOP_SECONDS, batch_size: int = 64) -> Windowed:
@@ -98,8 +106,8 @@ def parse_templates(templates: str | Sequence[str] | None) -> tuple[list[str], l
     items, notices = parse_text_lines(templates, what="templates", max_items=MAX_TEMPLATES, max_chars=200)
     for t in items:
         if t.count("{}") != 1:
-            raise MMDemoError(f"Template {t!r} must contain {{}} exactly once, where the label goes "
-                              "(e.g. 'the sound of {}').")
+            raise MMDemoError("template_invalid", f"Template {t!r} must contain {{}} exactly once, where the label "
+                                                  "goes (e.g. 'the sound of {}').")
     return items, notices
 
 
@@ -115,15 +123,9 @@ def encode_labels(audio, labels: Sequence[str], templates: Sequence[str] = ("{}"
     return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    p = np.exp(z)
-    return p / p.sum(axis=-1, keepdims=True)
-
-
 def _load(source: Any, name: str | None, audio, max_seconds: float) -> AudioClip:
     if source is None or (isinstance(source, str) and not source.strip()):
-        raise MMDemoError("Upload or record an audio clip first.")
+        raise MMDemoError("audio_missing", "Upload or record an audio clip first.")
     return load_audio(source, name=name, target_sr=audio.sample_rate, max_seconds=max_seconds)
 
 
@@ -174,7 +176,7 @@ def match_audio(source: Any, labels: str | Sequence[str], audio, *, templates: s
     sim = windowed.embeddings @ text.T  # [W, L]
     best_w = sim.argmax(axis=0)
     best_sim = sim.max(axis=0)
-    probs = _softmax(float(audio.logit_scale) * best_sim)
+    probs = softmax(float(audio.logit_scale) * best_sim)
     order = np.argsort(-probs, kind="stable")
     secs = windowed.seconds
     ranked = [{"label": label_list[i], "score": float(probs[i])} for i in order]
@@ -231,28 +233,6 @@ class AudioGallery:
         return len(self.items)
 
 
-def read_captions(folder: Path) -> dict[str, str]:
-    """``captions.json`` beside gallery sounds: {file name: caption} or a list of {file, caption} rows."""
-    path = folder / "captions.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if isinstance(data, dict):
-        return {Path(str(k)).name: str(v) for k, v in data.items() if isinstance(v, str)}
-    out = {}
-    for row in data if isinstance(data, list) else []:
-        if not isinstance(row, dict):
-            continue
-        fname = next((row[k] for k in ("file", "path", "name", "audio") if isinstance(row.get(k), str)), None)
-        caption = next((row[k] for k in ("caption", "text", "description") if isinstance(row.get(k), str)), None)
-        if fname and caption:
-            out[Path(fname).name] = caption
-    return out
-
-
 def build_gallery(files: Any, audio, *, captions: dict[str, str] | None = None, hop_seconds: float = HOP_SECONDS,
                   max_seconds: float = MAX_GALLERY_SECONDS, max_files: int = MAX_GALLERY_FILES,
                   cache_dir: Path | None = None, extract_dir: Path | None = None,
@@ -262,16 +242,8 @@ def build_gallery(files: Any, audio, *, captions: dict[str, str] | None = None, 
     With ``cache_dir``, window embeddings are cached by file content and model, so
     searching the same sounds again encodes nothing.
     """
-    from mmdemo.index import EmbeddingCache, file_hash
-
-    paths, notices = collect_files(files, suffixes=AUDIO_SUFFIXES, max_files=max_files, what="sounds",
-                                   extract_dir=extract_dir)
-    # captions.json belongs beside the sounds; warning that it "is not a sound" would only confuse.
-    notices = [n for n in notices if not (n.startswith("Skipped 1 file(s)") and "captions.json'" in n)]
-    captions = dict(captions or {})
-    for folder in {p.parent for p in paths}:
-        for fname, caption in read_captions(folder).items():
-            captions.setdefault(fname, caption)
+    paths, captions, notices = gallery_files(files, suffixes=AUDIO_SUFFIXES, max_files=max_files, what="sounds",
+                                             extract_dir=extract_dir, captions=captions)
     items, keys, waves, owners, secs, skipped = [], [], [], [], [], []
     for n, path in enumerate(paths):
         try:
@@ -279,7 +251,7 @@ def build_gallery(files: Any, audio, *, captions: dict[str, str] | None = None, 
         except MMDemoError as exc:
             skipped.append(str(exc))
             continue
-        notices += [m for m in clip.notices if "longer than" in m or "silent" in m]
+        notices += [m for m in clip.notices if getattr(m, "code", None) in _GALLERY_CLIP_NOTICES]
         digest = file_hash(path) if cache_dir is not None else ""
         idx = len(items)
         items.append({"name": path.name, "path": str(path), "duration": round(clip.duration, 3),
@@ -292,10 +264,10 @@ def build_gallery(files: Any, audio, *, captions: dict[str, str] | None = None, 
         if progress:
             progress(n + 1, len(paths))
     if skipped:
-        shown = "; ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else "")
-        notices.append(f"Skipped {len(skipped)} unreadable sound(s): {shown}")
+        notices.append(skipped_notice(skipped, "sound(s)"))
     if not items:
-        raise MMDemoError("None of the sounds could be read. " + (skipped[0] if skipped else "Upload WAV, FLAC, OGG or MP3 files."))
+        raise MMDemoError("gallery_unreadable", "None of the sounds could be read. " + (
+            skipped[0] if skipped else "Upload WAV, FLAC, OGG or MP3 files."))
 
     def compute(positions: list[int]) -> np.ndarray:
         return np.asarray(audio.encode_waves([waves[i] for i in positions]), np.float32)
@@ -311,9 +283,10 @@ def search_gallery(gallery: AudioGallery, query: str, audio, *, k: int = 5) -> l
     """The ``k`` sounds closest to a text: [{label, score, caption, path, duration, start, end}]."""
     query = (query or "").strip()
     if not query:
-        raise MMDemoError("Type what to search for (e.g. 'a rising chirp').")
+        raise MMDemoError("query_empty", "Type what to search for (e.g. 'a rising chirp').")
     if gallery.model_id != audio.model_id:
-        raise MMDemoError("The gallery was embedded with another audio model; search it again to rebuild it.")
+        raise MMDemoError("gallery_model_mismatch",
+                          "The gallery was embedded with another audio model; search it again to rebuild it.")
     sim = gallery.embeddings @ encode_labels(audio, [query[:300]])[0]
     best = np.full(len(gallery), -np.inf)
     where = np.zeros(len(gallery), int)
@@ -333,51 +306,18 @@ def search_gallery(gallery: AudioGallery, query: str, audio, *, k: int = 5) -> l
 # --------------------------------------------------------------------------- default gallery
 
 
-def _render_fallback_sounds(dest: Path) -> Path:
-    """A handful of generated sounds for when the bundled examples are absent."""
-    import io
-
-    import soundfile as sf
-
-    from mmdemo.atomic import atomic_write_bytes, atomic_write_json
-    from mmdemo.toyworld import sounds as S
-
-    picks = [("chirp", "rising"), ("chirp", "falling"), ("noise", "white"), ("tone", "low sine"),
-             ("clicks", "fast"), ("chord", "major"), ("tone", "high square"), ("noise", "brown")]
-    captions = {}
-    for n, (kind, variant) in enumerate(picks):
-        spec = S.SoundSpec((S.SoundEvent(kind, variant, 2.5, 0.0),), loud=n % 2 == 0, seed=100 + n)
-        fname = f"{n:02d}-{kind}-{variant.replace(' ', '-')}.wav"
-        buf = io.BytesIO()
-        sf.write(buf, S.render_sound(spec), S.SAMPLE_RATE, format="WAV", subtype="PCM_16")
-        atomic_write_bytes(dest / fname, buf.getvalue())
-        captions[fname] = S.describe(spec)
-    atomic_write_json(dest / "captions.json", captions)
-    return dest
-
-
 def default_gallery_files(cache_dir: Path | None = None) -> Path:
     """The folder of example sounds: the bundled ones, else a few rendered on the spot."""
-    from mmdemo.paths import EXAMPLES_DIR
-
-    bundled = EXAMPLES_DIR / "sounds"
-    if bundled.is_dir() and any(p.suffix.lower() in AUDIO_SUFFIXES for p in bundled.iterdir()):
-        return bundled
-    if cache_dir is not None:
-        dest = Path(cache_dir) / "example-sounds"
-        try:
-            if not (dest / "captions.json").is_file():
-                _render_fallback_sounds(dest)
-            return dest
-        except OSError:
-            pass  # a read-only cache folder must not stop the app: use a temporary one
-    return _render_fallback_sounds(Path(tempfile.mkdtemp(prefix="mmdemo-sounds-")))
+    return example_gallery("sounds", AUDIO_SUFFIXES, cache_dir)
 
 
 def example_clip() -> tuple[int, np.ndarray]:
     """An 8 s clip of two sounds in a row, to try matching and the timeline without a file."""
-    from mmdemo.toyworld import sounds as S
+    spec = sounds.SoundSpec((sounds.SoundEvent("chirp", "rising", 4.0, 0.0),
+                             sounds.SoundEvent("noise", "white", 4.0, 0.0)), loud=True, seed=7)
+    return sounds.SAMPLE_RATE, sounds.render_sound(spec)
 
-    spec = S.SoundSpec((S.SoundEvent("chirp", "rising", 4.0, 0.0), S.SoundEvent("noise", "white", 4.0, 0.0)),
-                       loud=True, seed=7)
-    return S.SAMPLE_RATE, S.render_sound(spec)
+
+def example_texts() -> list[str]:
+    """A description of every sound class the tiny audio model knows: texts to search by a clip."""
+    return sounds.sound_classes()

@@ -48,7 +48,24 @@ def _slug(text: str) -> str:
     return "-".join(w for w in scenes.tokenize(text) if w.isalnum() and w not in ("a", "an"))[:48].rstrip("-")
 
 
-def _replace_folder(folder: Path, files: dict[str, bytes], captions: dict[str, str]) -> None:
+def png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def wav_bytes(wave: np.ndarray, sample_rate: int = sounds.SAMPLE_RATE) -> bytes:
+    """16-bit PCM WAV, the format of every generated example sound."""
+    import soundfile as sf  # only when sounds are written
+
+    buf = io.BytesIO()
+    sf.write(buf, wave, sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def write_gallery(folder: Path, files: dict[str, bytes], captions: dict[str, str]) -> None:
+    """Write ``files`` and their ``captions.json`` into ``folder``, atomically file by file;
+    files an earlier export listed and this one doesn't are removed."""
     folder.mkdir(parents=True, exist_ok=True)
     old = folder / "captions.json"
     try:
@@ -68,26 +85,20 @@ def export_examples(out_dir: str | Path, n_images: int = 24, n_sounds: int = 16,
     """Write ``n_images`` scenes and ``n_sounds`` clips under ``out_dir``/images and
     ``out_dir``/sounds. Returns {"images": {file: caption}, "sounds": {file: description},
     "images_dir": path, "sounds_dir": path}."""
-    import soundfile as sf
-
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
     files, image_caps = {}, {}
     for i, scene in enumerate(_gallery_scenes(rng, n_images)):
         cap = scenes.caption(scene)
         name = f"{i:02d}-{_slug(cap.split(' on a ')[0])}.png"
-        buf = io.BytesIO()
-        Image.fromarray(scenes.render_scene(scene, size=image_size)).save(buf, format="PNG")
-        files[name], image_caps[name] = buf.getvalue(), cap
-    _replace_folder(out / "images", files, image_caps)
+        files[name], image_caps[name] = png_bytes(scenes.render_scene(scene, size=image_size)), cap
+    write_gallery(out / "images", files, image_caps)
 
     files, sound_caps = {}, {}
     for i, spec in enumerate(_gallery_sounds(rng, n_sounds)):
         desc = sounds.describe(spec)
         name = f"{i:02d}-{_slug(desc)}.wav"
-        buf = io.BytesIO()
-        sf.write(buf, sounds.render_sound(spec), sounds.SAMPLE_RATE, format="WAV", subtype="PCM_16")
-        files[name], sound_caps[name] = buf.getvalue(), desc
-    _replace_folder(out / "sounds", files, sound_caps)
+        files[name], sound_caps[name] = wav_bytes(sounds.render_sound(spec)), desc
+    write_gallery(out / "sounds", files, sound_caps)
     return {"images": image_caps, "sounds": sound_caps,
             "images_dir": str(out / "images"), "sounds_dir": str(out / "sounds")}

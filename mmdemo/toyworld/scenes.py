@@ -35,7 +35,7 @@ _GAP = 0.02  # free space between objects, fraction of the side
 _MIN_DX = 0.10
 _SYN_SIZE = {"small": ("small", "little", "tiny"), "large": ("large", "big", "huge")}
 
-# Paraphrase templates. vocabulary() tokenises these, so a new wording only needs adding here.
+# Paraphrase templates. toyworld.vocabulary tokenises these (via WORDS), so a new wording only needs adding here.
 _LEADS = ("", "there is ", "a picture of ", "an image of ", "a photo of ")
 _TAILS = (" on a {bg} background", " with a {bg} background", " over a {bg} background",
           " in front of a {bg} background")
@@ -283,9 +283,3 @@ WORDS = (set(SHAPES) | set(COLOURS) | set(SIZES) | set(BACKGROUNDS) | {w for ws 
          | {w for t in _LEADS + _TAILS + _TWO + _THREE for w in tokenize(re.sub(r"\{\w+\}", " ", t))}
          | set(tokenize(caption(Scene((SceneObject("ring", "red", "small", 0, 0),) * 3, "plain")))))
 
-
-def vocabulary() -> list[str]:
-    """Every word any generated text (scenes, sounds, tasks) can contain."""
-    from mmdemo.toyworld import sounds, tasks
-
-    return sorted(WORDS | sounds.WORDS | tasks.WORDS)

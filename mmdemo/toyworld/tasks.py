@@ -54,7 +54,7 @@ def task_info(name: str) -> TaskInfo:
     try:
         return TASKS[name]
     except KeyError:
-        raise MMDemoError(f"Unknown task {name!r}. Available: {', '.join(TASKS)}.") from None
+        raise MMDemoError("task_unknown", f"Unknown task {name!r}. Available: {', '.join(TASKS)}.") from None
 
 
 def _question_pairs(split: str) -> list[tuple[str, str]]:
@@ -107,7 +107,7 @@ def make_examples(task: str, n: int, seed: int, split: str = "train", image_size
     audio (image and audio are None) for fast statistics over many examples."""
     info = task_info(task)
     if split not in scenes.SPLITS:
-        raise MMDemoError(f"Unknown split {split!r}. Available: {', '.join(scenes.SPLITS)}.")
+        raise MMDemoError("split_unknown", f"Unknown split {split!r}. Available: {', '.join(scenes.SPLITS)}.")
     rng = np.random.default_rng(seed)
     pairs = _question_pairs(split)
     out = []

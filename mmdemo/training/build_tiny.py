@@ -19,24 +19,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from mmdemo.atomic import atomic_save_file, atomic_write_json
+from mmdemo.atomic import atomic_write_json
+from mmdemo.errors import MMDemoError
 from mmdemo.paths import TINY_BUNDLE_DIR
 from mmdemo.training import tiny_configs
+from mmdemo.training.tiny_pools import Pools
+from mmdemo.training.tiny_stages import CLIP_NAME, COCA_NAME, clip_stage, coca_stage
 
-CLIP_NAME, COCA_NAME = "mmdemo-tiny-clip", "mmdemo-tiny-coca"
-# The mean/std open_clip's default preprocessing uses; training normalises the same way.
-MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
-STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+STAGES = ("clip", "coca", "heads")
 
 
 @dataclasses.dataclass
@@ -56,136 +53,11 @@ class BuildOptions:
     attribute_loss: float = 1.0
     progress: bool = True
     # Stages to run; later stages load earlier ones' outputs from ``out``.
-    stages: tuple[str, ...] = ("clip", "coca", "heads")
+    stages: tuple[str, ...] = STAGES
 
 
 SMOKE = dict(clip_steps=40, audio_steps=10, coca_steps=40, batch_size=32, image_pool=256, sound_pool=96,
              head_examples=160, head_epochs=2)
-
-
-def to_pixels(images: np.ndarray) -> torch.Tensor:
-    """uint8 [N,H,W,3] at the model's resolution -> normalised float [N,3,H,W]
-    (the same numbers open_clip's eval transform gives for images already 64x64)."""
-    # torch can't wrap a read-only array; copy only those (a writable batch is used as is).
-    images = np.ascontiguousarray(images) if images.flags.writeable else np.array(images)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    return (x - MEAN) / STD
-
-
-def contrastive_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, keys: list[str]) -> torch.Tensor:
-    """Symmetric InfoNCE where pairs with the same content key are all positives
-    (generated worlds repeat content; punishing identical captions as negatives is noise)."""
-    logits = scale * a @ b.T
-    same = torch.tensor([[ki == kj for kj in keys] for ki in keys], dtype=torch.float32)
-    targets = same / same.sum(dim=1, keepdim=True)
-    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
-
-
-class AttributeProbe(torch.nn.Module):
-    """Training-only: reads each object's colour, shape and size, left to right, off an
-    image embedding. Contrastive loss alone teaches shapes slowly (most in-batch
-    negatives already differ in colour or background), and shapes are the tiny
-    models' most common mistake; this gives the image tower a direct signal for them
-    (measured: +0.02 text->image R@1 after 400 steps, at no cost in step time).
-    Factorised per slot, so held-out colour+shape pairs are never taught as "absent".
-    Not shipped: only the encoder is saved."""
-
-    SLOTS = 3
-
-    def __init__(self, dim: int):
-        from mmdemo.toyworld import scenes
-
-        super().__init__()
-        self.sizes = (len(scenes.COLOURS) + 1, len(scenes.SHAPES) + 1, len(scenes.SIZES) + 1)
-        self.linear = torch.nn.Linear(dim, self.SLOTS * sum(self.sizes))
-
-    @staticmethod
-    def targets(scene_list) -> torch.Tensor:
-        """[N, SLOTS, 3] class ids of (colour, shape, size) per slot; the last id of
-        each attribute means "no object here"."""
-        from mmdemo.toyworld import scenes
-
-        colours, shapes = list(scenes.COLOURS), list(scenes.SHAPES)
-        none = (len(colours), len(shapes), len(scenes.SIZES))
-        out = np.tile(none, (len(scene_list), AttributeProbe.SLOTS, 1))
-        for i, scene in enumerate(scene_list):
-            for k, o in enumerate(scene.objects):
-                out[i, k] = (colours.index(o.colour), shapes.index(o.shape), scenes.SIZES.index(o.size))
-        return torch.from_numpy(out)
-
-    def loss(self, embedding: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = self.linear(embedding).view(len(embedding), self.SLOTS, sum(self.sizes))
-        parts = torch.split(logits, self.sizes, dim=-1)
-        return sum(F.cross_entropy(part.reshape(-1, n), targets[..., a].reshape(-1))
-                   for a, (part, n) in enumerate(zip(parts, self.sizes))) / len(self.sizes)
-
-
-def cosine_lr(step: int, total: int, warmup: int = 100) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
-class _Pools:
-    """Pre-generated scenes and sounds; each step draws a batch and fresh wordings."""
-
-    def __init__(self, opts: BuildOptions, rng: np.random.Generator, bar: Callable):
-        from mmdemo.models.audio_tower import N_MELS, WINDOW_SECONDS, fit_frames, frames_for, log_mel
-        from mmdemo.toyworld import scenes, sounds
-
-        self.rng = rng
-        self.scenes = [scenes.sample_scene(rng, split="train") for _ in range(opts.image_pool)]
-        self.images = np.stack([scenes.render_scene(s, size=tiny_configs.IMAGE_SIZE)
-                                for s in bar(self.scenes, desc="render scenes")])
-        self.captions = [scenes.caption(s) for s in self.scenes]
-        self.sounds = [sounds.sample_sound(rng) for _ in range(opts.sound_pool)]
-        n_frames = frames_for(WINDOW_SECONDS)
-        self.mels = np.zeros((len(self.sounds), N_MELS, n_frames), np.float16)
-        for i, spec in enumerate(bar(self.sounds, desc="render sounds")):
-            self.mels[i] = fit_frames(log_mel(sounds.render_sound(spec)), n_frames)
-        self.descriptions = [sounds.describe(s) for s in self.sounds]
-
-    def scene_batch(self, idx: np.ndarray) -> tuple[np.ndarray, list[str], list[str], list]:
-        """Images, a text per image (canonical, paraphrase, or one-object mention),
-        content keys and the scenes drawn. Each mention brings a *decoy* scene into the
-        batch: a look-alike with the same colour or shape but not the mentioned object,
-        so the model must bind colour to shape ("a red star" is not "a red circle and a
-        blue star")."""
-        from mmdemo.toyworld import scenes
-
-        images, texts, keys, drawn = [], [], [], []
-        for i in idx:
-            scene, r = self.scenes[i], self.rng.random()
-            images.append(self.images[i]); drawn.append(scene)
-            if r < 0.4:
-                texts.append(self.captions[i]); keys.append(self.captions[i])
-            elif r < 0.7:
-                texts.append(scenes.paraphrases(scene, self.rng, 1)[0]); keys.append(self.captions[i])
-            else:
-                obj = scene.objects[self.rng.integers(len(scene.objects))]
-                m = scenes.mention(obj, with_size=bool(self.rng.random() < 0.5))
-                text = f"is there {m}?" if self.rng.random() < 0.5 else m
-                texts.append(text); keys.append(text)
-                decoy = self._decoy(obj)
-                images.append(scenes.render_scene(decoy, size=tiny_configs.IMAGE_SIZE)); drawn.append(decoy)
-                texts.append(scenes.caption(decoy)); keys.append(scenes.caption(decoy))
-        return np.stack(images), texts, keys, drawn
-
-    def _decoy(self, obj):
-        from mmdemo.toyworld import scenes
-
-        pair = (obj.colour, obj.shape)
-        alike = [(c, s) for c in scenes.COLOURS for s in scenes.SHAPES
-                 if (c, s) != pair and (c == pair[0] or s == pair[1]) and (c, s) not in scenes.HELD_OUT]
-        return scenes.sample_scene(self.rng, split="any", required=[alike[self.rng.integers(len(alike))]],
-                                   forbid={pair} | set(scenes.HELD_OUT))
-
-    def sound_texts(self, idx: np.ndarray) -> tuple[list[str], list[str]]:
-        from mmdemo.toyworld import sounds
-
-        texts = [self.descriptions[i] if self.rng.random() < 0.6 else sounds.paraphrases(self.sounds[i], self.rng, 1)[0]
-                 for i in idx]
-        return texts, [self.descriptions[i] for i in idx]
 
 
 def _bar(enabled: bool):
@@ -203,7 +75,7 @@ def _register(path: Path) -> None:
 def build(opts: BuildOptions | None = None, **overrides) -> dict:
     """Train and write the whole bundle; returns a report (losses, timings)."""
     from mmdemo.models.tokenizer import WordTokenizer
-    from mmdemo.toyworld import scenes
+    from mmdemo.toyworld.vocabulary import vocabulary
 
     opts = dataclasses.replace(opts or BuildOptions(), **overrides)
     out = Path(opts.out)
@@ -214,11 +86,11 @@ def build(opts: BuildOptions | None = None, **overrides) -> dict:
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
 
-    unknown = set(opts.stages) - {"clip", "coca", "heads"}
+    unknown = set(opts.stages) - set(STAGES)
     if unknown:
-        raise ValueError(f"unknown stages {sorted(unknown)}; use clip, coca, heads")
+        raise MMDemoError("stages_unknown", f"Unknown stages {sorted(unknown)}; use {', '.join(STAGES)}.")
     if "clip" in opts.stages:
-        tok = WordTokenizer(scenes.vocabulary(), context_length=tiny_configs.CONTEXT_LENGTH)
+        tok = WordTokenizer(vocabulary(), context_length=tiny_configs.CONTEXT_LENGTH)
         tok.save(out / "tokenizer.json")
         atomic_write_json(out / f"{CLIP_NAME}.json", tiny_configs.clip_config(tok.vocab_size))
         atomic_write_json(out / f"{COCA_NAME}.json", tiny_configs.coca_config(tok.vocab_size))
@@ -230,13 +102,13 @@ def build(opts: BuildOptions | None = None, **overrides) -> dict:
     if opts.stages == ("heads",):
         return _heads_stage(out, opts, bar, report, started)
     t0 = time.perf_counter()
-    pools = _Pools(opts, rng, bar)
+    pools = Pools(opts, rng, bar)
     report["data_seconds"] = round(time.perf_counter() - t0, 1)
 
     if "clip" in opts.stages:
-        _clip_stage(opts, out, tok, pools, rng, bar, report)
+        clip_stage(opts, out, tok, pools, rng, bar, report)
     if "coca" in opts.stages:
-        _coca_stage(opts, out, tok, pools, bar, report)
+        coca_stage(opts, out, tok, pools, bar, report)
     return _heads_stage(out, opts, bar, report, started) if "heads" in opts.stages else report
 
 
@@ -252,142 +124,10 @@ def _heads_stage(out, opts, bar, report, started) -> dict:
     return merged
 
 
-def _clip_stage(opts, out, tok, pools, rng, bar, report) -> None:
-    import open_clip
-
-    from mmdemo.models.audio_tower import AudioTower, save_audio_tower
-
-    n_img, n_snd, B = len(pools.scenes), len(pools.sounds), opts.batch_size
-    # -- 1. CLIP + audio, jointly, through one text tower ------------------------------
-    torch.manual_seed(opts.seed)
-    clip = open_clip.create_model(CLIP_NAME)
-    audio = AudioTower(embed_dim=tiny_configs.EMBED_DIM)
-    audio_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-    probe = AttributeProbe(tiny_configs.EMBED_DIM)
-    params = list(clip.parameters()) + list(audio.parameters()) + [audio_scale] + list(probe.parameters())
-    opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, opts.clip_steps))
-    clip.train(); audio.train()
-    losses = []
-    t0 = time.perf_counter()
-    for step in (pbar := bar(range(opts.clip_steps), desc="clip+audio")):
-        i = rng.integers(0, n_img, B)
-        images, texts, keys, drawn = pools.scene_batch(i)
-        img_raw = clip.encode_image(to_pixels(images))
-        img = F.normalize(img_raw, dim=-1)
-        txt = F.normalize(clip.encode_text(tok(texts)), dim=-1)
-        loss_i = contrastive_loss(img, txt, clip.logit_scale.exp().clamp(max=100), keys)
-        loss_attr = probe.loss(img_raw, AttributeProbe.targets(drawn))
-        j = rng.integers(0, n_snd, B)
-        stexts, skeys = pools.sound_texts(j)
-        aud = F.normalize(audio(torch.from_numpy(pools.mels[j].astype(np.float32))), dim=-1)
-        stxt = F.normalize(clip.encode_text(tok(stexts)), dim=-1)
-        loss_a = contrastive_loss(aud, stxt, audio_scale.exp().clamp(max=100), skeys)
-        loss = loss_i + loss_a + opts.attribute_loss * loss_attr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step(); sched.step()
-        losses.append((loss_i.item(), loss_a.item(), loss_attr.item()))
-        if hasattr(pbar, "set_postfix") and step % 20 == 0:
-            pbar.set_postfix(image=f"{loss_i.item():.3f}", audio=f"{loss_a.item():.3f}", attrs=f"{loss_attr.item():.3f}")
-    report["clip_seconds"] = round(time.perf_counter() - t0, 1)
-    report["clip_loss"] = _ends([l[0] for l in losses])
-    report["joint_audio_loss"] = _ends([l[1] for l in losses])
-    report["attribute_loss"] = _ends([l[2] for l in losses])
-    clip.eval()
-    atomic_save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, out / "tiny-clip.safetensors",
-                     {"format": "pt", "mmdemo": json.dumps({"arch": CLIP_NAME, "seed": opts.seed})})
-
-    # -- 2. audio against the frozen, shipped text tower --------------------------------
-    for p in clip.parameters():
-        p.requires_grad_(False)
-    opt = torch.optim.AdamW(list(audio.parameters()) + [audio_scale], lr=opts.lr * 0.3, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, opts.audio_steps, warmup=20))
-    losses = []
-    t0 = time.perf_counter()
-    for step in (pbar := bar(range(opts.audio_steps), desc="audio (frozen text)")):
-        j = rng.integers(0, n_snd, B)
-        stexts, skeys = pools.sound_texts(j)
-        with torch.no_grad():
-            stxt = F.normalize(clip.encode_text(tok(stexts)), dim=-1)
-        aud = F.normalize(audio(torch.from_numpy(pools.mels[j].astype(np.float32))), dim=-1)
-        loss = contrastive_loss(aud, stxt, audio_scale.exp().clamp(max=100), skeys)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step(); sched.step()
-        losses.append(loss.item())
-        if hasattr(pbar, "set_postfix") and step % 20 == 0:
-            pbar.set_postfix(loss=f"{loss.item():.3f}")
-    report["audio_seconds"] = round(time.perf_counter() - t0, 1)
-    report["audio_loss"] = _ends(losses)
-    audio.eval()
-    save_audio_tower(audio, out / "tiny-audio.safetensors",
-                     {"text_encoder": CLIP_NAME, "logit_scale": audio_scale.detach().exp().clamp(max=100).item()})
-
-
-
-def _coca_stage(opts, out, tok, pools, bar, report) -> None:
-    import open_clip
-    from safetensors.torch import load_file
-
-    n_img, B = len(pools.scenes), opts.batch_size
-    # -- 3. CoCa captioner ------------------------------------------------------------------
-    # Its own seeded streams, so `--stages coca,heads` trains the same captioner a full
-    # build would (the shared rng has moved on by then in a full build).
-    rng = np.random.default_rng(opts.seed + 1)
-    torch.manual_seed(opts.seed + 1)
-    coca = open_clip.create_model(COCA_NAME)
-    # open_clip 3.3 never initialises the caption decoder's output projection (it is
-    # torch.empty: arbitrary memory, sometimes 1e19); give it the usual transformer init.
-    torch.nn.init.normal_(coca.text_decoder.text_projection, std=coca.text_decoder.width ** -0.5)
-    # Start from the trained CLIP's image trunk (same ViT; CoCa adds an attentional
-    # pooler): the decoder then learns to *say* shapes instead of learning to see them,
-    # which on two cores is the difference between hours and minutes.
-    clip_state = load_file(str(out / "tiny-clip.safetensors"))
-    trunk = {k[len("visual."):]: v for k, v in clip_state.items()
-             if k.startswith("visual.") and not k.startswith(("visual.proj", "visual.ln_post"))}
-    missing, unexpected = coca.visual.load_state_dict(trunk, strict=False)
-    report["coca_init_from_clip"] = len(trunk) - len(unexpected)
-    coca.train()
-    opt = torch.optim.AdamW(coca.parameters(), lr=opts.lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, opts.coca_steps))
-    losses = []
-    t0 = time.perf_counter()
-    for step in (pbar := bar(range(opts.coca_steps), desc="coca")):
-        i = rng.integers(0, n_img, B)
-        caps = [pools.captions[k] for k in i]
-        # CoCa predicts text[:, 1:] from text[:, :-1] (teacher forcing) inside forward.
-        ids = tok(caps)
-        outd = coca(to_pixels(pools.images[i]), ids)
-        cap_loss = F.cross_entropy(outd["logits"].permute(0, 2, 1), outd["labels"], ignore_index=tok.pad_token_id)
-        con_loss = contrastive_loss(outd["image_features"], outd["text_features"],
-                                    outd["logit_scale"].clamp(max=100), caps)
-        loss = cap_loss + 0.1 * con_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(coca.parameters(), 1.0)
-        opt.step(); sched.step()
-        losses.append(cap_loss.item())
-        if hasattr(pbar, "set_postfix") and step % 20 == 0:
-            pbar.set_postfix(caption=f"{cap_loss.item():.3f}")
-    report["coca_seconds"] = round(time.perf_counter() - t0, 1)
-    report["caption_loss"] = _ends(losses)
-    coca.eval()
-    atomic_save_file({k: v.contiguous() for k, v in coca.state_dict().items()}, out / "tiny-coca.safetensors",
-                     {"format": "pt", "mmdemo": json.dumps({"arch": COCA_NAME, "seed": opts.seed})})
-
-
-def _ends(values: list[float], k: int = 20) -> dict:
-    """First and last k-step mean of a loss curve: enough to see it fell."""
-    k = max(1, min(k, len(values) // 2 or 1))
-    return {"first": round(float(np.mean(values[:k])), 4), "last": round(float(np.mean(values[-k:])), 4)}
-
-
 def bundle_handles(out: Path, device: str = "cpu"):
     """The bundle's CLIP and audio encoder, loaded the way the app loads them."""
     from mmdemo.catalog import EntrySpec
-    from mmdemo.models.audio_backend import AudioHandle
+    from mmdemo.models.audio_backend import load_audio
     from mmdemo.models.open_clip_backend import load_clip
 
     clip = load_clip(EntrySpec("tiny-clip", "clip", "open_clip", config=out / f"{CLIP_NAME}.json",
@@ -395,14 +135,14 @@ def bundle_handles(out: Path, device: str = "cpu"):
     # The same model id the registry gives the catalog entry (name + weights digest), so
     # the heads' "trained on" check accepts the bundle's own encoders.
     audio_spec = EntrySpec("tiny-audio", "audio", "mmdemo", weights=out / "tiny-audio.safetensors")
-    audio = AudioHandle.from_file(audio_spec.weights, device, audio_spec.model_id, text=clip)
+    audio = load_audio(audio_spec, device, {"text": clip})
     return clip, audio
 
 
 def train_bundle_heads(out: Path, opts: BuildOptions, bar) -> dict:
     """Every head kind on every generated task; each head saved with its metrics."""
     from mmdemo.models.fusion import HEAD_KINDS, save_head
-    from mmdemo.tasks.fusion_features import extract_features
+    from mmdemo.features import extract_features
     from mmdemo.toyworld.tasks import TASKS, make_examples
     from mmdemo.training.fusion_trainer import train_heads
 

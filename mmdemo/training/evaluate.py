@@ -109,7 +109,7 @@ def evaluate_heads(bundle: Path, clip, audio, *, seed: int, task_n: int, baselin
     """Accuracy of each shipped head next to single-modality baselines trained here
     (a concat head that sees one modality only) on fresh data."""
     from mmdemo.models.fusion import HEAD_KINDS, load_head
-    from mmdemo.tasks.fusion_features import extract_features
+    from mmdemo.features import extract_features
     from mmdemo.toyworld.tasks import TASKS, make_examples
     from mmdemo.training.fusion_trainer import FeatureSet, evaluate_head, train_heads
 

@@ -14,30 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from mmdemo.errors import MMDemoError
+from mmdemo.features import FeatureSet
+from mmdemo.scores import softmax
 
 
 class TrainingCancelled(MMDemoError):
-    pass
-
-
-@dataclass
-class FeatureSet:
-    pooled: dict[str, torch.Tensor]
-    tokens: dict[str, torch.Tensor]
-    labels: torch.Tensor
-    label_names: list[str]
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def subset(self, idx) -> "FeatureSet":
-        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-        return FeatureSet({k: v[idx] for k, v in self.pooled.items()}, {k: v[idx] for k, v in self.tokens.items()},
-                          self.labels[idx], self.label_names)
-
-    @property
-    def embed_dim(self) -> int:
-        return int(next(iter(self.pooled.values())).shape[1])
+    """Raised (code ``training_cancelled``) where a cancel flag was seen; nothing was saved."""
 
 
 @dataclass
@@ -56,10 +38,11 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int,
     classes, counts = np.unique(labels, return_counts=True)
     name = (lambda c: label_names[c]) if label_names else (lambda c: c)
     if len(classes) < 2:
-        raise MMDemoError(f"Training needs at least 2 classes; the data has only {name(classes[0]) if len(classes) else 'none'!r}.")
+        only = name(classes[0]) if len(classes) else "none"
+        raise MMDemoError("too_few_classes", f"Training needs at least 2 classes; the data has only {only!r}.")
     single = [name(c) for c, n in zip(classes, counts) if n < 2]
     if single:
-        raise MMDemoError(f"Each class needs at least 2 examples (one to train, one to validate); "
+        raise MMDemoError("class_too_small", f"Each class needs at least 2 examples (one to train, one to validate); "
                           f"these have one: {', '.join(map(str, single[:10]))}.")
     rng = np.random.default_rng(seed)
     train, val = [], []
@@ -77,7 +60,7 @@ def predict_proba(head, features: FeatureSet, batch_size: int = 1024) -> np.ndar
     with torch.no_grad():
         for s in range(0, len(features), batch_size):
             part = features.subset(np.arange(s, min(s + batch_size, len(features))))
-            out.append(torch.softmax(head(part.pooled, part.tokens or None), -1).numpy())
+            out.append(softmax(head(part.pooled, part.tokens or None).float().numpy()))
     return np.concatenate(out)
 
 
@@ -125,7 +108,8 @@ def train_heads(features: FeatureSet, kinds: list[str], *, epochs: int = 30, lr:
             total = 0.0
             for s in range(0, len(tr), batch_size):
                 if cancel is not None and cancel.is_set():
-                    raise TrainingCancelled("Training was cancelled; previously saved heads are unchanged.")
+                    raise TrainingCancelled("training_cancelled",
+                                            "Training was cancelled; previously saved heads are unchanged.")
                 b = tr.subset(order[s:s + batch_size].numpy())
                 loss = F.cross_entropy(head(b.pooled, b.tokens or None), b.labels)
                 opt.zero_grad(set_to_none=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from mmdemo.registry import Registry
+from mmdemo.registry import Registry, registry_from_settings
 from mmdemo.settings import Settings
 
 TITLE = "mmdemo — try multimodal models"
@@ -12,19 +12,12 @@ TITLE = "mmdemo — try multimodal models"
 TABS = ("image", "audio", "classify", "models")
 
 
-def make_registry(settings: Settings) -> Registry:
-    from mmdemo.catalog import load_catalog
-
-    return Registry(load_catalog(settings.catalog), device=settings.device,
-                    memory_budget_bytes=settings.memory_budget_bytes, profile=settings.profile)
-
-
 def build_demo(settings: Settings | None = None, registry: Registry | None = None) -> gr.Blocks:
     """Build the app for ``settings`` (defaults: the tiny profile); loads no weights."""
     import importlib
 
     settings = settings or Settings()
-    registry = registry or make_registry(settings)
+    registry = registry or registry_from_settings(settings)
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\nProfile **{registry.profile_name}**. Models load on first use; "
                     "the Models tab shows what is loaded.")

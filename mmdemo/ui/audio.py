@@ -8,17 +8,16 @@ plugs in without changes here.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import gradio as gr
 import numpy as np
 
 from mmdemo.media import AUDIO_SUFFIXES, load_audio
 from mmdemo.tasks import audio as tasks
-from mmdemo.toyworld.sounds import sound_classes
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, per_model, user_errors, warn_all
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, Galleries, model_events, user_errors, warn_all
+
+INTRO = ("Match a sound against text, search sounds by text, or texts by a sound. "
+         "The tiny bundle only knows generated sounds (tones, chirps, noises, clicks, chords); "
+         "clips are mixed to mono, resampled and split into windows the model can hear.")
 
 N_PLAYERS = 3
 TIMELINE_MAX_LABELS = 8
@@ -119,16 +118,12 @@ def _player(path: str):
 
 def build(registry, settings) -> None:
     """Lay out the Audio tab inside the current gr.Blocks context."""
-    cache_dir = Path(settings.cache_dir)
-    default_folder = tasks.default_gallery_files(cache_dir)  # cheap: files only, no model
-    default_count = sum(1 for p in default_folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-    # The default gallery, encoded on first search, once per model.
-    default_gallery = per_model(lambda model: tasks.build_gallery([default_folder], model, cache_dir=cache_dir))
+    galleries = Galleries(tasks.build_gallery, tasks.default_gallery_files, settings.cache_dir,
+                          desc="Reading sounds", prefix="mmdemo-audio-")
+    default_count = sum(1 for p in galleries.folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
 
     with gr.Tab("Audio", id="audio"):
-        gr.Markdown("Match a sound against text, search sounds by text, or texts by a sound. "
-                    "The tiny bundle only knows generated sounds (tones, chirps, noises, clicks, chords); "
-                    "clips are mixed to mono, resampled and split into windows the model can hear.")
+        gr.Markdown(INTRO)
         with gr.Tabs():
             with gr.Tab("Match a clip", id="audio_match"):
                 with gr.Row():
@@ -172,7 +167,8 @@ def build(registry, settings) -> None:
                     with gr.Column():
                         t_clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip",
                                           elem_id="audio-texts-clip")
-                        t_texts = gr.Textbox("\n".join(sound_classes()), lines=8, label="Texts to search (one per line)")
+                        t_texts = gr.Textbox("\n".join(tasks.example_texts()), lines=8,
+                                             label="Texts to search (one per line)")
                         t_k = gr.Slider(1, 20, value=5, step=1, label="Results")
                         with gr.Row():
                             t_button = gr.Button("Search texts", variant="primary")
@@ -191,21 +187,11 @@ def build(registry, settings) -> None:
         @user_errors
         def search_sounds(query, k, files, progress=gr.Progress()):
             audio = registry.for_slot("audio")
-            extract_dir = None
-            try:
-                if files:
-                    extract_dir = Path(tempfile.mkdtemp(prefix="mmdemo-audio-"))
-                    gallery = tasks.build_gallery(
-                        files, audio, cache_dir=cache_dir, extract_dir=extract_dir,
-                        progress=lambda done, total: progress((done, total), desc="Reading sounds"))
-                else:
-                    gallery = default_gallery(audio)
+            with galleries.searched(files, audio, progress) as gallery:
                 hits = tasks.search_gallery(gallery, query, audio, k=int(k))
+                # Players now: extracted zip members are gone once this returns.
                 players = [gr.update(value=_player(h["path"]), label=f"#{i + 1} {h['label']} ({h['score']:.3f})",
                                      visible=True) for i, h in enumerate(hits[:N_PLAYERS])]
-            finally:
-                if extract_dir is not None:
-                    shutil.rmtree(extract_dir, ignore_errors=True)
             warn_all(gallery.notices)
             players += [gr.update(value=None, visible=False)] * (N_PLAYERS - len(players))
             rows = [[i + 1, h["label"], round(h["score"], 4), h["caption"], _span(h["start"], h["end"])]
@@ -227,9 +213,7 @@ def build(registry, settings) -> None:
         t_example.click(example, None, t_clip, api_name=False, queue=False)
         m_button.click(match, [m_clip, m_labels, m_templates], [m_ranked, m_info, m_heard, m_timeline, m_table],
                        api_name="match_audio", concurrency_id=MODEL_CONCURRENCY_ID)
-        s_button.click(search_sounds, [s_query, s_k, s_files], [s_table, *s_players],
-                       api_name="search_audio", concurrency_id=MODEL_CONCURRENCY_ID)
-        s_query.submit(search_sounds, [s_query, s_k, s_files], [s_table, *s_players],
-                       api_name=False, concurrency_id=MODEL_CONCURRENCY_ID)
+        model_events([s_button.click, s_query.submit], search_sounds, [s_query, s_k, s_files], [s_table, *s_players],
+                     api_name="search_audio")
         t_button.click(search_texts, [t_clip, t_texts, t_k], [t_table],
                        api_name="search_texts_by_audio", concurrency_id=MODEL_CONCURRENCY_ID)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,11 @@ import numpy as np
 from mmdemo.errors import MMDemoError
 from mmdemo.media import IMAGE_SUFFIXES, load_image
 from mmdemo.tasks import image as tasks
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, per_model, user_errors, warn_all
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, Galleries, model_events, user_errors, warn_all
+
+INTRO = ("Caption an image, rank captions for it, search images by text or texts by an image. "
+         "The tiny bundle only knows generated scenes (coloured shapes on plain, striped, dotted or "
+         "checkered backgrounds); a real CLIP/CoCa profile knows photos.")
 
 RANK_BARS = 15
 THUMB_PIXELS = 384  # longest side of result thumbnails sent to the browser
@@ -54,7 +56,8 @@ def _image_source(payload: Any) -> tuple[Any, str | None]:
             try:
                 return base64.b64decode(url.split(",", 1)[1], validate=False), name or "pasted image"
             except (binascii.Error, ValueError):
-                raise MMDemoError("The pasted image could not be decoded; save it to a file and upload that.") from None
+                raise MMDemoError("pasted_image_undecodable",
+                                  "The pasted image could not be decoded; save it to a file and upload that.") from None
         return None, None
     return payload, None
 
@@ -163,18 +166,14 @@ def _image_input(prefix: str, examples: list[str]) -> gr.Image:
 
 def build(registry, settings) -> None:
     """Lay out the Image tab inside the current gr.Blocks context."""
-    cache_dir = Path(settings.cache_dir)
-    default_folder = tasks.default_gallery_files(cache_dir)  # cheap: files only, no model
-    examples = sorted(str(p) for p in default_folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    galleries = Galleries(tasks.build_gallery, tasks.default_gallery_files, settings.cache_dir,
+                          desc="Indexing images", prefix="mmdemo-images-")
+    examples = sorted(str(p) for p in galleries.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     default_count = len(examples)
-    default_texts = _default_texts(default_folder)
-    # The default gallery, encoded on first search, once per model.
-    default_gallery = per_model(lambda model: tasks.build_gallery([default_folder], model, cache_dir=cache_dir))
+    default_texts = _default_texts(galleries.folder)
 
     with gr.Tab("Image", id="image"):
-        gr.Markdown("Caption an image, rank captions for it, search images by text or texts by an image. "
-                    "The tiny bundle only knows generated scenes (coloured shapes on plain, striped, dotted or "
-                    "checkered backgrounds); a real CLIP/CoCa profile knows photos.")
+        gr.Markdown(INTRO)
         with gr.Tabs():
             with gr.Tab("Caption", id="image_caption"):
                 with gr.Row():
@@ -268,22 +267,11 @@ def build(registry, settings) -> None:
         @user_errors
         def search_images(query, k, files, progress=gr.Progress()):
             clip = registry.for_slot("clip")
-            extract_dir = None
-            try:
-                if files:
-                    extract_dir = Path(tempfile.mkdtemp(prefix="mmdemo-images-"))
-                    gallery = tasks.build_gallery(
-                        files, clip, cache_dir=cache_dir, extract_dir=extract_dir,
-                        progress=lambda done, total: progress((done, total), desc="Indexing images"))
-                else:
-                    gallery = default_gallery(clip)
+            with galleries.searched(files, clip, progress) as gallery:
                 res = tasks.search_images(gallery, query, clip, k=k)
                 # Thumbnails now: extracted zip members are gone once this returns.
                 shown = [(_thumbnail(h["path"]), f"#{i + 1} · {h['score']:.3f} · {h['label']}")
                          for i, h in enumerate(res.hits)]
-            finally:
-                if extract_dir is not None:
-                    shutil.rmtree(extract_dir, ignore_errors=True)
             notices = gallery.notices + res.notices
             warn_all(notices)
             rows = [[i + 1, h["label"], round(h["score"], 4), h["caption"]] for i, h in enumerate(res.hits)]
@@ -293,7 +281,7 @@ def build(registry, settings) -> None:
         def embedding_map(query, k, gallery):
             clip = registry.for_slot("clip")
             if gallery is None or gallery.model_id != clip.model_id:
-                gallery = default_gallery(clip)
+                gallery = galleries.default(clip)
             hits = tasks.search_images(gallery, query, clip, k=k).hits
             m = tasks.embedding_map(gallery, clip, query_text=query)
             captions = [str(it.get("caption") or "") for it in gallery.index.items]
@@ -313,8 +301,9 @@ def build(registry, settings) -> None:
             h = tasks.similarity_heatmap(([source] if source is not None else []) + extra, texts,
                                          registry.for_slot("clip"))
             # The search already told about the main image and the texts; add what concerns the others.
-            names = [repr(Path(p).name) for p in extra]
-            warn_all([n for n in h.notices if n.startswith("Skipped") or any(name in n for name in names)])
+            names = {Path(p).name for p in extra if isinstance(p, (str, Path))}
+            warn_all([n for n in h.notices if getattr(n, "code", None) == "files_unreadable"
+                      or getattr(n, "subject", None) in names])
             return heatmap_figure(h)
 
         caption_inputs = [c_image, c_method, c_beams, c_max_len, c_temp, c_top_k, c_top_p, c_num, c_seed]
@@ -323,12 +312,10 @@ def build(registry, settings) -> None:
         r_button.click(rank, [c_image, r_candidates], [r_label, r_plot, r_notes], api_name="rank_captions",
                        concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
 
-        search_outputs = [s_gallery, s_table, s_notes, s_state]
-        for trigger, name in ((s_button.click, "search_images"), (s_query.submit, False)):
-            trigger(search_images, [s_query, s_k, s_files], search_outputs, api_name=name,
-                    concurrency_id=MODEL_CONCURRENCY_ID).success(
-                embedding_map, [s_query, s_k, s_state], [s_map], api_name="embedding_map" if name else False,
-                concurrency_id=MODEL_CONCURRENCY_ID)
+        searches = model_events([s_button.click, s_query.submit], search_images, [s_query, s_k, s_files],
+                                [s_gallery, s_table, s_notes, s_state], api_name="search_images")
+        model_events([event.success for event in searches], embedding_map, [s_query, s_k, s_state], [s_map],
+                     api_name="embedding_map")
 
         t_button.click(search_texts, [t_image, t_texts, t_k], [t_table, t_notes], api_name="search_texts",
                        concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False).success(
@@ -338,7 +325,5 @@ def build(registry, settings) -> None:
 
 def _default_texts(folder: Path) -> list[str]:
     """The example scenes' own captions: the texts a search by an example image should find."""
-    from mmdemo.tasks.audio import read_captions
-
-    captions = list(dict.fromkeys(read_captions(folder).values()))
+    captions = list(dict.fromkeys(tasks.read_captions(folder).values()))
     return captions[: tasks.MAX_CANDIDATES] or ["a red circle", "a blue star", "a green square", "a yellow triangle"]

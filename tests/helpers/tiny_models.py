@@ -28,8 +28,3 @@ def write_config(directory: Path, name: str, cfg: dict) -> Path:
     path = directory / f"{name}.json"
     path.write_text(json.dumps(cfg))
     return path
-
-
-def write_catalog(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path

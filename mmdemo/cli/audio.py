@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
-from mmdemo.tasks.cli_common import add_model_flags, registry_from
+from mmdemo.cli.common import print_json, registry_from, task_command, warn
 
 
 def cmd_match_audio(args) -> int:
@@ -15,10 +13,9 @@ def cmd_match_audio(args) -> int:
     audio = registry_from(args).for_slot("audio")
     m = match_audio(args.clip, args.labels, audio, templates=args.template, hop_seconds=args.hop)
     if args.json:
-        print(json.dumps(m.to_dict(), indent=2))
+        print_json(m.to_dict())
         return 0
-    for notice in m.notices:
-        print(f"warning: {notice}")
+    warn(m.notices)
     print(f"{m.name}: {m.duration:.1f} s, {len(m.windows)} window(s)")
     width = max(len(b["label"]) for b in m.best)
     for b in m.best:
@@ -40,11 +37,9 @@ def cmd_search_audio(args) -> int:
             if Path(h["path"]).is_relative_to(tmp):
                 h["path"] = None  # a zip member: its extracted copy is gone when we print
     if args.json:
-        print(json.dumps({"query": args.text, "sounds": len(gallery), "hits": hits, "notices": gallery.notices},
-                         indent=2))
+        print_json({"query": args.text, "sounds": len(gallery), "hits": hits, "notices": gallery.notices})
         return 0
-    for notice in gallery.notices:
-        print(f"warning: {notice}")
+    warn(gallery.notices)
     print(f"{len(gallery)} sound(s) searched for {args.text!r}:")
     for i, h in enumerate(hits, 1):
         caption = f"  “{h['caption']}”" if h["caption"] else ""
@@ -52,23 +47,19 @@ def cmd_search_audio(args) -> int:
     return 0
 
 
-def register_cli(sub) -> None:
+def register(sub) -> None:
     from mmdemo.tasks.audio import HOP_SECONDS
 
-    s = sub.add_parser("match-audio", help="rank text labels for an audio clip (zero-shot)",
-                       description="Rank labels for a clip; long clips are scored window by window.")
-    s.add_argument("clip", help="audio file (WAV, FLAC, OGG, MP3 ...)")
-    s.add_argument("labels", nargs="+", help="labels or descriptions, e.g. 'a rising chirp' 'white noise'")
-    s.add_argument("--template", action="append",
-                   help="prompt template with {} for the label, e.g. 'the sound of {}'; repeat to average several")
-    s.add_argument("--hop", type=float, default=HOP_SECONDS, help="seconds between windows of long clips")
-    add_model_flags(s)
-    s.set_defaults(func=cmd_match_audio)
+    with task_command(sub, "match-audio", cmd_match_audio, help="rank text labels for an audio clip (zero-shot)",
+                      description="Rank labels for a clip; long clips are scored window by window.") as s:
+        s.add_argument("clip", help="audio file (WAV, FLAC, OGG, MP3 ...)")
+        s.add_argument("labels", nargs="+", help="labels or descriptions, e.g. 'a rising chirp' 'white noise'")
+        s.add_argument("--template", action="append",
+                       help="prompt template with {} for the label, e.g. 'the sound of {}'; repeat to average several")
+        s.add_argument("--hop", type=float, default=HOP_SECONDS, help="seconds between windows of long clips")
 
-    s = sub.add_parser("search-audio", help="search a folder or zip of sounds by text")
-    s.add_argument("source", help="a folder, a zip or one audio file")
-    s.add_argument("text", help="what to look for, e.g. 'a burst of white noise'")
-    s.add_argument("--k", type=int, default=5, help="how many results (default 5)")
-    s.add_argument("--hop", type=float, default=HOP_SECONDS, help="seconds between windows of long clips")
-    add_model_flags(s)
-    s.set_defaults(func=cmd_search_audio)
+    with task_command(sub, "search-audio", cmd_search_audio, help="search a folder or zip of sounds by text") as s:
+        s.add_argument("source", help="a folder, a zip or one audio file")
+        s.add_argument("text", help="what to look for, e.g. 'a burst of white noise'")
+        s.add_argument("--k", type=int, default=5, help="how many results (default 5)")
+        s.add_argument("--hop", type=float, default=HOP_SECONDS, help="seconds between windows of long clips")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
-from mmdemo.tasks.cli_common import add_model_flags, registry_from
+from mmdemo.cli.common import print_json, registry_from, task_command, warn
 
 
 def cmd_train_fusion(args) -> int:
@@ -39,10 +37,9 @@ def cmd_train_fusion(args) -> int:
     out = args.out if args.out.suffix == ".safetensors" else args.out.with_name(args.out.name + ".safetensors")
     tasks.write_head(report, out, clip, audio)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
         return 0
-    for n in report.notices:
-        print(f"warning: {n}")
+    warn(report.notices)
     print(f"{report.dataset}: {report.n_examples} examples ({report.n_train} train / {report.n_val} validation), "
           f"labels: {', '.join(report.label_names)}")
     print(f"{'head':<14}{'accuracy':>10}{'macro-F1':>10}  per-class recall")
@@ -62,10 +59,9 @@ def cmd_classify(args) -> int:
     audio = registry.for_slot("audio") if registry.profile.audio else None
     res = classify(handle, args.image, args.text, args.audio, clip, audio)
     if args.json:
-        print(json.dumps(res.to_dict(), indent=2))
+        print_json(res.to_dict())
         return 0
-    for n in res.notices:
-        print(f"warning: {n}")
+    warn(res.notices)
     print(f"{res.head} ({res.kind} over {', '.join(res.modalities)}):")
     for r in res.labels:
         print(f"  {r['score']:7.2%}  {r['label']}")
@@ -76,25 +72,24 @@ def cmd_classify(args) -> int:
     return 0
 
 
-def register_cli(sub) -> None:
+def register(sub) -> None:
     from mmdemo.tasks.classify import DEFAULT_EPOCHS, HEAD_KINDS
 
-    s = sub.add_parser("train-fusion", help="train fusion heads on a CSV (or zip) of image,text[,audio],label",
-                       description="Train heads side by side with single-modality baselines; save the best.")
-    s.add_argument("data", help="a CSV (columns image,text,label[,audio]; media relative to it) or a zip holding one")
-    s.add_argument("--heads", default="concat,attention", help=f"comma-separated kinds: {','.join(HEAD_KINDS)}")
-    s.add_argument("--out", required=True, type=Path, help="where to save the best head (.safetensors added)")
-    s.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="at most (early stopping)")
-    s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--no-baselines", action="store_true", help="skip the single-modality baselines")
-    s.add_argument("--cache-dir", type=Path, help="keep extracted features here for the next run")
-    add_model_flags(s)
-    s.set_defaults(func=cmd_train_fusion)
+    with task_command(sub, "train-fusion", cmd_train_fusion,
+                      help="train fusion heads on a CSV (or zip) of image,text[,audio],label",
+                      description="Train heads side by side with single-modality baselines; save the best.") as s:
+        s.add_argument("data",
+                       help="a CSV (columns image,text,label[,audio]; media relative to it) or a zip holding one")
+        s.add_argument("--heads", default="concat,attention", help=f"comma-separated kinds: {','.join(HEAD_KINDS)}")
+        s.add_argument("--out", required=True, type=Path, help="where to save the best head (.safetensors added)")
+        s.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="at most (early stopping)")
+        s.add_argument("--lr", type=float, default=1e-3)
+        s.add_argument("--no-baselines", action="store_true", help="skip the single-modality baselines")
+        s.add_argument("--cache-dir", type=Path, help="keep extracted features here for the next run")
 
-    s = sub.add_parser("classify", help="classify image + text (+ audio) with a fusion head")
-    s.add_argument("--head", required=True, help="a fusion head name from the catalog, or a .safetensors head file")
-    s.add_argument("image", help="image file")
-    s.add_argument("text", help="the text, e.g. 'is there a red star?'")
-    s.add_argument("audio", nargs="?", help="audio file (for heads that use audio)")
-    add_model_flags(s)
-    s.set_defaults(func=cmd_classify)
+    with task_command(sub, "classify", cmd_classify, help="classify image + text (+ audio) with a fusion head") as s:
+        s.add_argument("--head", required=True,
+                       help="a fusion head name from the catalog, or a .safetensors head file")
+        s.add_argument("image", help="image file")
+        s.add_argument("text", help="the text, e.g. 'is there a red star?'")
+        s.add_argument("audio", nargs="?", help="audio file (for heads that use audio)")

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
+from mmdemo.cli.common import print_json, registry_from, task_command, warn
 from mmdemo.errors import MMDemoError
-from mmdemo.tasks.cli_common import add_model_flags, registry_from
-
-# mmdemo.models.decoding.METHODS, spelled out: importing it would import torch for `--help`.
-_METHODS = ("greedy", "beam", "top_k", "top_p")
-
-
-def _warn(notices: list[str]) -> None:
-    for notice in notices:
-        print(f"warning: {notice}")
+from mmdemo.models.decode_options import METHODS
 
 
 def cmd_caption(args) -> int:
@@ -30,7 +21,7 @@ def cmd_caption(args) -> int:
                                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 num_captions=args.num, seed=args.seed)
         except MMDemoError as exc:
-            if "decoding option" in str(exc):
+            if exc.code == "decode_option_invalid":
                 raise  # the same for every image: stop at once
             failed += 1
             rows.append({"image": img, "error": str(exc)})
@@ -39,7 +30,7 @@ def cmd_caption(args) -> int:
             continue
         rows.append({"image": img, "captions": res.captions, "notices": res.notices})
         if not args.json:
-            _warn(res.notices)
+            warn(res.notices)
             if len(res.captions) == 1:
                 print(f"{img}: {res.captions[0]}")
             else:
@@ -47,7 +38,7 @@ def cmd_caption(args) -> int:
                 for c in res.captions:
                     print(f"  - {c}")
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
     return 2 if failed else 0
 
 
@@ -57,9 +48,9 @@ def cmd_rank_captions(args) -> int:
     clip = registry_from(args).for_slot("clip")
     res = rank_captions(args.image, args.captions or None, clip)
     if args.json:
-        print(json.dumps({"image": args.image, "ranked": res.ranked, "notices": res.notices}, indent=2))
+        print_json({"image": args.image, "ranked": res.ranked, "notices": res.notices})
         return 0
-    _warn(res.notices)
+    warn(res.notices)
     shown = res.ranked[: args.top]
     source = "the built-in caption bank" if not args.captions else f"{len(res.ranked)} caption(s)"
     print(f"{args.image}: best of {source}")
@@ -83,9 +74,9 @@ def cmd_index_build(args) -> int:
     report = {"index": str(out), "model_id": gallery.model_id, "images": len(gallery), "encoded": gallery.encoded,
               "cached": len(gallery) - gallery.encoded, "notices": gallery.notices}
     if args.json:
-        print(json.dumps(report, indent=2))
+        print_json(report)
         return 0
-    _warn(gallery.notices)
+    warn(gallery.notices)
     print(f"Indexed {len(gallery)} image(s) with {gallery.model_id} into {out} "
           f"({gallery.encoded} encoded, {len(gallery) - gallery.encoded} from the cache).")
     return 0
@@ -97,7 +88,8 @@ def _load_gallery(path: str, clip):
 
     index = EmbeddingIndex.load(path)
     if index.model_id != clip.model_id:
-        raise MMDemoError(f"{Path(path).name} was built with the model {index.model_id!r}, but the current model is "
+        raise MMDemoError("index_model_mismatch",
+                          f"{Path(path).name} was built with the model {index.model_id!r}, but the current model is "
                           f"{clip.model_id!r}: embeddings from different models can't be compared. Rebuild it "
                           "with `python -m mmdemo index build ... --out INDEX` (and the same --profile).")
     return ImageGallery(index.model_id, index)
@@ -110,10 +102,9 @@ def cmd_search(args) -> int:
     gallery = _load_gallery(args.index, clip)
     res = search_images(gallery, args.text, clip, k=args.k)
     if args.json:
-        print(json.dumps({"query": args.text, "images": len(gallery), "hits": res.hits, "notices": res.notices},
-                         indent=2))
+        print_json({"query": args.text, "images": len(gallery), "hits": res.hits, "notices": res.notices})
         return 0
-    _warn(res.notices)
+    warn(res.notices)
     print(f"{len(gallery)} image(s) searched for {args.text!r}:")
     for i, h in enumerate(res.hits, 1):
         caption = f"  “{h['caption']}”" if h.get("caption") else ""
@@ -127,59 +118,53 @@ def cmd_search_texts(args) -> int:
     clip = registry_from(args).for_slot("clip")
     res = search_texts(args.image, args.texts, clip, k=args.k)
     if args.json:
-        print(json.dumps({"image": args.image, "hits": res.hits, "notices": res.notices}, indent=2))
+        print_json({"image": args.image, "hits": res.hits, "notices": res.notices})
         return 0
-    _warn(res.notices)
+    warn(res.notices)
     print(f"Texts closest to {args.image}:")
     for i, h in enumerate(res.hits, 1):
         print(f"  {i}. {h['score']:.3f}  {h['label']}")
     return 0
 
 
-def register_cli(sub) -> None:
+def register(sub) -> None:
     from mmdemo.tasks.image import MAX_GALLERY_FILES
 
-    s = sub.add_parser("caption", help="generate captions for images (CoCa decoder)")
-    s.add_argument("images", nargs="+", help="image files (PNG, JPEG, GIF, WebP, BMP, TIFF)")
-    s.add_argument("--method", default="beam", choices=_METHODS, help="decoding method (default beam)")
-    s.add_argument("--beams", type=int, default=3, help="beam width for beam search (default 3)")
-    s.add_argument("--num", type=int, default=1, help="captions per image (default 1)")
-    s.add_argument("--max-length", type=int, default=20, help="most words per caption (default 20)")
-    s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (top_k/top_p)")
-    s.add_argument("--top-k", type=int, default=10, help="top-k sampling: keep this many words (default 10)")
-    s.add_argument("--top-p", type=float, default=0.9, help="top-p sampling: keep this much probability (default 0.9)")
-    s.add_argument("--seed", type=int, default=0, help="random seed for sampling (default 0)")
-    add_model_flags(s)
-    s.set_defaults(func=cmd_caption)
+    with task_command(sub, "caption", cmd_caption, help="generate captions for images (CoCa decoder)") as s:
+        s.add_argument("images", nargs="+", help="image files (PNG, JPEG, GIF, WebP, BMP, TIFF)")
+        s.add_argument("--method", default="beam", choices=METHODS, help="decoding method (default beam)")
+        s.add_argument("--beams", type=int, default=3, help="beam width for beam search (default 3)")
+        s.add_argument("--num", type=int, default=1, help="captions per image (default 1)")
+        s.add_argument("--max-length", type=int, default=20, help="most words per caption (default 20)")
+        s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (top_k/top_p)")
+        s.add_argument("--top-k", type=int, default=10, help="top-k sampling: keep this many words (default 10)")
+        s.add_argument("--top-p", type=float, default=0.9,
+                       help="top-p sampling: keep this much probability (default 0.9)")
+        s.add_argument("--seed", type=int, default=0, help="random seed for sampling (default 0)")
 
-    s = sub.add_parser("rank-captions", help="rank candidate captions for an image (CLIP zero-shot)")
-    s.add_argument("image", help="an image file")
-    s.add_argument("captions", nargs="*", help="candidate captions (none: the built-in caption bank)")
-    s.add_argument("--top", type=int, default=10, help="how many to print (default 10; --json prints all)")
-    add_model_flags(s)
-    s.set_defaults(func=cmd_rank_captions)
+    with task_command(sub, "rank-captions", cmd_rank_captions,
+                      help="rank candidate captions for an image (CLIP zero-shot)") as s:
+        s.add_argument("image", help="an image file")
+        s.add_argument("captions", nargs="*", help="candidate captions (none: the built-in caption bank)")
+        s.add_argument("--top", type=int, default=10, help="how many to print (default 10; --json prints all)")
 
     s = sub.add_parser("index", help="build a searchable image index")
     isub = s.add_subparsers(dest="index_command", required=True)
-    b = isub.add_parser("build", help="embed a folder, a zip or image files into an index file (.npz)")
-    b.add_argument("sources", nargs="+", help="folders, zips or image files")
-    b.add_argument("--out", required=True, type=Path, help="index file to write, e.g. gallery.npz")
-    b.add_argument("--cache-dir", type=Path, help="embedding cache folder (default: the user cache, ~/.cache/mmdemo)")
-    b.add_argument("--max-files", type=int, default=MAX_GALLERY_FILES,
-                   help=f"most images to index (default {MAX_GALLERY_FILES})")
-    add_model_flags(b)
-    b.set_defaults(func=cmd_index_build)
+    with task_command(isub, "build", cmd_index_build,
+                      help="embed a folder, a zip or image files into an index file (.npz)") as b:
+        b.add_argument("sources", nargs="+", help="folders, zips or image files")
+        b.add_argument("--out", required=True, type=Path, help="index file to write, e.g. gallery.npz")
+        b.add_argument("--cache-dir", type=Path,
+                       help="embedding cache folder (default: the user cache, ~/.cache/mmdemo)")
+        b.add_argument("--max-files", type=int, default=MAX_GALLERY_FILES,
+                       help=f"most images to index (default {MAX_GALLERY_FILES})")
 
-    s = sub.add_parser("search", help="search an image index by text")
-    s.add_argument("index", help="an index file from `index build`")
-    s.add_argument("text", help="what to look for, e.g. 'a red star'")
-    s.add_argument("-k", "--k", type=int, default=5, help="how many results (default 5)")
-    add_model_flags(s)
-    s.set_defaults(func=cmd_search)
+    with task_command(sub, "search", cmd_search, help="search an image index by text") as s:
+        s.add_argument("index", help="an index file from `index build`")
+        s.add_argument("text", help="what to look for, e.g. 'a red star'")
+        s.add_argument("-k", "--k", type=int, default=5, help="how many results (default 5)")
 
-    s = sub.add_parser("search-texts", help="rank texts by how well they match an image")
-    s.add_argument("image", help="an image file")
-    s.add_argument("texts", nargs="+", help="texts to rank")
-    s.add_argument("-k", "--k", type=int, default=5, help="how many results (default 5)")
-    add_model_flags(s)
-    s.set_defaults(func=cmd_search_texts)
+    with task_command(sub, "search-texts", cmd_search_texts, help="rank texts by how well they match an image") as s:
+        s.add_argument("image", help="an image file")
+        s.add_argument("texts", nargs="+", help="texts to rank")
+        s.add_argument("-k", "--k", type=int, default=5, help="how many results (default 5)")

@@ -1,7 +1,5 @@
-"""`python -m mmdemo ...`: the same task functions as the app, from a terminal.
-
-User-fixable problems exit non-zero with the message, never a traceback.
-"""
+"""`python -m mmdemo serve | models | build-tiny | eval`: the app, the catalog and the
+embedded tiny bundle from a terminal."""
 
 from __future__ import annotations
 
@@ -10,10 +8,13 @@ import json
 import sys
 from pathlib import Path
 
+from mmdemo.cli.common import print_json
+from mmdemo.errors import MMDemoError
+
 
 def _print(obj, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(obj, indent=2, default=str))
+        print_json(obj)
     elif isinstance(obj, dict):
         for k, v in obj.items():
             print(f"{k}: {json.dumps(v, default=str) if isinstance(v, (dict, list)) else v}")
@@ -43,6 +44,15 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _stages(value: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    stages = tuple(x.strip() for x in value.split(",") if x.strip())
+    unknown = [s for s in stages if s not in known]
+    if unknown:
+        raise MMDemoError("stages_unknown", f"Unknown --stages {', '.join(map(repr, unknown))}: choose from "
+                                            f"{', '.join(known)} (comma-separated).")
+    return stages
+
+
 def cmd_build_tiny(args) -> int:
     from mmdemo.training.build_tiny import SMOKE, BuildOptions, build
 
@@ -50,7 +60,7 @@ def cmd_build_tiny(args) -> int:
     if args.out:
         overrides["out"] = args.out
     if args.stages:
-        overrides["stages"] = tuple(x.strip() for x in args.stages.split(",") if x.strip())
+        overrides["stages"] = _stages(args.stages, BuildOptions().stages)  # the default is every stage
     for key in ("clip_steps", "audio_steps", "coca_steps", "seed"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
@@ -74,10 +84,7 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mmdemo", description="mmdemo from the terminal.")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def register(sub) -> None:
     s = sub.add_parser("serve", help="run the app (same flags as app.py)")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_serve)
@@ -103,24 +110,3 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=987654, help="data seed (never used in training)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
-    # Task CLIs live beside their task modules: each exposes register_cli(subparsers).
-    import importlib
-
-    for name in ("image_cli", "audio_cli", "classify_cli"):
-        try:
-            importlib.import_module(f"mmdemo.tasks.{name}").register_cli(sub)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"mmdemo.tasks.{name}":
-                raise
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    from mmdemo.errors import MMDemoError
-
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except MMDemoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2

@@ -1,0 +1,209 @@
+"""Applying heads: one example's labels from a fusion head (with each modality's
+ablation and the head's own explanation), or zero-shot against typed labels.
+
+Results hold plain lists of ``{label, score}``, best first, as Hugging Face
+pipelines return them. The encoders and heads are typed handles (numpy in, numpy
+out, on their own device), so nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from mmdemo.errors import MMDemoError, Notice
+from mmdemo.media import load_audio, load_image, parse_text_lines
+from mmdemo.scores import ranked, softmax
+from mmdemo.tasks.classify.datasets import (MAX_AUDIO_SECONDS, MAX_CLASSES, MAX_IMAGE_PIXELS, MAX_LABEL_CHARS,
+                                            MAX_TEXT_CHARS)
+
+DEFAULT_TEMPLATE = "a {}"
+MODALITIES = ("image", "text", "audio")
+
+
+@dataclass
+class Inputs:
+    image: object | None  # PIL
+    text: str | None
+    wave: np.ndarray | None
+    notices: list[str]
+
+
+def _given(value) -> bool:
+    return value is not None and not (isinstance(value, str) and not value)
+
+
+def read_inputs(image, text, audio, *, audio_rate: int = 16000) -> Inputs:
+    notices: list[str] = []
+    img = None
+    if _given(image):
+        loaded = load_image(image, max_pixels=MAX_IMAGE_PIXELS)
+        img, notices = loaded.image, notices + list(loaded.notices)
+    txt = None
+    if text is not None:
+        if isinstance(text, (bytes, bytearray)):
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError:
+                text = bytes(text).decode("utf-8", errors="replace")
+                notices.append(Notice("text_not_utf8", "The text was not valid UTF-8; unreadable characters were "
+                                                       "replaced with \ufffd."))
+        txt = " ".join(str(text).replace("\x00", "").split())
+        if len(txt) > MAX_TEXT_CHARS:
+            notices.append(Notice("text_shortened",
+                                  f"The text was longer than {MAX_TEXT_CHARS} characters and was shortened."))
+        txt = txt[:MAX_TEXT_CHARS] or None
+    wave = None
+    if _given(audio):
+        clip = load_audio(audio, target_sr=audio_rate, max_seconds=MAX_AUDIO_SECONDS)
+        notices += list(clip.notices)
+        wave = clip.wave
+    return Inputs(img, txt, wave, notices)
+
+
+@dataclass
+class Classification:
+    head: str
+    kind: str
+    modalities: tuple[str, ...]
+    labels: list[dict]  # [{label, score}], best first
+    ablation: list[dict]  # per modality: {modality, labels: [{label, score}] in head label order, top_drop}
+    explanation: dict  # {"type": "modality_weights"|"gates"|"attention", "names": [...], "values": [...]}
+    notices: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"head": self.head, "kind": self.kind, "modalities": list(self.modalities), "labels": self.labels,
+                "ablation": self.ablation, "explanation": self.explanation, "notices": self.notices}
+
+
+def _single_features(inputs: Inputs, modalities, clip, audio) -> tuple[dict, dict]:
+    feats, tokens = {}, {}
+    if "image" in modalities:
+        feats["image"], tokens["image"] = clip.encode_image_tokens([inputs.image])
+    if "text" in modalities:
+        feats["text"] = clip.encode_texts([inputs.text])
+    if "audio" in modalities:
+        feats["audio"] = audio.encode_waves([inputs.wave])
+    return feats, tokens
+
+
+def _explanation(raw: dict, modalities: Sequence[str]) -> dict:
+    """The head's own account (``FusionHandle.explain``) as names and values to plot."""
+    if "modality_weights" in raw:
+        return {"type": "modality_weights", "names": list(modalities),
+                "values": [float(v) for v in np.asarray(raw["modality_weights"]).ravel()]}
+    if "gates" in raw:
+        return {"type": "gates", "names": [str(m) for m in raw["modalities"]],
+                "values": [float(v) for v in np.asarray(raw["gates"])[0]]}
+    if "attention" in raw:
+        w = np.asarray(raw["attention"])[0]
+        names = [str(m) for m in raw["key_modalities"]]
+        per_mod = {m: float(w[[i for i, n in enumerate(names) if n == m]].sum()) for m in dict.fromkeys(names)}
+        out = {"type": "attention", "names": list(per_mod), "values": list(per_mod.values())}
+        img = [float(w[i]) for i, n in enumerate(names) if n == "image"]
+        # Patch tokens come row by row; some encoders put a class token first.
+        for skip in (0, 1):
+            side = int(round(np.sqrt(max(len(img) - skip, 0))))
+            if side > 1 and side * side == len(img) - skip:
+                out["image_grid"] = np.asarray(img[skip:]).reshape(side, side).tolist()
+                break
+        return out
+    return {"type": "none", "names": [], "values": []}
+
+
+def _with_ablations(arrays: dict[str, np.ndarray], modalities: Sequence[str]) -> dict[str, np.ndarray]:
+    """Row 0 as given, then one row per modality with that modality's features zeroed:
+    L2-normalised features make zero 'no evidence'. One batch, one forward pass."""
+    out = {}
+    for k, v in arrays.items():
+        rows = [v] + [np.zeros_like(v) if k == m else v for m in modalities]
+        out[k] = np.concatenate(rows)
+    return out
+
+
+def classify(handle, image, text, audio_input, clip, audio=None) -> Classification:
+    """Labels of one example from a fusion head, with each modality's ablation (its
+    features replaced by zeros) and the head's own weights/gates/attention where it has them."""
+    mods = tuple(handle.modalities)
+    inputs = read_inputs(image, text, audio_input, audio_rate=getattr(audio, "sample_rate", 16000))
+    missing = [m for m, v in (("image", inputs.image), ("text", inputs.text), ("audio", inputs.wave))
+               if m in mods and v is None]
+    if missing:
+        raise MMDemoError("input_missing", f"Head {handle.name!r} uses {', '.join(mods)}; add the missing "
+                                           f"{', '.join(missing)}.")
+    if "audio" in mods and audio is None:
+        raise MMDemoError("audio_model_missing", f"Head {handle.name!r} uses audio, but the active profile has no "
+                                                 "audio model.")
+    notices = list(inputs.notices)
+    if inputs.wave is not None and "audio" not in mods:
+        notices.append(Notice("audio_ignored", f"Head {handle.name!r} does not use audio; the clip was ignored."))
+    feats, tokens = _single_features(inputs, mods, clip, audio)
+    probs = handle.predict(_with_ablations(feats, mods), _with_ablations(tokens, mods) or None)
+    full, top = probs[0], int(probs[0].argmax())
+    ablation = [{"modality": m, "labels": [{"label": lab, "score": float(s)} for lab, s in zip(handle.labels, p)],
+                 "top_drop": float(full[top] - p[top])} for m, p in zip(mods, probs[1:])]
+    explanation = _explanation(handle.explain(feats, tokens or None), mods)
+    return Classification(handle.name, handle.kind, mods, ranked(full, handle.labels), ablation, explanation, notices)
+
+
+@dataclass
+class ZeroShotResult:
+    labels: list[dict]  # fused, best first
+    per_modality: dict[str, list[dict]]  # each modality alone, in label order
+    weights: dict[str, float]  # the weights used (normalised to sum 1)
+    prompts: list[str]
+    notices: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"labels": self.labels, "per_modality": self.per_modality, "weights": self.weights,
+                "prompts": self.prompts, "notices": self.notices}
+
+
+def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: dict[str, float] | None = None,
+              template: str = DEFAULT_TEMPLATE) -> ZeroShotResult:
+    """Score typed labels against a weighted sum of the normalised modality embeddings.
+
+    Fused score of label l = sum_m w_m cos(e_m, t_l) with w normalised to sum 1, i.e.
+    the cosine of the weighted-sum embedding when every modality shares the text space
+    (the tiny audio encoder was trained into tiny-clip's text space); probabilities are
+    a softmax at the CLIP model's logit scale."""
+    names, notices = parse_text_lines(labels, what="labels", max_items=MAX_CLASSES, max_chars=MAX_LABEL_CHARS)
+    template = (template or "").strip() or DEFAULT_TEMPLATE
+    if template.count("{}") != 1:
+        raise MMDemoError("template_invalid", f"The prompt template must contain {{}} exactly once (got "
+                                              f"{template!r}), e.g. 'a photo of {{}}'.")
+    prompts = [template.format(n) for n in names]
+    inputs = read_inputs(image, text, audio_input, audio_rate=getattr(audio, "sample_rate", 16000))
+    notices += inputs.notices
+    w = {m: float((weights or {}).get(m, 1.0)) for m in MODALITIES}
+    if any(v < 0 for v in w.values()):
+        raise MMDemoError("weight_negative", "Modality weights must be zero or positive.")
+    present = {"image": inputs.image is not None, "text": bool(inputs.text), "audio": inputs.wave is not None}
+    if inputs.wave is not None and audio is None:
+        notices.append(Notice("audio_ignored", "The active profile has no audio model; the clip was ignored."))
+        present["audio"] = False
+    used = {m: w[m] for m in MODALITIES if present[m] and w[m] > 0}
+    if not any(present.values()):
+        raise MMDemoError("input_missing", "Give at least one input: an image, a text or an audio clip.")
+    if not used:
+        raise MMDemoError("weights_all_zero", "Every given input has weight 0; raise at least one weight.")
+    for m in MODALITIES:
+        if present[m] and w[m] == 0:
+            notices.append(Notice("weight_zero", f"The {m} has weight 0 and does not count.", m))
+    label_emb = clip.encode_texts(prompts)
+    sims = {}
+    if "image" in used:
+        sims["image"] = clip.encode_images([inputs.image])[0] @ label_emb.T
+    if "text" in used:
+        sims["text"] = clip.encode_texts([inputs.text])[0] @ label_emb.T
+    if "audio" in used:
+        sims["audio"] = audio.encode_waves([inputs.wave])[0] @ audio.encode_texts(prompts).T
+    total = sum(used.values())
+    norm_w = {m: used[m] / total for m in used}
+    fused = sum(norm_w[m] * sims[m] for m in used)
+    scale = float(clip.logit_scale)
+    per = {m: [{"label": n, "score": float(p)} for n, p in zip(names, softmax(scale * sims[m]))] for m in used}
+    return ZeroShotResult(ranked(softmax(scale * fused), names), per, {m: round(v, 4) for m, v in norm_w.items()},
+                          prompts, notices)

@@ -1,0 +1,117 @@
+"""Pictures of the embedding space: an images x texts similarity heatmap, and a
+gallery's 2-D map (PCA) with the query placed on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mmdemo.errors import MMDemoError, Notice
+from mmdemo.scores import softmax
+from mmdemo.tasks.gallery_files import skipped_notice
+from mmdemo.tasks.image.gallery import ImageGallery, check_model
+from mmdemo.tasks.image.inputs import as_source, load, parse_texts, read_query, truncation_notice
+
+MAX_HEATMAP_IMAGES = 16
+_MAP_NEIGHBOURS = 3  # a text query sits among this many of its best matches on the map
+
+
+@dataclass
+class Heatmap:
+    images: list[str]
+    texts: list[str]
+    similarity: np.ndarray  # [n_images, n_texts] cosine similarity
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EmbeddingMap:
+    points: np.ndarray  # [N, 2], the gallery in its first two principal components
+    labels: list[str]
+    query_point: np.ndarray | None  # [2]
+    query_label: str
+    explained_variance: list[float]  # share of the gallery's variance along each axis
+
+
+def _about(notice: str, name: str) -> Notice:
+    """``notice`` with the image it is about as its subject, so a caller can pick the
+    notices about some of the images without reading their text."""
+    if isinstance(notice, Notice):
+        if notice.subject is None:
+            notice.subject = name
+        return notice
+    return Notice("image_notice", notice, subject=name)
+
+
+def similarity_heatmap(sources: Sequence, texts: str | Sequence[str], clip) -> Heatmap:
+    """Cosine similarity of every image to every text; unreadable images are skipped with a notice."""
+    if sources is None or isinstance(sources, (str, Path, bytes)) or not isinstance(sources, Sequence):
+        sources = [] if sources is None else [sources]
+    sources = [s for s in sources if s is not None]
+    if not sources:
+        raise MMDemoError("heatmap_no_images", "Add at least one image for the heatmap.")
+    if len(sources) > MAX_HEATMAP_IMAGES:
+        raise MMDemoError("heatmap_too_many_images",
+                          f"Too many images for the heatmap: {len(sources)} given, at most {MAX_HEATMAP_IMAGES} "
+                          "are allowed. Remove some and try again.")
+    items, notices = parse_texts(texts, "texts")
+    images, names, skipped = [], [], []
+    for n, src in enumerate(sources):
+        try:
+            loaded = load(src, None if isinstance(as_source(src), (str, Path)) else f"image {n + 1}")
+        except MMDemoError as exc:
+            skipped.append(str(exc))
+            continue
+        notices.extend(_about(notice, loaded.name) for notice in loaded.notices)
+        images.append(loaded.image)
+        names.append(loaded.name)
+    if not images:
+        raise MMDemoError("heatmap_unreadable", "None of the images could be read. " + skipped[0])
+    if skipped:
+        notices.append(skipped_notice(skipped, "image(s)", ellipsis=False))
+    notices += truncation_notice(clip, items, "texts")
+    sim = np.asarray(clip.encode_images(images), np.float32) @ np.asarray(clip.encode_texts(items), np.float32).T
+    return Heatmap(names, items, sim, notices)
+
+
+def embedding_map(gallery: ImageGallery, clip, *, query_text: str | None = None,
+                  query_image: Any = None) -> EmbeddingMap:
+    """The gallery in 2-D (PCA of its image embeddings, via SVD) with the query placed on it.
+
+    An image query is projected like the gallery. A text query has no good place of
+    its own among image embeddings: texts and images occupy separate cones of
+    CLIP's space (the "modality gap", Liang et al. 2022), so its raw projection
+    lands off to one side, near no image in particular. It is placed where its
+    search results are instead: the centre of its top 3 images, weighted by the
+    model's match probabilities. A text query wins when both are given.
+    """
+    check_model(gallery, clip)
+    emb = np.asarray(gallery.index.embeddings, np.float64)
+    labels = [str(item.get("name", i)) for i, item in enumerate(gallery.index.items)]
+    mean = emb.mean(axis=0)
+    centred = emb - mean
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    comps = np.zeros((2, emb.shape[1]))
+    comps[: min(2, len(vt))] = vt[:2]
+    var = s ** 2
+    total = float(var.sum())
+    explained = [float(var[i] / total) if total > 0 and i < len(var) else 0.0 for i in range(2)]
+    points = centred @ comps.T
+
+    query_point, query_label = None, ""
+    text = query_text.strip() if isinstance(query_text, str) else ""
+    if text:
+        query_label, _ = read_query(text, clip)
+        sims = emb @ np.asarray(clip.encode_texts([query_label]), np.float64)[0]
+        top = np.argsort(-sims, kind="stable")[:_MAP_NEIGHBOURS]
+        w = softmax(float(clip.logit_scale) * sims[top])
+        query_point = w @ points[top]
+    elif query_image is not None and not (isinstance(query_image, str) and not query_image.strip()):
+        loaded = load(query_image)
+        query_label = loaded.name
+        query_point = (np.asarray(clip.encode_images([loaded.image]), np.float64)[0] - mean) @ comps.T
+    return EmbeddingMap(points.astype(np.float32), labels,
+                        None if query_point is None else query_point.astype(np.float32), query_label, explained)

@@ -1,0 +1,157 @@
+"""The tiny bundle's two training stages: CLIP + audio (one text tower), then CoCa.
+
+Each stage trains, writes its weights into the bundle folder and adds its losses and
+timings to the build report; :mod:`mmdemo.training.build_tiny` decides which run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmdemo.atomic import atomic_save_file
+from mmdemo.training import tiny_configs
+from mmdemo.training.tiny_losses import AttributeProbe, contrastive_loss, cosine_lr, to_pixels
+
+CLIP_NAME, COCA_NAME = "mmdemo-tiny-clip", "mmdemo-tiny-coca"
+
+
+def _step(opt, sched, loss: torch.Tensor, clip_params=None) -> None:
+    """One optimiser step; ``clip_params`` get their gradient norm clipped to 1."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_params is not None:
+        torch.nn.utils.clip_grad_norm_(clip_params, 1.0)
+    opt.step(); sched.step()
+
+
+def _show(pbar, step: int, **losses: torch.Tensor) -> None:
+    if hasattr(pbar, "set_postfix") and step % 20 == 0:
+        pbar.set_postfix(**{k: f"{v.item():.3f}" for k, v in losses.items()})
+
+
+def _save_model(model: torch.nn.Module, path: Path, arch: str, seed: int) -> None:
+    atomic_save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path,
+                     {"format": "pt", "mmdemo": json.dumps({"arch": arch, "seed": seed})})
+
+
+def ends(values: list[float], k: int = 20) -> dict:
+    """First and last k-step mean of a loss curve: enough to see it fell."""
+    k = max(1, min(k, len(values) // 2 or 1))
+    return {"first": round(float(np.mean(values[:k])), 4), "last": round(float(np.mean(values[-k:])), 4)}
+
+
+def clip_stage(opts, out: Path, tok, pools, rng: np.random.Generator, bar, report: dict) -> None:
+    import open_clip
+
+    from mmdemo.models.audio_tower import AudioTower, save_audio_tower
+
+    n_img, n_snd, B = len(pools.scenes), len(pools.sounds), opts.batch_size
+    # -- 1. CLIP + audio, jointly, through one text tower ------------------------------
+    torch.manual_seed(opts.seed)
+    clip = open_clip.create_model(CLIP_NAME)
+    audio = AudioTower(embed_dim=tiny_configs.EMBED_DIM)
+    audio_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    probe = AttributeProbe(tiny_configs.EMBED_DIM)
+    params = list(clip.parameters()) + list(audio.parameters()) + [audio_scale] + list(probe.parameters())
+    opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, opts.clip_steps))
+    clip.train(); audio.train()
+    losses = []
+    t0 = time.perf_counter()
+    for step in (pbar := bar(range(opts.clip_steps), desc="clip+audio")):
+        i = rng.integers(0, n_img, B)
+        images, texts, keys, drawn = pools.scene_batch(i)
+        img_raw = clip.encode_image(to_pixels(images))
+        img = F.normalize(img_raw, dim=-1)
+        txt = F.normalize(clip.encode_text(tok(texts)), dim=-1)
+        loss_i = contrastive_loss(img, txt, clip.logit_scale.exp().clamp(max=100), keys)
+        loss_attr = probe.loss(img_raw, AttributeProbe.targets(drawn))
+        j = rng.integers(0, n_snd, B)
+        stexts, skeys = pools.sound_texts(j)
+        aud = F.normalize(audio(torch.from_numpy(pools.mels[j].astype(np.float32))), dim=-1)
+        stxt = F.normalize(clip.encode_text(tok(stexts)), dim=-1)
+        loss_a = contrastive_loss(aud, stxt, audio_scale.exp().clamp(max=100), skeys)
+        _step(opt, sched, loss_i + loss_a + opts.attribute_loss * loss_attr, params)
+        losses.append((loss_i.item(), loss_a.item(), loss_attr.item()))
+        _show(pbar, step, image=loss_i, audio=loss_a, attrs=loss_attr)
+    report["clip_seconds"] = round(time.perf_counter() - t0, 1)
+    report["clip_loss"] = ends([l[0] for l in losses])
+    report["joint_audio_loss"] = ends([l[1] for l in losses])
+    report["attribute_loss"] = ends([l[2] for l in losses])
+    clip.eval()
+    _save_model(clip, out / "tiny-clip.safetensors", CLIP_NAME, opts.seed)
+
+    # -- 2. audio against the frozen, shipped text tower --------------------------------
+    for p in clip.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(list(audio.parameters()) + [audio_scale], lr=opts.lr * 0.3, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, opts.audio_steps, warmup=20))
+    losses = []
+    t0 = time.perf_counter()
+    for step in (pbar := bar(range(opts.audio_steps), desc="audio (frozen text)")):
+        j = rng.integers(0, n_snd, B)
+        stexts, skeys = pools.sound_texts(j)
+        with torch.no_grad():
+            stxt = F.normalize(clip.encode_text(tok(stexts)), dim=-1)
+        aud = F.normalize(audio(torch.from_numpy(pools.mels[j].astype(np.float32))), dim=-1)
+        loss = contrastive_loss(aud, stxt, audio_scale.exp().clamp(max=100), skeys)
+        _step(opt, sched, loss)
+        losses.append(loss.item())
+        _show(pbar, step, loss=loss)
+    report["audio_seconds"] = round(time.perf_counter() - t0, 1)
+    report["audio_loss"] = ends(losses)
+    audio.eval()
+    save_audio_tower(audio, out / "tiny-audio.safetensors",
+                     {"text_encoder": CLIP_NAME, "logit_scale": audio_scale.detach().exp().clamp(max=100).item()})
+
+
+def coca_stage(opts, out: Path, tok, pools, bar, report: dict) -> None:
+    import open_clip
+    from safetensors.torch import load_file
+
+    n_img, B = len(pools.scenes), opts.batch_size
+    # -- 3. CoCa captioner ------------------------------------------------------------------
+    # Its own seeded streams, so `--stages coca,heads` trains the same captioner a full
+    # build would (the shared rng has moved on by then in a full build).
+    rng = np.random.default_rng(opts.seed + 1)
+    torch.manual_seed(opts.seed + 1)
+    coca = open_clip.create_model(COCA_NAME)
+    # open_clip 3.3 never initialises the caption decoder's output projection (it is
+    # torch.empty: arbitrary memory, sometimes 1e19); give it the usual transformer init.
+    torch.nn.init.normal_(coca.text_decoder.text_projection, std=coca.text_decoder.width ** -0.5)
+    # Start from the trained CLIP's image trunk (same ViT; CoCa adds an attentional
+    # pooler): the decoder then learns to *say* shapes instead of learning to see them,
+    # which on two cores is the difference between hours and minutes.
+    clip_state = load_file(str(out / "tiny-clip.safetensors"))
+    trunk = {k[len("visual."):]: v for k, v in clip_state.items()
+             if k.startswith("visual.") and not k.startswith(("visual.proj", "visual.ln_post"))}
+    missing, unexpected = coca.visual.load_state_dict(trunk, strict=False)
+    report["coca_init_from_clip"] = len(trunk) - len(unexpected)
+    coca.train()
+    opt = torch.optim.AdamW(coca.parameters(), lr=opts.lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, opts.coca_steps))
+    losses = []
+    t0 = time.perf_counter()
+    for step in (pbar := bar(range(opts.coca_steps), desc="coca")):
+        i = rng.integers(0, n_img, B)
+        caps = [pools.captions[k] for k in i]
+        # CoCa predicts text[:, 1:] from text[:, :-1] (teacher forcing) inside forward.
+        ids = tok(caps)
+        outd = coca(to_pixels(pools.images[i]), ids)
+        cap_loss = F.cross_entropy(outd["logits"].permute(0, 2, 1), outd["labels"], ignore_index=tok.pad_token_id)
+        con_loss = contrastive_loss(outd["image_features"], outd["text_features"],
+                                    outd["logit_scale"].clamp(max=100), caps)
+        _step(opt, sched, cap_loss + 0.1 * con_loss, coca.parameters())
+        losses.append(cap_loss.item())
+        _show(pbar, step, caption=cap_loss)
+    report["coca_seconds"] = round(time.perf_counter() - t0, 1)
+    report["caption_loss"] = ends(losses)
+    coca.eval()
+    _save_model(coca, out / "tiny-coca.safetensors", COCA_NAME, opts.seed)

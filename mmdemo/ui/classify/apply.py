@@ -1,0 +1,59 @@
+"""Classify with a head: one example through a fusion head, with what each input adds
+and what the head looked at."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from mmdemo.tasks import classify as tasks
+from mmdemo.ui.classify.context import ClassifyContext, default_head
+from mmdemo.ui.classify.figures import ablation_figure, explanation_figure
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, user_errors, warn_all
+
+
+def render(ctx: ClassifyContext) -> dict:
+    names = ctx.fusion_names()
+    with gr.Row():
+        with gr.Column():
+            head = gr.Dropdown(names, value=default_head(names, "scene_qa"), label="Fusion head",
+                               elem_id="classify-head",
+                               allow_custom_value=True,  # heads trained after page load; checked by name
+                               info="Bundled heads are named tiny-head-<task>-<kind>; yours appear here "
+                                    "after training or upload.")
+            image = gr.Image(type="filepath", label="Image", elem_id="classify-image", height=220)
+            text = gr.Textbox(label="Text", placeholder="is there a red star?", elem_id="classify-text")
+            audio = gr.Audio(type="filepath", label="Audio (for heads that use it)", elem_id="classify-audio")
+            button = gr.Button("Classify", variant="primary")
+        with gr.Column():
+            label = gr.Label(num_top_classes=10, label="Prediction", elem_id="classify-label")
+            info = gr.Markdown(elem_id="classify-info")
+    with gr.Row():
+        ablation = gr.Plot(label="Modality contribution", elem_id="classify-ablation")
+        explain = gr.Plot(label="What the head looked at", elem_id="classify-explain")
+    gr.Examples([[default_head(names, e["task"]), e["image"], e["text"], e["audio"]] for e in ctx.examples],
+                [head, image, text, audio], label="Generated examples (click one, then Classify)")
+    return {"head": head, "image": image, "text": text, "audio": audio, "button": button, "label": label,
+            "info": info, "ablation": ablation, "explain": explain}
+
+
+def listen(ctx: ClassifyContext, ui: dict) -> None:
+    registry = ctx.registry
+
+    @user_errors
+    def classify(head, image, text, audio):
+        handle = tasks.resolve_head(registry, head)
+        res = tasks.classify(handle, image, text, audio, registry.for_slot("clip"),
+                             ctx.audio_for("audio" in handle.modalities))
+        warn_all(res.notices)
+        top = res.labels[0]
+        drops = ", ".join(f"without {a['modality']} {-a['top_drop']:+.1%}" for a in res.ablation)
+        article = "an" if res.kind[0] in "aeiou" else "a"
+        info = (f"**{top['label']}** ({top['score']:.1%}) from **{res.head}**, {article} {res.kind} head over "
+                f"{' + '.join(res.modalities)}.\n\nChange in P({top['label']}) when an input is removed: {drops}.")
+        return {r["label"]: r["score"] for r in res.labels}, info, ablation_figure(res), explanation_figure(res)
+
+    # Heads trained or uploaded in another session appear when the list is opened.
+    ui["head"].focus(lambda: gr.update(choices=ctx.fusion_names()), None, ui["head"], api_name=False, queue=False)
+    ui["button"].click(classify, [ui["head"], ui["image"], ui["text"], ui["audio"]],
+                       [ui["label"], ui["info"], ui["ablation"], ui["explain"]],
+                       api_name="classify", concurrency_id=MODEL_CONCURRENCY_ID)

@@ -1,0 +1,54 @@
+"""Zero-shot: score typed labels against a weighted mix of the inputs' embeddings."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from mmdemo.tasks import classify as tasks
+from mmdemo.ui.classify.context import ClassifyContext
+from mmdemo.ui.classify.figures import zero_shot_figure
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, user_errors, warn_all
+
+
+def render(ctx: ClassifyContext) -> dict:
+    with gr.Row():
+        with gr.Column():
+            image = gr.Image(type="filepath", label="Image", elem_id="zs-image", height=220)
+            text = gr.Textbox(label="Text (optional)", elem_id="zs-text")
+            audio = gr.Audio(type="filepath", label="Audio (optional)", elem_id="zs-audio")
+            labels = gr.Textbox("red circle\nblue star\ngreen square\nyellow triangle", lines=5,
+                                label="Labels (one per line)", elem_id="zs-labels")
+            template = gr.Textbox(tasks.DEFAULT_TEMPLATE, label="Prompt template",
+                                  info="{} stands for each label, e.g. 'a photo of {}'.")
+            with gr.Row():
+                weights = [gr.Slider(0, 1, value=v, step=0.05, label=f"{m} weight", elem_id=f"zs-w-{m}")
+                           for m, v in (("image", 1.0), ("text", 0.5), ("audio", 0.5))]
+            button = gr.Button("Score labels", variant="primary")
+        with gr.Column():
+            label = gr.Label(num_top_classes=10, label="Fused prediction", elem_id="zs-label")
+            info = gr.Markdown(elem_id="zs-info")
+    plot = gr.Plot(label="Each modality alone", elem_id="zs-plot")
+    gr.Examples([[e["image"], "", "\n".join(e["zero_shot_labels"])] for e in ctx.examples if e["task"] == "scene_qa"],
+                [image, text, labels], label="Generated scenes with candidate labels")
+    return {"image": image, "text": text, "audio": audio, "labels": labels, "template": template,
+            "weights": weights, "button": button, "label": label, "info": info, "plot": plot}
+
+
+def listen(ctx: ClassifyContext, ui: dict) -> None:
+    registry = ctx.registry
+
+    @user_errors
+    def zero_shot(image, text, audio, labels, template, w_image, w_text, w_audio):
+        z = tasks.zero_shot(image, text, audio, labels, registry.for_slot("clip"), ctx.audio_for(bool(audio)),
+                            template=template, weights={"image": w_image, "text": w_text, "audio": w_audio})
+        warn_all(z.notices)
+        mix = ", ".join(f"{m} {w:.2f}" for m, w in z.weights.items())
+        info = f"Weights used (normalised): {mix}. Prompts like “{z.prompts[0]}”."
+        return {r["label"]: r["score"] for r in z.labels}, info, zero_shot_figure(z)
+
+    inputs = [ui["image"], ui["text"], ui["audio"], ui["labels"], ui["template"], *ui["weights"]]
+    outputs = [ui["label"], ui["info"], ui["plot"]]
+    ui["button"].click(zero_shot, inputs, outputs, api_name="classify_zero_shot", concurrency_id=MODEL_CONCURRENCY_ID)
+    for slider in ui["weights"]:  # moving a weight re-scores at once: the point of the sliders
+        slider.release(zero_shot, inputs, outputs, api_name=False, concurrency_id=MODEL_CONCURRENCY_ID,
+                       show_progress="minimal")
