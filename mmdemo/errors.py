@@ -19,9 +19,7 @@ class MMDemoError(Exception):
     ``MMDemoError(code, message)``; ``str(exc)`` is the message alone.
     """
 
-    def __init__(self, code: str, message: str | None = None):
-        if message is None:  # TRANSITION: one-argument calls, until every raise site names its code
-            code, message = "unspecified", code
+    def __init__(self, code: str, message: str):
         if not code or not code.replace("_", "").isalnum() or code != code.lower():
             raise ValueError(f"an MMDemoError code is snake_case, not {code!r}")
         super().__init__(message)

@@ -176,6 +176,9 @@ class Registry:
             backend = _backend(spec)
             deps = {key: self.get(dep) for key, dep in self._dependencies(spec).items()}
             handle = backend(spec, self.device, deps)
+            # A head trained on other encoders would give meaningless numbers, and
+            # silently so: it fails here, visibly on the Models tab too.
+            self.check_fits_profile(getattr(handle, "encoder", None) or {}, f"Head {name!r}")
         except MMDemoError as exc:
             slot.state, slot.error = FAILED, str(exc)
             raise
@@ -190,6 +193,19 @@ class Registry:
         slot.load_seconds = time.perf_counter() - started
         slot.handle, slot.state = handle, LOADED
         log.info("loaded %s on %s in %.2fs", name, self.device, slot.load_seconds)
+
+    def check_fits_profile(self, encoder: dict[str, str], what: str) -> None:
+        """Refuse ``what`` (a head) when the encoders it records ({slot: model_id}) are
+        not the active profile's."""
+        profile = self.profile
+        for slot, trained_on in dict(encoder).items():
+            active_name = getattr(profile, slot, None)
+            active = self.catalog.entry(active_name).model_id if active_name else None
+            if active != trained_on:
+                raise MMDemoError(
+                    "head_encoder_mismatch",
+                    f"{what} was trained on {slot} encoder {trained_on!r}, but profile {profile.name!r} uses "
+                    f"{active or 'none'}; switch to the profile it was trained on or retrain it.")
 
     def _dependencies(self, spec: EntrySpec, _path: tuple[str, ...] = ()) -> dict[str, str]:
         """{slot: entry name} of what ``spec``'s backend needs loaded first (the backend

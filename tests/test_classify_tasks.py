@@ -356,6 +356,11 @@ def test_a_registered_head_for_other_encoders_is_refused_where_tasks_get_it(tmp_
     with pytest.raises(MMDemoError, match="trained on clip encoder 'other-clip:0123'") as err:
         tasks.resolve_head(registry, "elsewhere")
     assert err.value.code == "head_encoder_mismatch"
+    # The Models tab loads through the registry: it shows the misfit as failed, with the reason.
+    with pytest.raises(MMDemoError, match="trained on clip encoder"):
+        registry.get("elsewhere")
+    row = next(r for r in registry.status() if r.name == "elsewhere")
+    assert row.state == "failed" and "other-clip:0123" in row.error
 
 
 def test_training_job_streams_saves_and_frees_its_session(tiny_registry, tmp_path):

@@ -1,10 +1,11 @@
 """Head files: writing, saving, importing, registering and resolving fusion heads,
 and the check that a head fits the encoders of the active profile.
 
-That check lives here, in the task layer, because only here are the profile and the
-head both known: the models layer loads a head file without asking what profile is
-active. Every way a task obtains a head (:func:`resolve_head`, :func:`import_head`)
-goes through :func:`check_encoders`.
+The models layer loads a head file without asking what profile is active; the
+registry, which holds the profile, decides whether a head fits
+(``Registry.check_fits_profile``: on every load, so the Models tab shows a misfit as
+failed). Heads that never pass through the registry (an uploaded file, a head file
+named on the CLI) are checked here by :func:`check_encoders` before they are used.
 """
 
 from __future__ import annotations
@@ -22,17 +23,9 @@ from mmdemo.tasks.classify.reports import TrainReport
 
 
 def check_encoders(meta: dict, registry, what: str) -> None:
-    """Refuse a head trained on other encoders than the active profile's: its numbers
-    would be meaningless, and silently so."""
-    profile = registry.profile
-    for slot, trained_on in dict(meta.get("encoder", {})).items():
-        active_name = getattr(profile, slot, None)
-        active = registry.catalog.entry(active_name).model_id if active_name else None
-        if active != trained_on:
-            raise MMDemoError(
-                "head_encoder_mismatch",
-                f"{what} was trained on {slot} encoder {trained_on!r}, but profile {profile.name!r} uses "
-                f"{active or 'none'}; switch to the profile it was trained on or retrain it.")
+    """Refuse a head trained on other encoders than the active profile's (the registry
+    decides, so a head loaded from the Models tab is refused the same way)."""
+    registry.check_fits_profile(dict(meta.get("encoder", {})), what)
 
 
 def head_name(name: str | None, fallback: str) -> str:
