@@ -49,7 +49,3 @@ class Notice(str):
     def __reduce__(self):
         return (type(self), (self.code, str(self), self.subject))
 
-
-def notice_code(notice: str) -> str | None:
-    """The code of a notice, or None for a plain string (e.g. from an older caller)."""
-    return getattr(notice, "code", None)

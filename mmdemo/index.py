@@ -17,7 +17,7 @@ import numpy as np
 
 from mmdemo.atomic import atomic_write_with
 from mmdemo.errors import MMDemoError
-from mmdemo.hashing import content_hash, file_hash  # noqa: F401  (re-exported)
+from mmdemo.hashing import content_hash
 
 # Below this many vectors an exact scan is fast enough (a 512-d scan of 50k vectors
 # reads ~100 MB, a few ms) and FAISS's approximation would buy nothing.

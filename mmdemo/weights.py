@@ -71,9 +71,10 @@ def resolve_weights(spec: WeightsSpec) -> WeightsSource:
     return WeightsSource(RANDOM if spec.allow_random else MISSING)
 
 
-def require_weights(spec: WeightsSpec, accepted: tuple[str, ...]) -> WeightsSource:
+def require_weights(spec: WeightsSpec, accepted: tuple[str, ...], file_label: str = "Weights file") -> WeightsSource:
     """:func:`resolve_weights`, refused with a clear message when this entry's backend
-    can't use that kind of source, or a named file is not there."""
+    can't use that kind of source, or a named file is not there (``file_label`` names
+    it in that message, e.g. "Head file")."""
     source = resolve_weights(spec)
     if source.kind not in accepted:
         if source.kind == MISSING:
@@ -83,7 +84,7 @@ def require_weights(spec: WeightsSpec, accepted: tuple[str, ...]) -> WeightsSour
                                                  f"weights from {source.label}; it takes "
                                                  f"{', '.join(accepted)}.")
     if source.kind == FILE and not Path(source.location).is_file():
-        raise MMDemoError("weights_not_found", f"Weights file for {spec.name!r} not found: {source.location}")
+        raise MMDemoError("weights_not_found", f"{file_label} for {spec.name!r} not found: {source.location}")
     return source
 
 
@@ -111,22 +112,23 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
     return file_hash(path, 12)
 
 
-def read_safetensors(path: str | Path, meta_key: str, what: str) -> tuple[dict, object]:
+def read_safetensors(path: str | Path, meta_key: str, what: str,
+                     file_label: str | None = None) -> tuple[dict, object]:
     """(state dict on CPU, the JSON metadata under ``meta_key`` or None) of a
-    safetensors file; never unpickles. ``what`` names the file kind in errors."""
+    safetensors file; never unpickles. ``what`` names the file kind in errors
+    ("fusion head"), ``file_label`` the file when it is missing (default "<What> file")."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
-        raise MMDemoError("file_not_found", f"{what[:1].upper()}{what[1:]} file not found: {path}")
+        raise MMDemoError("file_not_found", f"{file_label or what[:1].upper() + what[1:] + ' file'} not found: {path}")
     try:
         with safe_open(str(path), "pt") as f:
             raw = (f.metadata() or {}).get(meta_key)
         state = load_file(str(path), device="cpu")
-    except Exception as exc:  # safetensors raises its own error types, OSError, ValueError...
-        raise MMDemoError("not_safetensors", f"{path.name} is not an mmdemo {what} (not a readable safetensors "
-                                             f"file: {type(exc).__name__}).") from None
+    except Exception:  # safetensors raises its own error types, OSError, ValueError...
+        raise MMDemoError("not_safetensors", f"{path.name} is not an mmdemo {what} (not a safetensors file).") from None
     try:
         meta = json.loads(raw) if raw else None
     except ValueError:

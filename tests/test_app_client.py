@@ -40,6 +40,19 @@ def test_failed_load_is_a_clear_error_and_the_server_keeps_serving(client):
     assert states(client.predict("rand-clip", api_name="/load_model"))["rand-clip"] == "loaded"
 
 
+def test_a_user_error_is_one_server_log_line_with_its_code_not_a_traceback(client, capfd, caplog):
+    """The server is in this process: what it prints for a user's mistake is one line."""
+    capfd.readouterr()
+    with caplog.at_level("WARNING", logger="mmdemo"):
+        with pytest.raises(AppError, match="Weights file for 'missing-clip' not found"):
+            client.predict("missing-clip", api_name="/load_model")
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("mmdemo")]
+    assert len(lines) == 1 and lines[0].startswith("user error [weights_not_found] in load: Weights file for")
+    assert all(r.exc_info is None for r in caplog.records)
+
+
 def test_unknown_model_name_lists_the_available_ones(client):
     with pytest.raises(AppError, match="nope is not in the list of choices.*file-clip"):
         client.predict("nope", api_name="/load_model")

@@ -1,6 +1,5 @@
 """The Audio tab's API through gradio_client on the shipped tiny bundle, odd uploads included."""
 
-import io
 import zipfile
 from pathlib import Path
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 from tests.helpers.datasets import write_dataset
 
@@ -85,11 +86,11 @@ def test_classify_a_real_photo_and_refuse_bad_inputs(client):
         label, *_ = client.predict("tiny-head-scene_qa-bilinear", handle_file(str(photo)), "is there a red star?",
                                    None, api_name="/classify")
         assert set(_confidences(label)) == {"no", "yes"}  # meaningless on a photo, but an answer
-        with pytest.raises(Exception, match="add the missing text"):
+        with pytest.raises(AppError, match="add the missing text"):
             client.predict("tiny-head-scene_qa-bilinear", handle_file(str(photo)), "", None, api_name="/classify")
-        with pytest.raises(Exception, match="No head named 'no-such-head'"):
+        with pytest.raises(AppError, match="No head named 'no-such-head'"):
             client.predict("no-such-head", handle_file(str(photo)), "hi", None, api_name="/classify")
-        with pytest.raises(Exception, match="No head named '/etc/passwd'"):
+        with pytest.raises(AppError, match="No head named '/etc/passwd'"):
             client.predict("/etc/passwd", handle_file(str(photo)), "hi", None, api_name="/classify")
     finally:
         photo.unlink()
@@ -105,9 +106,9 @@ def test_zero_shot_weights_change_the_answer(client, scene):
     by_image, info, _ = client.predict(handle_file(row["image"]), f"a {absent}", None, labels, "a {}", 1, 0.1, 0,
                                        api_name="/classify_zero_shot")
     assert _confidences(by_image)[absent] < _confidences(by_text)[absent]
-    with pytest.raises(Exception, match="Enter at least one label"):
+    with pytest.raises(AppError, match="Enter at least one label"):
         client.predict(handle_file(row["image"]), "", None, "  \n ", "a {}", 1, 1, 1, api_name="/classify_zero_shot")
-    with pytest.raises(Exception, match="weight 0"):
+    with pytest.raises(AppError, match="weight 0"):
         client.predict(handle_file(row["image"]), "", None, labels, "a {}", 0, 1, 1, api_name="/classify_zero_shot")
 
 
@@ -164,21 +165,21 @@ def test_bad_training_data_gets_a_clear_message(client, dataset, tmp_path, case,
         text = dataset.read_text().replace(",no\n", ",yes\n")
         bad.write_text(text)
         files[0] = handle_file(str(bad))
-    with pytest.raises(Exception, match=match):
+    with pytest.raises(AppError, match=match):
         client.predict(files, ["concat"], 2, 0.001, f"bad-{RUN}", True, api_name="/train_heads")
 
 
 def test_bad_head_files_are_refused(client, tmp_path):
     fake = tmp_path / "head.safetensors"
     fake.write_bytes(b"PK\x03\x04 this is a zip, not weights" * 20)
-    with pytest.raises(Exception, match="not an mmdemo fusion head"):
+    with pytest.raises(AppError, match="not an mmdemo fusion head"):
         client.predict(handle_file(str(fake)), "", api_name="/upload_head")
     from mmdemo.models.fusion import create_head, save_head
 
     head = create_head("concat", modalities=("image", "text"), embed_dim=128, num_classes=2, hidden=8)
     other = save_head(tmp_path / "other.safetensors", head, {"labels": ["a", "b"], "modalities": ["image", "text"],
                                                                "encoder": {"clip": "other-clip:0123"}})
-    with pytest.raises(Exception, match="trained on clip encoder 'other-clip:0123'"):
+    with pytest.raises(AppError, match="trained on clip encoder 'other-clip:0123'"):
         client.predict(handle_file(str(other)), "", api_name="/upload_head")
 
 

@@ -240,7 +240,7 @@ def test_gallery_skips_unreadable_files_with_one_notice(clip, tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
     odd = odd_images(folder)
-    bad = bad_images(folder)
+    bad_images(folder)  # five files that are not readable images
     write(folder / "readme.txt", b"not part of the gallery")
     g = I.build_gallery([folder], clip)
     assert sorted(i["name"] for i in g.index.items) == sorted(p.name for p in odd.values())

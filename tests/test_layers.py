@@ -2,8 +2,7 @@
 
 Every ``import`` and ``from ... import`` in ``mmdemo/`` counts, at module level,
 inside a function (a function-level import is still an arrow) or under
-``if TYPE_CHECKING:`` (a type-only cycle is still a tangle), as in
-``python3 ../shared/tools/import_graph.py mmdemo``. Run alone: ``python -m pytest tests/test_layers.py``.
+``if TYPE_CHECKING:`` (a type-only cycle is still a tangle). Run alone: ``python -m pytest tests/test_layers.py``.
 """
 
 from __future__ import annotations
@@ -207,3 +206,15 @@ def test_the_walker_sees_function_level_imports(tmp_path):
     imports = dict((m, line) for line, m in _imports(PKG / "registry.py"))
     assert "mmdemo.catalog" in imports and "importlib" in imports
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+
+
+def test_importing_the_task_layer_loads_no_torch():
+    """At run time too: the task modules (and the UI built on them) import without torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mmdemo.tasks.image, mmdemo.tasks.audio, mmdemo.tasks.classify, mmdemo.ui.app\n"
+            "heavy = sorted(m for m in ('torch', 'open_clip', 'transformers') if m in sys.modules)\n"
+            "assert not heavy, heavy")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr

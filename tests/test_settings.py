@@ -1,6 +1,5 @@
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +38,6 @@ def test_help_is_fast_and_imports_nothing_heavy():
             "try:\n    runpy.run_path('app.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('torch', 'gradio', 'open_clip') if m in sys.modules]\n"
             "assert not heavy, heavy")
-    started = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "--memory-budget-mb" in out.stdout and "MMDEMO_AUTH" in out.stdout

@@ -31,7 +31,12 @@ class DecodeOptions:
     num_return: int = 1
     seed: int | None = None
 
-    def validate(self) -> "DecodeOptions":
+    def validate(self, labels: dict[str, str] | None = None) -> "DecodeOptions":
+        """Raise ``decode_option_invalid`` naming the first bad option; ``labels`` maps a
+        field to what the caller's user calls it (num_return -> "the number of captions")."""
+        def n(field: str) -> str:
+            return (labels or {}).get(field, field)
+
         def bad(msg: str):
             raise MMDemoError("decode_option_invalid", f"Invalid decoding option: {msg}")
 
@@ -44,11 +49,11 @@ class DecodeOptions:
         if self.method not in METHODS:
             bad(f"method must be one of {', '.join(METHODS)}; got {self.method!r}.")
         if not is_int(self.num_beams) or not 1 <= self.num_beams <= MAX_BEAMS:
-            bad(f"num_beams must be an integer from 1 to {MAX_BEAMS}; got {self.num_beams!r}.")
+            bad(f"{n('num_beams')} must be an integer from 1 to {MAX_BEAMS}; got {self.num_beams!r}.")
         if not is_int(self.max_length) or not 1 <= self.max_length <= MAX_LENGTH_CAP:
-            bad(f"max_length must be an integer from 1 to {MAX_LENGTH_CAP}; got {self.max_length!r}.")
+            bad(f"{n('max_length')} must be an integer from 1 to {MAX_LENGTH_CAP}; got {self.max_length!r}.")
         if not is_int(self.min_length) or not 0 <= self.min_length <= self.max_length:
-            bad(f"min_length must be an integer from 0 to max_length ({self.max_length}); got {self.min_length!r}.")
+            bad(f"min_length must be an integer from 0 to {n('max_length')} ({self.max_length}); got {self.min_length!r}.")
         if not is_num(self.temperature) or self.temperature <= 0:
             bad(f"temperature must be a number > 0; got {self.temperature!r}.")
         if not is_int(self.top_k) or self.top_k < 1:
@@ -60,11 +65,13 @@ class DecodeOptions:
         if not is_num(self.length_penalty):
             bad(f"length_penalty must be a finite number; got {self.length_penalty!r}.")
         if not is_int(self.num_return) or not 1 <= self.num_return <= MAX_RETURN:
-            bad(f"num_return must be an integer from 1 to {MAX_RETURN}; got {self.num_return!r}.")
+            bad(f"{n('num_return')} must be an integer from 1 to {MAX_RETURN}; got {self.num_return!r}.")
         if self.method == "beam" and self.num_return > self.num_beams:
-            bad(f"num_return ({self.num_return}) cannot exceed num_beams ({self.num_beams}) for beam search.")
+            bad(f"{n('num_return')} ({self.num_return}) cannot exceed {n('num_beams')} ({self.num_beams}) "
+                "for beam search.")
         if self.method == "greedy" and self.num_return != 1:
-            bad("greedy decoding gives one caption per image; set num_return to 1 or use beam search or sampling.")
+            bad(f"greedy decoding gives one caption per image; set {n('num_return')} to 1 or use beam search "
+                "or sampling.")
         if self.seed is not None and not is_int(self.seed):
             bad(f"seed must be an integer or empty; got {self.seed!r}.")
         return self

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from mmdemo.errors import MMDemoError
-from mmdemo.models.decode_options import METHODS, DecodeOptions  # noqa: F401  (re-exported: one import for callers)
+from mmdemo.models.decode_options import DecodeOptions  # noqa: F401  (re-exported: one import for callers)
 
 
 def model_context_length(model) -> int:

@@ -213,7 +213,7 @@ def save_head(path: str | Path, head: FusionHead, metadata: dict, *, half: bool 
 def load_head(path: str | Path, device: str = "cpu") -> tuple[FusionHead, dict]:
     """A head and its metadata; never unpickles (safetensors only)."""
     path = Path(path)
-    state, meta = read_safetensors(path, HEAD_META_KEY, "fusion head")
+    state, meta = read_safetensors(path, HEAD_META_KEY, "fusion head", file_label="Head file")
     try:
         cfg = dict(meta["config"])
         kind = cfg.pop("kind")

@@ -3,8 +3,8 @@
 The handle owns its head's device: callers hand it numpy features, it moves them
 there, runs the head under ``torch.inference_mode()`` and hands back numpy on the
 CPU, so the task layer works the same on cpu, cuda and mps without importing torch.
-Whether a head fits the active encoders is the task layer's question (it knows the
-profile); this layer only loads.
+Whether a head fits the active encoders is the registry's question (it holds the
+profile: ``Registry.check_fits_profile``); this layer only loads.
 """
 
 from __future__ import annotations
@@ -58,5 +58,5 @@ def handle_from_file(path: str | Path, device: str = "cpu", name: str | None = N
 
 def load_fusion(spec: EntrySpec, device: str, deps: dict | None = None) -> FusionHandle:
     """The registry's backend for fusion heads (they need no other entry loaded)."""
-    source = require_weights(spec, (FILE,))
+    source = require_weights(spec, (FILE,), file_label="Head file")
     return handle_from_file(source.location, device, spec.name)

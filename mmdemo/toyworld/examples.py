@@ -6,14 +6,13 @@ Here, beside the generator, so that the task layer and the UI reach them through
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from mmdemo.atomic import atomic_write_bytes
 from mmdemo.toyworld import scenes
+from mmdemo.toyworld.export import png_bytes, wav_bytes
 from mmdemo.toyworld.tasks import TASKS, make_examples
 
 
@@ -21,8 +20,6 @@ def generated_examples(out_dir: str | Path, per_task: int = 3, seed: int = 2024)
     """A few rendered examples of each generated task as files (PNG, WAV) for a gallery:
     [{task, image, text, audio, label, caption, objects, zero_shot_labels}]; files are
     written only when missing (the generator is seeded, so they never go stale)."""
-    import soundfile as sf  # only when examples are written
-
     out_dir = Path(out_dir)
     rows = []
     for task, info in TASKS.items():
@@ -30,16 +27,12 @@ def generated_examples(out_dir: str | Path, per_task: int = 3, seed: int = 2024)
         for i, e in enumerate(make_examples(task, n, seed=seed, split="train", image_size=64)):
             img = out_dir / f"{task}-{i}.png"
             if not img.is_file():
-                buf = io.BytesIO()
-                Image.fromarray(np.asarray(e.image)).save(buf, format="PNG")
-                atomic_write_bytes(img, buf.getvalue())
+                atomic_write_bytes(img, png_bytes(np.asarray(e.image)))
             wav = None
             if e.audio is not None:
                 wav = out_dir / f"{task}-{i}.wav"
                 if not wav.is_file():
-                    buf = io.BytesIO()
-                    sf.write(buf, np.asarray(e.audio, np.float32), 16000, format="WAV", subtype="PCM_16")
-                    atomic_write_bytes(wav, buf.getvalue())
+                    atomic_write_bytes(wav, wav_bytes(np.asarray(e.audio, np.float32)))
             present = list(dict.fromkeys(f"{o.colour} {o.shape}" for o in e.scene.objects))
             rng = np.random.default_rng(seed + i)
             others = [p for p in (f"{c} {s}" for c in scenes.COLOURS for s in scenes.SHAPES) if p not in present]

@@ -78,6 +78,10 @@ def build(opts: BuildOptions | None = None, **overrides) -> dict:
     from mmdemo.toyworld.vocabulary import vocabulary
 
     opts = dataclasses.replace(opts or BuildOptions(), **overrides)
+    unknown = [s for s in opts.stages if s not in STAGES]
+    if unknown:  # before anything is written
+        raise MMDemoError("stages_unknown", f"Unknown --stages {', '.join(map(repr, unknown))}: choose from "
+                                            f"{', '.join(STAGES)} (comma-separated).")
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     bar = _bar(opts.progress)
@@ -86,9 +90,6 @@ def build(opts: BuildOptions | None = None, **overrides) -> dict:
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
 
-    unknown = set(opts.stages) - set(STAGES)
-    if unknown:
-        raise MMDemoError("stages_unknown", f"Unknown stages {sorted(unknown)}; use {', '.join(STAGES)}.")
     if "clip" in opts.stages:
         tok = WordTokenizer(vocabulary(), context_length=tiny_configs.CONTEXT_LENGTH)
         tok.save(out / "tokenizer.json")

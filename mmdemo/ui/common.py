@@ -34,9 +34,11 @@ def _as_gr_error(exc: Exception, fn) -> gr.Error:
         # WARNING, not INFO: the app configures no logging, and Python's last-resort
         # handler shows WARNING and above, so this is the level that reaches the console.
         log.warning("user error [%s] in %s: %s", exc.code, fn.__name__, " ".join(str(exc).splitlines()))
-        return gr.Error(str(exc))
-    log.exception("handler %s failed", fn.__name__)
-    return gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). The server is still running.")
+        # print_exception=False: gradio would otherwise print a traceback for every gr.Error.
+        return gr.Error(str(exc), print_exception=False)
+    log.exception("handler %s failed", fn.__name__)  # the bug's one traceback
+    return gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). The server is still running.",
+                    print_exception=False)
 
 
 def user_errors(fn):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from mmdemo.errors import MMDemoError
 from mmdemo.paths import REPO_DIR
 from mmdemo.registry import Registry
 from mmdemo.ui.common import MODEL_CONCURRENCY_ID, fmt_bytes, user_errors
@@ -56,7 +57,7 @@ def build(registry: Registry, settings=None) -> None:
         @user_errors
         def load(name):
             if not name:
-                raise gr.Error("Pick a model to load.")
+                raise MMDemoError("model_not_picked", "Pick a model to load.")
             registry.get(name)
             gr.Info(f"Loaded {name}.")
             return refresh()
@@ -64,7 +65,7 @@ def build(registry: Registry, settings=None) -> None:
         @user_errors
         def unload(name):
             if not name:
-                raise gr.Error("Pick a model to unload.")
+                raise MMDemoError("model_not_picked", "Pick a model to unload.")
             if not registry.unload(name):
                 gr.Warning(f"{name} was not loaded.")
             return refresh()

@@ -147,6 +147,9 @@ class TrainingJob:
             try:
                 ev = self._events.get(timeout=poll_s)
             except queue.Empty:
+                # Not started, or its end was already read: nothing more will come.
+                if not self._worker.is_alive() and self._events.empty():
+                    return
                 continue
             if ev is None:
                 return

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmdemo.errors import MMDemoError, Notice
+from mmdemo.errors import Notice
 from mmdemo.models.decode_options import DecodeOptions
 from mmdemo.tasks.image.inputs import load, parse_texts, truncation_notice
 from mmdemo.toyworld import scenes
@@ -38,11 +38,9 @@ def caption_image(source: Any, captioner, *, method: str = "beam", num_beams: in
                             max_length=as_int(max_length), temperature=temperature, top_k=as_int(top_k),
                             top_p=top_p, num_return=as_int(num_captions),
                             seed=None if seed is None or seed == "" else as_int(seed))
-    try:
-        options.validate()
-    except MMDemoError as exc:  # name the controls the user sees, not DecodeOptions' fields
-        msg = str(exc).replace("num_return", "the number of captions").replace("num_beams", "the number of beams")
-        raise MMDemoError("decode_option_invalid", msg.replace("max_length", "the max length")) from None
+    # Name the controls the user sees, not DecodeOptions' fields.
+    options.validate({"num_return": "the number of captions", "num_beams": "the number of beams",
+                      "max_length": "the max length"})
     loaded = load(source, name)
     captions = captioner.generate([loaded.image], options)[0]
     notices = list(loaded.notices)
