@@ -54,10 +54,6 @@ class WeightsSource:
         """A human-readable answer to 'where do this entry's weights come from?'."""
         return "random init" if self.kind in (RANDOM, MISSING) else f"{self.kind}:{self.location}"
 
-    @property
-    def path(self) -> Path | None:
-        return Path(self.location) if self.kind in (FILE, LOCAL_DIR) else None
-
 
 def resolve_weights(spec: WeightsSpec) -> WeightsSource:
     """The one decision of where ``spec``'s weights come from (see the module doc)."""

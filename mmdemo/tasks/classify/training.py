@@ -79,10 +79,10 @@ def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epo
         (res,) = train_heads(fs, [kind], epochs=int(epochs), lr=float(lr), patience=patience, seed=seed,
                              split=split, progress=on_epoch(kind), cancel=cancel)
         heads[kind] = res.head
-        rows.append(LeaderRow(kind, kind, tuple(fs.pooled), res.metrics["accuracy"], res.metrics["macro_f1"],
+        rows.append(LeaderRow(kind, kind, fs.modalities, res.metrics["accuracy"], res.metrics["macro_f1"],
                               res.metrics["per_class_recall"], res.metrics["confusion"], res.best_epoch, res.seconds))
     if baselines:
-        for m in fs.pooled:
+        for m in fs.modalities:
             name = f"{m} only"
             (res,) = train_heads(fs.only(m), ["concat"], epochs=int(epochs), lr=float(lr), patience=patience,
                                  seed=seed, split=split, progress=on_epoch(name), cancel=cancel)
@@ -91,7 +91,7 @@ def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epo
                                   res.seconds, baseline=True))
     rows.sort(key=lambda r: (-r.accuracy, -r.macro_f1, r.baseline))
     winner = next(r for r in rows if not r.baseline)
-    return TrainReport(ds.name, len(ds), len(split[0]), len(split[1]), list(fs.label_names), tuple(fs.pooled), rows,
+    return TrainReport(ds.name, len(ds), len(split[0]), len(split[1]), list(fs.label_names), fs.modalities, rows,
                        winner, heads[winner.kind], history, cached, feature_seconds,
                        round(time.perf_counter() - t1, 2), list(ds.notices), heads)
 
