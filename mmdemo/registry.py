@@ -37,8 +37,8 @@ BACKENDS: dict[tuple[str, str], str] = {
 }
 
 # The ``requires`` slots a backend needs loaded before it can load. A fusion head's
-# requires only record what it was trained on (the task layer checks that), so
-# loading a head does not load its encoders.
+# requires only record what it was trained on (its file's encoder ids are checked
+# against the profile by check_fits_profile), so loading a head does not load its encoders.
 NEEDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("audio", "mmdemo"): ("text",),
 }
