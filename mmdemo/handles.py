@@ -67,6 +67,10 @@ class AudioHandle(Protocol):
 
     model_id: str
     device: str
+    # Which embedding space clips land in: the model_id of the CLIP whose text space they
+    # share (the tiny encoder), or the model's own (CLAP). Fusion heads compare vectors
+    # elementwise only within one space.
+    space: str
     sample_rate: int  # what clips must be resampled to before encode_waves
     window_seconds: float  # what one embedding covers; longer clips are windowed by the task layer
 

@@ -33,6 +33,7 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("clip", "open_clip"): "mmdemo.models.open_clip_backend:load_clip",
     ("captioner", "open_clip"): "mmdemo.models.open_clip_backend:load_captioner",
     ("audio", "mmdemo"): "mmdemo.models.audio_backend:load_audio",
+    ("audio", "clap"): "mmdemo.models.clap_backend:load_clap",
     ("fusion", "mmdemo"): "mmdemo.models.fusion_backend:load_fusion",
 }
 

@@ -3,8 +3,8 @@
 The embedded bundle's encoder maps log-mel windows into tiny-clip's text space, so
 its text side is simply that CLIP's text tower (``requires = {text = ...}``): the
 registry loads that entry and hands it over; this module never sees the registry.
-A real audio-text model (e.g. a CLAP checkpoint) would be another backend returning
-an object that satisfies ``mmdemo.handles.AudioHandle``; the Audio tab only uses that.
+A real audio-text model (a CLAP checkpoint, :mod:`mmdemo.models.clap_backend`) is
+another backend returning a ``mmdemo.handles.AudioHandle``; the Audio tab only uses that.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class TinyAudioHandle:
         self.tower, self.meta, self.device, self.model_id, self.text = tower, meta, device, model_id, text
         self._n_frames = at.frames_for(at.WINDOW_SECONDS)
         self.logit_scale = float(meta.get("logit_scale", 1 / 0.07))
+        self.space = text.model_id  # trained into that CLIP's text space
 
     @classmethod
     def from_file(cls, path: Path, device: str, model_id: str, text) -> "TinyAudioHandle":
