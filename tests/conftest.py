@@ -20,9 +20,10 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.helpers.tiny_models import TINY_CLIP_CFG, TINY_COCA_CFG, write_config  # noqa: E402
+from tests.helpers.tiny_models import TINY_CLIP_CFG, TINY_COCA_CFG, save_tiny_clap, write_config  # noqa: E402
 
 HUB_REPO = "mmdemo-test/tiny-clip"
+HUB_CLAP_REPO = "mmdemo-test/tiny-clap"
 
 # -------------------------------------------------------------------------- markers
 
@@ -132,16 +133,31 @@ def tiny_files(tmp_path_factory):
     (local / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP_CFG, "preprocess_cfg": {}}))
     shutil.copy(root / "clip.safetensors", local / "open_clip_model.safetensors")
     # A hand-made Hugging Face cache holding hf-hub:mmdemo-test/tiny-clip
-    sha = "0123456789abcdef0123456789abcdef01234567"
-    repo = root / "hf" / "hub" / ("models--" + HUB_REPO.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(sha)
-    snap = repo / "snapshots" / sha
-    snap.mkdir(parents=True)
+    snap = _hub_snapshot(root / "hf" / "hub", HUB_REPO)
     shutil.copy(local / "open_clip_config.json", snap)
     shutil.copy(local / "open_clip_model.safetensors", snap)
+    # A tiny CLAP as save_pretrained writes it (local-dir:), the same files in the hand-made
+    # cache (hf-hub:mmdemo-test/tiny-clap), and a folder whose weights are garbage.
+    clap_dir = root / "local-clap"
+    save_tiny_clap(clap_dir, seed=2)
+    shutil.copytree(clap_dir, _hub_snapshot(root / "hf" / "hub", HUB_CLAP_REPO), dirs_exist_ok=True)
+    corrupt_clap = root / "corrupt-clap"
+    shutil.copytree(clap_dir, corrupt_clap)
+    (corrupt_clap / "model.safetensors").write_bytes(b"\x00garbage, not weights" * 10)
     return {"root": root, "clip_cfg": clip_cfg, "coca_cfg": coca_cfg, "local": local,
-            "hub_cache": root / "hf" / "hub", "clip_sd": clip_sd}
+            "hub_cache": root / "hf" / "hub", "clip_sd": clip_sd, "clap_dir": clap_dir,
+            "corrupt_clap": corrupt_clap}
+
+
+def _hub_snapshot(hub: Path, repo_id: str) -> Path:
+    """The snapshot folder of ``repo_id`` in a hand-made Hugging Face cache (refs/main -> sha)."""
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = hub / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(sha)
+    snap = repo / "snapshots" / sha
+    snap.mkdir(parents=True, exist_ok=True)
+    return snap
 
 
 @pytest.fixture
@@ -195,10 +211,36 @@ kind = "clip"
 config = "{tiny_files['clip_cfg']}"
 weights = "{r / 'nope.safetensors'}"
 
+[models.dir-clap]
+kind = "audio"
+backend = "clap"
+arch = "local-dir:{tiny_files['clap_dir']}"
+
+[models.hub-clap]
+kind = "audio"
+backend = "clap"
+arch = "hf-hub:{HUB_CLAP_REPO}"
+
+[models.corrupt-clap]
+kind = "audio"
+backend = "clap"
+arch = "local-dir:{tiny_files['corrupt_clap']}"
+
+[models.missing-clap]
+kind = "audio"
+backend = "clap"
+arch = "local-dir:{r / 'no-such-clap'}"
+
 [profiles.test]
 description = "random tiny models for tests"
 clip = "file-clip"
 captioner = "file-coca"
+
+[profiles.real]
+description = "every real backend, random tiny weights, each saved the way users point at theirs"
+clip = "dir-clip"
+captioner = "file-coca"
+audio = "hub-clap"
 """
     path = r / "catalog.toml"
     path.write_text(text)
@@ -244,6 +286,25 @@ def test_app(test_catalog, session_cache):
     demo, url = _launch_app(settings)
     yield demo, url
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def real_app(test_catalog, tiny_files, session_cache):
+    """The app on the ``real`` test profile: every real backend with random tiny weights,
+    saved the ways users point at theirs (open_clip CLIP in a local-dir:, CoCa in a file
+    with open_clip's BPE tokenizer, CLAP in a hand-made Hugging Face cache, offline)."""
+    import huggingface_hub.constants as c
+
+    from mmdemo.settings import Settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        # Read when the CLAP first loads (lazily, on a request): patched for the app's lifetime.
+        mp.setattr(c, "HF_HUB_CACHE", str(tiny_files["hub_cache"]))
+        settings = Settings(profile="real", catalog=test_catalog, device="cpu", max_upload_mb=5,
+                            cache_dir=session_cache)
+        demo, url = _launch_app(settings)
+        yield demo, url
+        demo.close()
 
 
 @pytest.fixture(scope="session")
