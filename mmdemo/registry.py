@@ -130,13 +130,17 @@ class Registry:
     def profile(self) -> Profile:
         return self.catalog.profile(self.profile_name)
 
-    def for_slot(self, slot: str) -> Any:
-        """The loaded model the active profile uses for ``slot`` (clip/captioner/audio)."""
+    def for_slot(self, slot: str, *, lazy: bool = False) -> Any:
+        """The loaded model the active profile uses for ``slot`` (clip/captioner/audio).
+
+        ``lazy=True`` returns a :class:`LazyHandle` that loads on first use instead: the UI
+        hands those to tasks, which check their inputs before touching the model, so an
+        empty or unreadable input never starts a load (a download, on a real profile)."""
         name = getattr(self.profile, slot)
         if name is None:
             raise MMDemoError("profile_slot_empty",
                               f"Profile {self.profile_name!r} has no {slot} model; pick another profile.")
-        return self.get(name)
+        return LazyHandle(self, name) if lazy else self.get(name)
 
     def names(self, kind: str | None = None) -> list[str]:
         return [n for n, s in self.catalog.entries.items() if kind is None or s.kind == kind]
@@ -300,6 +304,22 @@ class Registry:
     def loaded_memory_bytes(self) -> int:
         with self._slots_lock:
             return sum(s.memory_bytes for s in self._slots.values() if s.state == LOADED)
+
+
+class LazyHandle:
+    """Stands for a registry entry's handle; the first attribute read loads it (once, as
+    :meth:`Registry.get` does) and every read goes to the loaded handle."""
+
+    __slots__ = ("_registry", "_name")
+
+    def __init__(self, registry: Registry, name: str):
+        self._registry, self._name = registry, name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._registry.get(self._name), attr)
+
+    def __repr__(self) -> str:
+        return f"LazyHandle({self._name!r})"
 
 
 def registry_from_settings(settings: "Settings") -> Registry:

@@ -48,11 +48,15 @@ SLOW_TESTS = {
         "test_unreadable_images_are_clear_errors_on_every_endpoint",  # 7 x 0.75 s
     },
     "test_audio_client.py": {"test_example_clip_is_eight_seconds_of_two_sounds"},  # 2.9 s
+    "test_models_cli.py": {"test_tiny_entries_facts_match_the_loaded_models"},  # ~9 s: loads the tiny models
+    "test_clap_backend.py": {"test_import_and_building_the_app_on_the_real_profile_import_no_transformers"},  # 9-17 s
 }
 # Fixtures that cost more than ~5 s once: every test that uses one is slow.
 SLOW_FIXTURES = {
     "test_tiny_bundle.py": {"metrics"},  # ~15 s: the bundle's evaluation on a fresh sample
     "test_classify_tasks.py": {"qa_report"},  # ~13 s: heads trained on 2,000 examples
+    "test_fusion_spaces.py": {"trained"},  # ~6 s: five heads trained
+    "test_real_profile_client.py": {"real_app"},  # 12-23 s: random real backends built and served
 }
 
 
@@ -66,7 +70,10 @@ def pytest_collection_modifyitems(config, items):
         if missing:
             raise pytest.UsageError(f"conftest.SLOW_TESTS names tests {file} no longer has: {missing}")
         name = getattr(item, "originalname", item.name)
-        if name in SLOW_TESTS.get(file, ()) or SLOW_FIXTURES.get(file, set()) & set(item.fixturenames):
+        # Tests parametrised over the apps reach real_app through getfixturevalue, by param.
+        on_real_app = getattr(getattr(item, "callspec", None), "params", {}).get("app") == "real"
+        if (name in SLOW_TESTS.get(file, ()) or SLOW_FIXTURES.get(file, set()) & set(item.fixturenames)
+                or on_real_app):
             item.add_marker(pytest.mark.slow)
 
 

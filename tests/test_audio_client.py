@@ -1,4 +1,10 @@
-"""The Audio tab's API through gradio_client on the shipped tiny bundle, odd uploads included."""
+"""The Audio tab's API through gradio_client, odd uploads included.
+
+What the tiny bundle recognises is tested on it alone (``client``); everything the tab
+refuses or warns about is tested on both the tiny bundle and the ``real`` test profile's
+CLAP (``any_client``, with ``app`` naming which): random weights there, so only that
+the answer is well formed, or the refusal clear, and the server still serving.
+"""
 
 import zipfile
 from pathlib import Path
@@ -11,6 +17,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from mmdemo.toyworld import sounds as S
+from tests.helpers.outputs import predict_with_warnings
 
 SR = S.SAMPLE_RATE
 LABELS = "a rising chirp\na falling chirp\na burst of white noise\na low sine tone"
@@ -31,18 +38,42 @@ def write(path, wave, sr=SR, subtype="PCM_16", fmt="WAV", **kw):
     return path
 
 
+# What differs between the apps: the window the audio model hears (tiny 4 s, CLAP 10 s,
+# both every 2 s), hence the windows of a 60 s clip, and the rate clips are resampled to.
+APPS = {"tiny": {"windows_60s": 29, "rate": "16 kHz"}, "real": {"windows_60s": 26, "rate": "48 kHz"}}
+
+
 @pytest.fixture(scope="module")
 def client(tiny_app):
     return Client(tiny_app[1], verbose=False)
 
 
+@pytest.fixture(scope="module", params=list(APPS))
+def app(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def any_client(request, app):
+    return Client(request.getfixturevalue(f"{app}_app")[1], verbose=False)
+
+
 def top_label(result):
+    """(top label, {label: probability}), checked well formed: every label ranked once, summing to 1."""
     ranked = result[0]
-    return ranked["label"], {c["label"]: c["confidence"] for c in ranked["confidences"]}
+    scores = {c["label"]: c["confidence"] for c in ranked["confidences"]}
+    assert ranked["label"] == next(iter(scores)) and abs(sum(scores.values()) - 1) < 1e-3, ranked
+    assert all(0 <= p <= 1 for p in scores.values())
+    return ranked["label"], scores
 
 
 def match(client, path, labels=LABELS, templates=""):
     return client.predict(handle_file(str(path)), labels, templates, api_name="/match_audio")
+
+
+def match_warned(client, path, labels=LABELS):
+    """(result, the warnings the page shows as toasts)."""
+    return predict_with_warnings(client, handle_file(str(path)), labels, "", api_name="/match_audio")
 
 
 def test_endpoints_are_named(client):
@@ -71,34 +102,41 @@ def test_match_ranks_the_right_label_with_pictures_and_windows(client, tmp_path)
 
 
 @pytest.mark.parametrize("subtype,sr,channels", [("PCM_U8", 8000, 1), ("PCM_24", 96000, 6), ("PCM_32", 22050, 2),
-                                                  ("FLOAT", 48000, 4), ("DOUBLE", 11025, 3)])
-def test_odd_wav_formats_still_rank_the_chirp_first(client, tmp_path, subtype, sr, channels):
+                                                  ("FLOAT", 48000, 4), ("DOUBLE", 11025, 3), ("PCM_16", 44100, 5)])
+def test_odd_wav_formats_are_mixed_and_resampled(any_client, app, tmp_path, subtype, sr, channels):
     import soxr
     wave = soxr.resample(sound("chirp", "rising"), SR, sr)
     path = write(tmp_path / f"chirp-{subtype}.wav", np.repeat(wave[:, None], channels, axis=1), sr, subtype)
-    label, scores = top_label(match(client, path))
-    assert label == "a rising chirp" and scores[label] > 0.5
+    result = match(any_client, path)
+    label, scores = top_label(result)
+    assert set(scores) == set(LABELS.splitlines())
+    src = f"{sr / 1000:g} kHz, {channels} channel{'s' if channels > 1 else ''}"
+    assert f"3.0 s ({src}) → mono {APPS[app]['rate']}" in result[1]
+    if app == "tiny":  # what the tiny bundle recognises
+        assert label == "a rising chirp" and scores[label] > 0.5
 
 
-def test_big_endian_and_flac(client, tmp_path):
-    path = write(tmp_path / "be.aiff", sound("noise", "white"), fmt="AIFF")  # AIFF is big-endian PCM
-    assert top_label(match(client, path))[0] == "a burst of white noise"
-    path = write(tmp_path / "tone.flac", sound("tone", "low sine"), fmt="FLAC")
-    assert top_label(match(client, path))[0] == "a low sine tone"
+def test_big_endian_and_flac(any_client, app, tmp_path):
+    aiff = write(tmp_path / "be.aiff", sound("noise", "white"), fmt="AIFF")  # AIFF is big-endian PCM
+    flac = write(tmp_path / "tone.flac", sound("tone", "low sine"), fmt="FLAC")
+    labels = [top_label(match(any_client, p))[0] for p in (aiff, flac)]
+    if app == "tiny":
+        assert labels == ["a burst of white noise", "a low sine tone"]
 
 
 @pytest.mark.parametrize("path", SCIPY_WAVS, ids=lambda p: p.name)
-def test_scipy_wav_corpus_gets_a_result_or_a_clear_message(client, path):
+def test_scipy_wav_corpus_gets_a_result_or_a_clear_message(any_client, path):
     reason = next((msg for key, msg in UNREADABLE.items() if key in path.name), None)
     if reason is None:
-        label, scores = top_label(match(client, path))
-        assert len(scores) == 4 and abs(sum(scores.values()) - 1) < 1e-3
+        label, scores = top_label(match(any_client, path))
+        assert len(scores) == 4
     else:
         with pytest.raises(AppError, match=reason):
-            match(client, path)
+            match(any_client, path)
 
 
-def test_broken_uploads_are_clear_errors_and_the_server_keeps_serving(client, tmp_path):
+def test_broken_uploads_are_clear_errors_and_the_server_keeps_serving(any_client, app, tmp_path):
+    client = any_client
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     with pytest.raises(AppError, match="empty"):
@@ -116,23 +154,38 @@ def test_broken_uploads_are_clear_errors_and_the_server_keeps_serving(client, tm
     fake_mp3.write_bytes(b"\xff\xfb\x90\x00" + bytes(range(256)) * 8)
     with pytest.raises(AppError, match="not a readable audio file"):
         match(client, fake_mp3)
-    assert top_label(match(client, good))[0] == "a falling chirp"
+    headerless = tmp_path / "raw.wav"  # PCM samples with no RIFF header, as some recorders dump them
+    headerless.write_bytes((sound("chirp", "falling") * 32767).astype("<i2").tobytes())
+    with pytest.raises(AppError, match="not a readable audio file"):
+        match(client, headerless)
+    label, _ = top_label(match(client, good))
+    if app == "tiny":
+        assert label == "a falling chirp"
 
 
-def test_silent_nan_and_overlong_clips_still_give_results(client, tmp_path):
+def test_silent_nan_and_overlong_clips_give_results_with_warnings(any_client, app, tmp_path):
     silent = write(tmp_path / "silence.wav", np.zeros(SR, np.float32))
-    assert len(top_label(match(client, silent))[1]) == 4
+    result, warnings = match_warned(any_client, silent)
+    assert len(top_label(result)[1]) == 4
+    assert any("'silence.wav' is silent" in w for w in warnings), warnings
     wave = sound("chirp", "rising")
     wave[:200] = np.nan  # a damaged stretch, as a broken float recorder writes
     wave[8000:8010] = np.inf
     nan = write(tmp_path / "nan.wav", wave, subtype="FLOAT")
-    assert top_label(match(client, nan))[0] == "a rising chirp"
+    result, warnings = match_warned(any_client, nan)
+    assert any("210 invalid (NaN/infinite) samples" in w for w in warnings), warnings
+    label, _ = top_label(result)
+    if app == "tiny":
+        assert label == "a rising chirp"
     long = write(tmp_path / "long.wav", np.tile(sound("noise", "white", 4.0), 18)[:: 2], 8000)  # 72 s at 8 kHz
-    summary = match(client, long)[1]
-    assert "60.0 s" in summary and "29 window(s)" in summary
+    result, warnings = match_warned(any_client, long)
+    top_label(result)
+    assert "60.0 s" in result[1] and f"{APPS[app]['windows_60s']} window(s)" in result[1]
+    assert any("longer than 60 s; only the first 60 s are used" in w for w in warnings), warnings
 
 
-def test_label_list_problems(client, tmp_path):
+def test_label_list_problems(any_client, tmp_path):
+    client = any_client
     path = write(tmp_path / "c.wav", sound("chirp", "rising"))
     with pytest.raises(AppError, match="at least one label"):
         match(client, path, labels="\n  \n")
@@ -142,6 +195,10 @@ def test_label_list_problems(client, tmp_path):
         match(client, path, templates="the sound of")
     with pytest.raises(AppError, match="Upload or record"):
         client.predict(None, LABELS, "", api_name="/match_audio")
+    ranked, _, _, _, table = match(client, path, labels="\n".join(f"label {i}" for i in range(100)))
+    assert len(ranked["confidences"]) == 10  # the most the page shows; the whole ranking is in the table
+    assert sorted(row[1] for row in table["data"]) == sorted(f"label {i}" for i in range(100))
+    assert abs(sum(row[2] for row in table["data"]) - 1) < 1e-2  # rounded to 4 places each
 
 
 def test_search_default_gallery_plays_the_best_match(client):
@@ -173,12 +230,41 @@ def test_search_uploaded_sounds_and_zip(client, tmp_path):
             zf.write(f, f"clips/{f.name}")
     table, *_ = client.predict("a rising chirp", 3, [handle_file(str(z))], api_name="/search_audio")
     assert table["data"][0][1] == "up.wav"
+
+
+def test_bad_galleries_and_queries_are_refused_or_skipped(any_client, tmp_path):
+    client = any_client
+    good = write(tmp_path / "chirp.wav", sound("chirp", "rising", 2.0))
+    long = write(tmp_path / "long.wav", np.tile(sound("noise", "white", 4.0), 10), SR)  # 40 s, over 30 s
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio\n" * 50)
+    (table, *players), warnings = predict_with_warnings(
+        client, "a rising chirp", 5, [handle_file(str(f)) for f in (good, long, empty, text)], api_name="/search_audio")
+    assert sorted(row[1] for row in table["data"]) == ["chirp.wav", "long.wav"]
+    assert [p["visible"] for p in players] == [True, True, False]
+    assert sf.info(players[1]["value"]).duration <= 30.0 + 1e-3  # the player has what was searched
+    assert any("Skipped 2 unreadable sound(s)" in w for w in warnings), warnings
+    assert any("'long.wav' is longer than 30 s" in w for w in warnings), warnings
+    with pytest.raises(AppError, match="None of the sounds could be read"):
+        client.predict("a rising chirp", 3, [handle_file(str(empty)), handle_file(str(text))],
+                       api_name="/search_audio")
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(AppError, match="not a valid zip"):
         client.predict("a rising chirp", 3, [handle_file(str(bad))], api_name="/search_audio")
+    with pytest.raises(AppError, match="(?i)invalid file type"):  # gradio checks the suffix itself
+        client.predict("a rising chirp", 3, [handle_file(str(write(tmp_path / "x.txt", sound("tone", "low sine"),
+                                                                         fmt="WAV")))], api_name="/search_audio")
     with pytest.raises(AppError, match="Type what to search"):
         client.predict("   ", 3, None, api_name="/search_audio")
+    with pytest.raises(AppError, match="at least one text"):
+        client.predict(handle_file(str(good)), " \n ", 3, api_name="/search_texts_by_audio")
+    with pytest.raises(AppError, match="Upload or record"):
+        client.predict(None, "a chirp", 3, api_name="/search_texts_by_audio")
+    table = client.predict(handle_file(str(good)), "a chirp\na hum", 2, api_name="/search_texts_by_audio")
+    assert sorted(row[1] for row in table["data"]) == ["a chirp", "a hum"]  # still serving
 
 
 def test_search_texts_by_audio(client, tmp_path):
@@ -186,5 +272,3 @@ def test_search_texts_by_audio(client, tmp_path):
     texts = "\n".join(S.sound_classes())
     table = client.predict(handle_file(str(path)), texts, 3, api_name="/search_texts_by_audio")
     assert table["data"][0][1] == "a series of fast clicks" and len(table["data"]) == 3
-    with pytest.raises(AppError, match="at least one text"):
-        client.predict(handle_file(str(path)), "", 3, api_name="/search_texts_by_audio")

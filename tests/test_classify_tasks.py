@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mmdemo.errors import MMDemoError
+from mmdemo.scores import softmax
 from mmdemo.tasks import classify as tasks
 from tests.helpers.datasets import write_dataset
 
@@ -276,6 +277,14 @@ def test_zero_shot_uses_audio_in_the_text_space(clip, audio, scene):
     labels = "a rising chirp\na falling chirp\na burst of white noise\na low sine tone\na major chord"
     z = tasks.zero_shot(None, None, row["audio"], labels, clip, audio, weights={"audio": 1})
     assert set(z.per_modality) == {"audio"} and len(z.labels) == 5
+    # One space: same prompts, fused at the CLIP's scale as ever; the audio alone at its own model's (Audio tab's).
+    z = tasks.zero_shot(row["image"], None, row["audio"], labels, clip, audio, weights={"image": 1, "audio": 3})
+    inputs = tasks.read_inputs(row["image"], None, row["audio"], audio_rate=audio.sample_rate)
+    cos_i = clip.encode_images([inputs.image])[0] @ clip.encode_texts(z.prompts).T
+    cos_a = audio.encode_waves([inputs.wave])[0] @ audio.encode_texts(z.prompts).T
+    assert z.audio_prompts == z.prompts and [r["score"] for r in z.labels] == pytest.approx(
+        sorted(softmax(clip.logit_scale * (cos_i + 3 * cos_a) / 4), reverse=True), abs=1e-6)
+    assert [r["score"] for r in z.per_modality["audio"]] == pytest.approx(softmax(audio.logit_scale * cos_a), abs=1e-6)
 
 
 # --------------------------------------------------------------------------- head files

@@ -1,7 +1,8 @@
 """Every handle kind, loaded through the registry from the built-in catalog (profile
 "tiny"), on every device torch reports: it satisfies its protocol in
 ``mmdemo.handles``, takes numpy/PIL in and hands back numpy on the CPU, of the right
-shapes, finite and normalised. A task function never has to know the device."""
+shapes, finite and normalised. A task function never has to know the device. The
+CLAP backend (transformers) comes from the test catalog's tiny random CLAP."""
 
 import numpy as np
 import pytest
@@ -26,6 +27,13 @@ def _devices() -> list[str]:
 def reg(request):
     registry = Registry(load_catalog(), device=request.param, profile="tiny")
     assert registry.device == request.param  # no silent fall-back to the CPU here
+    return registry
+
+
+@pytest.fixture(scope="module", params=_devices())
+def real_reg(request, test_catalog):
+    registry = Registry(load_catalog(test_catalog), device=request.param, profile="real")
+    assert registry.device == request.param
     return registry
 
 
@@ -98,6 +106,29 @@ def test_audio_handle(reg):
     _probabilities(audio.zero_shot(emb, texts), (3, 4))
     # Its text side came from the entry it requires, loaded by the registry.
     assert reg.is_loaded(reg.catalog.entry("tiny-audio").requires["text"])
+
+
+def test_clap_handle(real_reg, test_catalog):
+    from mmdemo.models.clap_backend import ClapHandle
+
+    clap = real_reg.get("dir-clap")
+    assert isinstance(clap, ClapHandle) and isinstance(clap, AudioHandle) and _on(clap, real_reg)
+    assert all(str(p.device).split(":")[0] == real_reg.device for p in clap.model.parameters())
+    rng = np.random.default_rng(0)
+    # Shorter than the 10 s window, and exactly one, in one batch and across batches.
+    waves = [(0.1 * rng.standard_normal(int(clap.sample_rate * s))).astype(np.float32) for s in (0.7, 10.0, 2.5)]
+    emb = clap.encode_waves(waves, batch_size=2)
+    _unit_rows(emb, 3)
+    texts = clap.encode_texts(TEXTS, batch_size=3)
+    _unit_rows(texts, 4)
+    assert emb.shape[1] == texts.shape[1] == clap.embed_dim
+    mel = clap.mel(waves[0])
+    assert isinstance(mel, np.ndarray) and mel.dtype == np.float32 and mel.ndim == 2 and np.isfinite(mel).all()
+    _probabilities(clap.zero_shot(emb, texts), (3, 4))
+    if real_reg.device != "cpu":  # the same numbers as on the CPU (TF32 convolutions allowed for)
+        cpu = Registry(load_catalog(test_catalog), device="cpu", profile="real").get("dir-clap")
+        np.testing.assert_allclose(emb, cpu.encode_waves(waves), atol=5e-3)
+        np.testing.assert_allclose(texts, cpu.encode_texts(TEXTS), atol=1e-3)
 
 
 def test_every_fusion_head_predicts_from_numpy(reg):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from mmdemo.cli.common import print_json
+from mmdemo.paths import REPO_DIR
 
 
 def _print(obj, as_json: bool) -> None:
@@ -24,22 +25,94 @@ def _print(obj, as_json: bool) -> None:
 def cmd_serve(args) -> int:
     import runpy
 
-    from mmdemo.paths import REPO_DIR
-
     sys.argv = ["app.py", *args.rest]
     runpy.run_path(str(REPO_DIR / "app.py"), run_name="__main__")
     return 0
 
 
+def _mb(mb: float | None) -> str:
+    if mb is None:
+        return "?"
+    return f"{mb / 1000:.2f} GB" if mb >= 1000 else f"{mb:.1f} MB" if mb < 100 else f"{mb:.0f} MB"
+
+
+def _params(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M" if n >= 1e7 else f"{n / 1e6:.2f} M"
+
+
+def _dim(name: str | None, dim: int | None) -> str:
+    return "-" if name is None else f"{name} ({dim}-d)" if dim else name
+
+
+def models_tables(catalog) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of the profiles, what each tab does with them and the entries:
+    what `python -m mmdemo models` prints, and (--markdown) the README's profiles section."""
+    from mmdemo.catalog import entry_summary, profile_summary
+
+    summaries = {n: profile_summary(catalog, n) for n in catalog.profiles}
+    profiles, tabs = [], []
+    for name, s in summaries.items():
+        slots = [n for n in (s["clip"], s["captioner"], s["audio"]) if n]
+        heads = f" + {len(s['fusion'])} fusion heads" if s["fusion"] else ""
+        where = "downloaded on first use" if s["downloads"] else "on disk"
+        profiles.append([name, ", ".join(dict.fromkeys(slots)) + heads, _params(s["params"]),
+                         f"{_mb(s['download_mb'])} {where}", _mb(s["memory_mb"]), s["advice"] or "?"])
+        image, audio, classify = (s["tabs"][t] for t in ("image", "audio", "classify"))
+        tabs.append([
+            name,
+            f"captions: {image['captions'] or '-'}; ranking and search: "
+            f"{_dim(image['ranking_and_search'], image['embed_dim'])}",
+            "-" if audio["model"] is None else
+            f"{audio['model']}: {(audio['sample_rate'] or 0) / 1000:g} kHz, {audio['window_s'] or 0:g} s windows",
+            f"image + text: {_dim(classify['image_text'], classify['image_text_dim'])}; audio: "
+            f"{_dim(classify['audio'], classify['audio_dim'])}; "
+            + (f"{classify['bundled_heads']} bundled heads" if classify["bundled_heads"] else "no bundled heads"),
+        ])
+    entries, heads = [], []
+    for name, spec in catalog.entries.items():
+        e = entry_summary(spec)
+        if spec.kind == "fusion":  # summed, not listed: there are many, and each is small
+            heads.append(e)
+            continue
+        download = _mb(e["download_mb"]) if e["downloads"] else "on disk"
+        entries.append([name, e["kind"], _params(e["params"]), download, _mb(e["memory_mb"]),
+                        e["weights"].replace(str(REPO_DIR) + "/", "")])
+    if heads:
+        known = [h for h in heads if h["params"] is not None and h["memory_mb"] is not None]
+        total = (sum(h["params"] for h in known), sum(h["memory_mb"] for h in known)) if len(known) == len(heads) \
+            else (None, None)
+        entries.append([f"{len(heads)} fusion heads", "fusion", _params(total[0]), "on disk", _mb(total[1]),
+                        "each listed by: python -m mmdemo models --json"])
+    return [("Profiles", ["profile", "models", "parameters", "download", "memory (fp32)", "device"], profiles),
+            ("What each tab does with them", ["profile", "Image", "Audio", "Classify (zero-shot and train your own)"],
+             tabs),
+            ("Entries", ["entry", "kind", "parameters", "download", "memory (fp32)", "weights"], entries)]
+
+
+def _render(tables, markdown: bool) -> str:
+    out = []
+    for title, header, rows in tables:
+        if markdown:
+            out += [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            out += ["| " + " | ".join(row) + " |" for row in rows]
+        else:
+            widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+            out += [title, *("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
 def cmd_models(args) -> int:
-    from mmdemo.catalog import load_catalog
+    from mmdemo.catalog import entry_summary, load_catalog, profile_summary
 
     cat = load_catalog(args.catalog)
-    rows = {"profiles": {n: {"clip": p.clip, "captioner": p.captioner, "audio": p.audio, "fusion": list(p.fusion)}
-                         for n, p in cat.profiles.items()},
-            "models": {n: {"kind": s.kind, "weights": s.weights_source, "description": s.description}
-                       for n, s in cat.entries.items()}}
-    _print(rows, args.json)
+    if args.json:
+        print_json({"profiles": {n: profile_summary(cat, n) for n in cat.profiles},
+                    "models": {n: entry_summary(s) for n, s in cat.entries.items()}})
+    else:
+        print(_render(models_tables(cat), markdown=args.markdown), end="")
     return 0
 
 
@@ -79,9 +152,10 @@ def register(sub) -> None:
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_serve)
 
-    s = sub.add_parser("models", help="list catalog entries and profiles")
+    s = sub.add_parser("models", help="list profiles (models, sizes, what each tab does) and catalog entries")
     s.add_argument("--catalog", type=Path)
     s.add_argument("--json", action="store_true")
+    s.add_argument("--markdown", action="store_true", help="markdown tables (the README's profiles section)")
     s.set_defaults(func=cmd_models)
 
     s = sub.add_parser("build-tiny", help="train the embedded tiny bundle from nothing (about 50 min on 2 CPU cores)")

@@ -18,6 +18,7 @@ as numpy on the CPU.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -51,6 +52,11 @@ class ClapHandle:
         # Clips and texts share CLAP's own space, not a CLIP's (fusion heads ask).
         self.space = model_id
         self.embed_dim = int(model.config.projection_dim)
+        # The text model's position table bounds a text, whatever the tokenizer says (one saved
+        # without model_max_length claims 10**30): RoBERTa's positions start past the padding id.
+        text_cfg = model.config.text_config
+        positions = int(text_cfg.max_position_embeddings) - int(text_cfg.pad_token_id or 0) - 1
+        self.max_text_tokens = min(int(self.tokenizer.model_max_length), positions)
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
@@ -74,6 +80,8 @@ class ClapHandle:
         """L2-normalised embeddings [N, D] of mono clips at ``sample_rate`` (one window each)."""
         if not len(waves):
             raise MMDemoError("audio_empty", "No audio to encode.")
+        if any(np.size(w) == 0 for w in waves):  # the extractor's repeat-padding divides by the length
+            raise MMDemoError("audio_empty", "An audio clip to encode has no samples.")
         out = []
         with torch.inference_mode():
             for start in range(0, len(waves), batch_size):
@@ -87,7 +95,7 @@ class ClapHandle:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 tokens = self.tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
-                                        return_tensors="pt")
+                                        max_length=self.max_text_tokens, return_tensors="pt")
                 tokens = {k: v.to(self.device) for k, v in tokens.items()}
                 emb = self.model.get_text_features(**tokens).pooler_output
                 out.append(F.normalize(emb.float(), dim=-1).cpu().numpy())
@@ -106,11 +114,31 @@ def _fit_truncation(model, feature_extractor) -> None:
         feature_extractor.truncation = "rand_trunc"
 
 
+def _offline_and_uncached(repo_id: str) -> bool:
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not constants.is_offline_mode():
+        return False
+    try:
+        return not isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id: from_pretrained says so, in its own words
+        return False
+
+
 def load_clap(spec: EntrySpec, device: str, deps: dict | None = None) -> ClapHandle:
     source = require_weights(spec, CLAP_SOURCES)
     from transformers import ClapModel, ClapProcessor
 
     where = f"{source.kind}:{source.location}"
+    # transformers reads a path that is not a folder as a hub repo id: a mistyped
+    # "local-dir:models/clap" would download (or fail with a message about repo names).
+    if source.kind == LOCAL_DIR and not Path(source.location).is_dir():
+        raise MMDemoError("weights_not_found", f"CLAP folder for {spec.name!r} not found: {source.location} "
+                                               "(local-dir: takes a folder written by save_pretrained).")
+    if source.kind == HUB and _offline_and_uncached(source.location):
+        raise MMDemoError("weights_not_found", f"Could not load CLAP model {spec.name!r} from {where}: it is not "
+                                               "in the Hugging Face cache and HF_HUB_OFFLINE is set (unset it, "
+                                               "on a machine with the network, to download it once).")
     with _LOAD_LOCK:
         try:
             processor = ClapProcessor.from_pretrained(source.location)

@@ -1,9 +1,18 @@
 """Fusion heads: small modules over frozen encoder features, one interface, made by name.
 
-Inputs: ``feats`` = {modality: [B, D]} pooled, L2-normalised embeddings (same D),
-and optionally ``tokens`` = {modality: [B, L, Dm]} token features (attention uses
-them). Output: logits [B, C]. ``explain`` returns what a person can look at: the
-modality weights, gates or attention maps.
+Inputs: ``feats`` = {modality: [B, D_m]} pooled, L2-normalised embeddings, and
+optionally ``tokens`` = {modality: [B, L, W_m]} token features (attention uses them).
+Output: logits [B, C]. ``explain`` returns what a person can look at: the modality
+weights, gates or attention maps.
+
+Each modality has its own dimension (``dims``) and embedding space (``spaces``: the
+model id of the space its vectors live in). A raw elementwise product ``x_i * x_j``
+is a diagonal bilinear form that starts at cosine agreement only when both vectors
+live in one space (the tiny bundle: its audio was trained into tiny-clip's text
+space); between spaces (a CLIP and a CLAP) it is noise, so heads build it only for
+same-space, same-dim pairs and rely on learned projections for the others. Without
+``dims``/``spaces`` (every head file written before they existed) each modality is
+``embed_dim`` wide and all share one space, exactly as those heads were trained.
 """
 
 from __future__ import annotations
@@ -31,15 +40,43 @@ class FusionHead(nn.Module):
     kind = ""
     uses_tokens = False
 
-    def __init__(self, *, modalities, embed_dim, num_classes, hidden=256, token_dims=None, dropout=0.1):
+    def __init__(self, *, modalities, num_classes, embed_dim=None, hidden=256, token_dims=None, dropout=0.1,
+                 dims=None, spaces=None):
         super().__init__()
         self.modalities = tuple(modalities)
-        self._config = dict(kind=self.kind, modalities=list(self.modalities), embed_dim=int(embed_dim),
+        missing = [m for m in self.modalities if m not in (dims or {})]
+        if missing and embed_dim is None:
+            raise ValueError(f"no dimension for {missing}: give embed_dim or dims")
+        if spaces is not None and any(m not in spaces for m in self.modalities):
+            raise ValueError("spaces must name every modality's space")
+        self.dims = {m: int((dims or {}).get(m, embed_dim or 0)) for m in self.modalities}
+        self.spaces = {m: str(spaces[m]) if spaces is not None else "" for m in self.modalities}
+        self._config = dict(kind=self.kind, modalities=list(self.modalities),
+                            embed_dim=None if embed_dim is None else int(embed_dim),
                             num_classes=int(num_classes), hidden=int(hidden),
                             token_dims=dict(token_dims or {}), dropout=float(dropout))
+        # Written only when given, so a head built like the bundled ones has their config.
+        if dims is not None:
+            self._config["dims"] = dict(self.dims)
+        if spaces is not None:
+            self._config["spaces"] = dict(self.spaces)
+        self.raw_pairs: list[tuple[str, str]] = []  # modality pairs multiplied elementwise, raw
 
     def config(self) -> dict:
         return json.loads(json.dumps(self._config))
+
+    def _d(self, i: int) -> int:
+        return self.dims[self.modalities[i]]
+
+    def _comparable(self, i: int, j: int) -> bool:
+        """Whether x_i * x_j means agreement: one space, one dimension."""
+        a, b = self.modalities[i], self.modalities[j]
+        return self.spaces[a] == self.spaces[b] and self.dims[a] == self.dims[b]
+
+    def _note_raw(self, pairs) -> list[tuple[int, int]]:
+        pairs = list(pairs)
+        self.raw_pairs = [(self.modalities[i], self.modalities[j]) for i, j in pairs]
+        return pairs
 
     def _vectors(self, feats) -> list[torch.Tensor]:
         missing = [m for m in self.modalities if m not in feats]
@@ -60,7 +97,7 @@ class WeightedSumHead(FusionHead):
     def __init__(self, **kw):
         super().__init__(**kw)
         c = self._config
-        self.proj = nn.ModuleList(nn.Linear(c["embed_dim"], c["hidden"]) for _ in self.modalities)
+        self.proj = nn.ModuleList(nn.Linear(self.dims[m], c["hidden"]) for m in self.modalities)
         self.weights = nn.Parameter(torch.zeros(len(self.modalities)))
         self.out = _mlp(c["hidden"], c["hidden"], c["num_classes"], c["dropout"])
 
@@ -81,7 +118,7 @@ class ConcatHead(FusionHead):
     def __init__(self, **kw):
         super().__init__(**kw)
         c = self._config
-        self.out = _mlp(c["embed_dim"] * len(self.modalities), c["hidden"], c["num_classes"], c["dropout"])
+        self.out = _mlp(sum(self.dims.values()), c["hidden"], c["num_classes"], c["dropout"])
 
     def forward(self, feats, tokens=None):
         return self.out(torch.cat(self._vectors(feats), dim=-1))
@@ -95,21 +132,21 @@ class BilinearHead(FusionHead):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        c = self._config
-        self.proj = nn.ModuleList(nn.Linear(c["embed_dim"], c["hidden"]) for _ in self.modalities)
-        self.pair = nn.ModuleList(nn.Linear(c["embed_dim"], c["hidden"]) for _ in self.modalities)
-        n_pairs = len(self.modalities) * (len(self.modalities) - 1) // 2
-        self.out = _mlp((c["hidden"] + c["embed_dim"]) * n_pairs + c["hidden"], c["hidden"], c["num_classes"],
-                        c["dropout"])
+        c, n = self._config, len(self.modalities)
+        self.proj = nn.ModuleList(nn.Linear(self.dims[m], c["hidden"]) for m in self.modalities)
+        self.pair = nn.ModuleList(nn.Linear(self.dims[m], c["hidden"]) for m in self.modalities)
+        self._pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        self._raw = self._note_raw((i, j) for i, j in self._pairs if self._comparable(i, j))
+        self.out = _mlp(c["hidden"] * len(self._pairs) + sum(self._d(i) for i, _ in self._raw) + c["hidden"],
+                        c["hidden"], c["num_classes"], c["dropout"])
 
     def forward(self, feats, tokens=None):
         xs = self._vectors(feats)
         a = [p(x) for p, x in zip(self.pair, xs)]
-        # Every pair's elementwise product (a rank-`hidden` bilinear form), plus the sum.
-        pairs = [(i, j) for i in range(len(a)) for j in range(i + 1, len(a))]
-        # The raw products x_i * x_j start the head at cosine-like agreement (a diagonal
-        # bilinear form); the learned low-rank products refine it.
-        prods = [a[i] * a[j] for i, j in pairs] + [xs[i] * xs[j] for i, j in pairs]
+        # Every pair's learned elementwise product (a rank-`hidden` bilinear form), plus the sum.
+        # Same-space pairs also get the raw product x_i * x_j: it starts the head at cosine-like
+        # agreement (a diagonal bilinear form), which the learned products refine.
+        prods = [a[i] * a[j] for i, j in self._pairs] + [xs[i] * xs[j] for i, j in self._raw]
         total = sum(p(x) for p, x in zip(self.proj, xs))
         return self.out(torch.cat(prods + [total], dim=-1))
 
@@ -121,11 +158,14 @@ class GatedHead(FusionHead):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        c = self._config
+        c, h = self._config, self._config["hidden"]
         m = len(self.modalities)
-        self.proj = nn.ModuleList(nn.Linear(c["embed_dim"], c["hidden"]) for _ in self.modalities)
-        self.gate = nn.Linear(c["embed_dim"] * m, m)
-        self.out = _mlp(c["hidden"] + c["embed_dim"] * m, c["hidden"], c["num_classes"], c["dropout"])
+        self.proj = nn.ModuleList(nn.Linear(self.dims[k], h) for k in self.modalities)
+        self.gate = nn.Linear(sum(self.dims.values()), m)
+        self._raw = [j for _, j in self._note_raw((0, j) for j in range(1, m) if self._comparable(0, j))]
+        self._learned = [j for j in range(1, m) if j not in self._raw]
+        self.out = _mlp(h + sum(self._d(j) for j in self._raw) + h * len(self._learned) + self._d(0), h,
+                        c["num_classes"], c["dropout"])
 
     def _gates(self, xs):
         return torch.sigmoid(self.gate(torch.cat(xs, dim=-1)))
@@ -133,9 +173,12 @@ class GatedHead(FusionHead):
     def forward(self, feats, tokens=None):
         xs = self._vectors(feats)
         g = self._gates(xs)
-        fused = sum(g[:, i:i + 1] * torch.tanh(p(x)) for i, (p, x) in enumerate(zip(self.proj, xs)))
-        # Products with the text vector let gates act on agreement, not just presence.
-        return self.out(torch.cat([fused] + [x * xs[0] for x in xs[1:]] + [xs[0]], dim=-1))
+        t = [torch.tanh(p(x)) for p, x in zip(self.proj, xs)]
+        fused = sum(g[:, i:i + 1] * t[i] for i in range(len(xs)))
+        # Products with the first modality's vector let gates act on agreement, not just
+        # presence: raw within one space, of the learned projections across spaces.
+        agree = [xs[j] * xs[0] for j in self._raw] + [t[j] * t[0] for j in self._learned]
+        return self.out(torch.cat([fused] + agree + [xs[0]], dim=-1))
 
     def explain(self, feats, tokens=None):
         with torch.no_grad():
@@ -155,13 +198,18 @@ class AttentionHead(FusionHead):
         h = c["hidden"]
         self.query_modality = "text" if "text" in self.modalities else self.modalities[0]
         self.kv_modalities = [m for m in self.modalities if m != self.query_modality]
-        dims = {m: c["token_dims"].get(m, c["embed_dim"]) for m in self.kv_modalities}
-        self.kv_proj = nn.ModuleDict({m: nn.Linear(d, h) for m, d in dims.items()})
-        self.kv_pooled = nn.ModuleDict({m: nn.Linear(c["embed_dim"], h) for m in self.kv_modalities})
+        token_dims = {m: c["token_dims"].get(m, self.dims[m]) for m in self.kv_modalities}
+        self.kv_proj = nn.ModuleDict({m: nn.Linear(d, h) for m, d in token_dims.items()})
+        self.kv_pooled = nn.ModuleDict({m: nn.Linear(self.dims[m], h) for m in self.kv_modalities})
         self.type_emb = nn.Parameter(torch.zeros(len(self.kv_modalities), h))
-        self.q_proj = nn.Linear(c["embed_dim"], h)
+        self.q_proj = nn.Linear(self.dims[self.query_modality], h)
         self.attn = nn.MultiheadAttention(h, 4, batch_first=True)
-        self.out = _mlp(h * 2 + c["embed_dim"] * (2 * len(self.modalities) - 1), h, c["num_classes"], c["dropout"])
+        qi = self.modalities.index(self.query_modality)
+        # att * q is the learned query-key product for every modality; raw ones within a space only.
+        self._raw = [j for _, j in self._note_raw((qi, j) for j in range(len(self.modalities))
+                                                  if j != qi and self._comparable(qi, j))]
+        self.out = _mlp(h * 2 + sum(self.dims.values()) + sum(self._d(j) for j in self._raw), h,
+                        c["num_classes"], c["dropout"])
 
     def _keys(self, feats, tokens):
         seqs, names = [], []
@@ -184,7 +232,7 @@ class AttentionHead(FusionHead):
     def forward(self, feats, tokens=None):
         xs, q, att, _, _ = self._attend(feats, tokens)
         qi = self.modalities.index(self.query_modality)
-        agree = [xs[qi] * x for i, x in enumerate(xs) if i != qi]
+        agree = [xs[qi] * xs[j] for j in self._raw]
         return self.out(torch.cat([q, att * q] + xs + agree, dim=-1))
 
     def explain(self, feats, tokens=None):

@@ -97,8 +97,10 @@ def train_heads(features: FeatureSet, kinds: list[str], *, epochs: int = 30, lr:
     for kind in kinds:
         started = time.perf_counter()
         torch.manual_seed(seed)
-        head = create_head(kind, modalities=tuple(features.pooled), embed_dim=features.embed_dim,
-                           num_classes=len(features.label_names), hidden=hidden, token_dims=token_dims)
+        # Each modality's own width and space: raw products only where vectors share one.
+        head = create_head(kind, modalities=tuple(features.pooled), dims=features.dims,
+                           spaces=dict(features.spaces) or None, num_classes=len(features.label_names),
+                           hidden=hidden, token_dims=token_dims)
         opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
         gen = torch.Generator().manual_seed(seed)
         best, best_state, best_epoch, bad, history = float("inf"), None, 0, 0, []

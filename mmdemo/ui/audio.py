@@ -1,7 +1,7 @@
 """The Audio tab: match a clip against text, search sounds by text and texts by sound.
 
 Handlers call mmdemo.tasks.audio and only format its results (plotly figures,
-tables, players). The audio model comes from ``registry.for_slot("audio")`` and
+tables, players). The audio model comes from ``registry.for_slot("audio", lazy=True)`` and
 is used only through the AudioHandle interface, so another audio-text backend
 plugs in without changes here.
 """
@@ -178,7 +178,7 @@ def build(registry, settings) -> None:
 
         @user_errors
         def match(clip, labels, templates):
-            audio = registry.for_slot("audio")
+            audio = registry.for_slot("audio", lazy=True)
             m = tasks.match_audio(clip, labels, audio, templates=templates)
             warn_all(m.notices)
             ranked = {r["label"]: r["score"] for r in m.labels}
@@ -186,7 +186,7 @@ def build(registry, settings) -> None:
 
         @user_errors
         def search_sounds(query, k, files, progress=gr.Progress()):
-            audio = registry.for_slot("audio")
+            audio = registry.for_slot("audio", lazy=True)
             with galleries.searched(files, audio, progress) as gallery:
                 hits = tasks.search_gallery(gallery, query, audio, k=int(k))
                 # Players now: extracted zip members are gone once this returns.
@@ -200,7 +200,7 @@ def build(registry, settings) -> None:
 
         @user_errors
         def search_texts(clip, texts, k):
-            audio = registry.for_slot("audio")
+            audio = registry.for_slot("audio", lazy=True)
             res = tasks.search_texts_by_audio(clip, texts, audio, k=int(k))
             warn_all(res.notices)
             return [[i + 1, h["label"], round(h["score"], 4)] for i, h in enumerate(res.hits)]

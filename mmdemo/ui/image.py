@@ -1,8 +1,8 @@
 """The Image tab: caption an image, rank captions, search images by text and texts by image.
 
 Handlers call mmdemo.tasks.image and only format its results (plotly figures,
-tables, galleries). Models come from ``registry.for_slot("clip")`` and
-``registry.for_slot("captioner")`` and are used only through their handles, so a
+tables, galleries). Models come from ``registry.for_slot("clip", lazy=True)`` and
+``registry.for_slot("captioner", lazy=True)`` and are used only through their handles, so a
 real open_clip pair plugs in without changes here.
 
 Listeners that take an image run with ``preprocess=False``: gradio's own image
@@ -251,22 +251,22 @@ def build(registry, settings) -> None:
         @user_errors
         def caption(image, method, num_beams, max_length, temperature, top_k, top_p, num_captions, seed):
             source, name = _image_source(image)
-            res = tasks.caption_image(source, registry.for_slot("captioner"), method=method, num_beams=num_beams,
-                                      max_length=max_length, temperature=temperature, top_k=top_k, top_p=top_p,
-                                      num_captions=num_captions, seed=seed, name=name)
+            res = tasks.caption_image(source, registry.for_slot("captioner", lazy=True), method=method,
+                                      num_beams=num_beams, max_length=max_length, temperature=temperature,
+                                      top_k=top_k, top_p=top_p, num_captions=num_captions, seed=seed, name=name)
             warn_all(res.notices)
             return "\n".join(res.captions), _notes(res.notices)
 
         @user_errors
         def rank(image, candidates):
             source, name = _image_source(image)
-            res = tasks.rank_captions(source, candidates, registry.for_slot("clip"), name=name)
+            res = tasks.rank_captions(source, candidates, registry.for_slot("clip", lazy=True), name=name)
             warn_all(res.notices)
             return {r["label"]: r["score"] for r in res.ranked}, rank_figure(res), _notes(res.notices)
 
         @user_errors
         def search_images(query, k, files, progress=gr.Progress()):
-            clip = registry.for_slot("clip")
+            clip = registry.for_slot("clip", lazy=True)
             with galleries.searched(files, clip, progress) as gallery:
                 res = tasks.search_images(gallery, query, clip, k=k)
                 # Thumbnails now: extracted zip members are gone once this returns.
@@ -279,7 +279,7 @@ def build(registry, settings) -> None:
 
         @user_errors
         def embedding_map(query, k, gallery):
-            clip = registry.for_slot("clip")
+            clip = registry.for_slot("clip", lazy=True)
             if gallery is None or gallery.model_id != clip.model_id:
                 gallery = galleries.default(clip)
             hits = tasks.search_images(gallery, query, clip, k=k).hits
@@ -290,7 +290,7 @@ def build(registry, settings) -> None:
         @user_errors
         def search_texts(image, texts, k):
             source, name = _image_source(image)
-            res = tasks.search_texts(source, texts, registry.for_slot("clip"), k=k, name=name)
+            res = tasks.search_texts(source, texts, registry.for_slot("clip", lazy=True), k=k, name=name)
             warn_all(res.notices)
             return [[i + 1, h["label"], round(h["score"], 4)] for i, h in enumerate(res.hits)], _notes(res.notices)
 
@@ -299,7 +299,7 @@ def build(registry, settings) -> None:
             source, _ = _image_source(image)
             extra = _file_sources(more)
             h = tasks.similarity_heatmap(([source] if source is not None else []) + extra, texts,
-                                         registry.for_slot("clip"))
+                                         registry.for_slot("clip", lazy=True))
             # The search already told about the main image and the texts; add what concerns the others.
             names = {Path(p).name for p in extra if isinstance(p, (str, Path))}
             warn_all([n for n in h.notices if getattr(n, "code", None) == "files_unreadable"

@@ -37,15 +37,21 @@ def summary(registry: Registry) -> str:
     return "\n\n".join(lines)
 
 
+def _first_choice(registry: Registry) -> str | None:
+    """The active profile's first model, so Load does something useful on a first click."""
+    p = registry.profile
+    return next((n for n in (p.clip, p.captioner, p.audio) if n), (registry.names() or [None])[0])
+
+
 def build(registry: Registry, settings=None) -> None:
     """Lay out the Models tab inside the current gr.Blocks context."""
-    with gr.Tab("Models", id="models"):
+    with gr.Tab("Models", id="models") as tab:
         info = gr.Markdown(summary(registry))
         table = gr.Dataframe(headers=COLUMNS, value=status_rows(registry), interactive=False,
                              label="Registry", wrap=True, max_height=2000,
                              column_widths=["16%", "8%", "8%", "6%", "7%", "9%", "8%", "6%", "22%", "10%"])
         with gr.Row():
-            choice = gr.Dropdown(registry.names(), value=(registry.names() or [None])[0], label="Model")
+            choice = gr.Dropdown(registry.names(), value=_first_choice(registry), label="Model")
             load_btn = gr.Button("Load", variant="primary")
             unload_btn = gr.Button("Unload")
             profile_btn = gr.Button("Load whole profile")
@@ -77,6 +83,8 @@ def build(registry: Registry, settings=None) -> None:
             return refresh()
 
         outputs = [table, info]
+        # The table was drawn when the app was built; opening the tab shows what is loaded now.
+        tab.select(refresh, None, outputs, api_name=False, queue=False)
         refresh_btn.click(refresh, None, outputs, api_name="models_status", queue=False)
         loading = load_btn.click(load, choice, outputs, api_name="load_model", concurrency_id=MODEL_CONCURRENCY_ID)
         # A failed load raises gr.Error; refresh anyway so the table shows the failure.

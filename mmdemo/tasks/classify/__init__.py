@@ -8,8 +8,8 @@ torch. The submodules, by job: :mod:`.datasets` (CSV, zip, generated), :mod:`.fe
 :mod:`.heads` (head files and the encoder check), :mod:`.apply` (classify, zero-shot).
 """
 
-from mmdemo.tasks.classify.apply import (DEFAULT_TEMPLATE, MODALITIES, Classification, Inputs, ZeroShotResult,
-                                         classify, read_inputs, zero_shot)
+from mmdemo.tasks.classify.apply import (AUDIO_TEMPLATE, DEFAULT_TEMPLATE, MODALITIES, Classification, Inputs,
+                                         ZeroShotResult, classify, read_inputs, zero_shot)
 from mmdemo.tasks.classify.datasets import (GENERATED_TASKS, MAX_AUDIO_SECONDS, MAX_CLASSES, MAX_IMAGE_PIXELS,
                                             MAX_LABEL_CHARS, MAX_ROWS, MAX_TEXT_CHARS, MAX_ZIP_BYTES, Dataset,
                                             LabeledExample, generated_dataset, load_dataset_upload, read_csv_dataset)
@@ -27,7 +27,7 @@ __all__ = [
     "check_training_options", "train_on_dataset", "TrainingJob", "TrainingJobs", "write_head", "save_trained_head",
     "import_head", "register_saved_heads", "resolve_head", "check_encoders", "read_inputs",
     "classify", "zero_shot", "head_name", "check_save_name", "generated_examples",
-    "GENERATED_TASKS", "HEAD_KINDS", "DEFAULT_EPOCHS", "DEFAULT_TEMPLATE", "MODALITIES", "FEATURE_BATCH",
-    "MAX_ROWS", "MAX_CLASSES", "MAX_LABEL_CHARS", "MAX_TEXT_CHARS", "MAX_ZIP_BYTES", "MAX_AUDIO_SECONDS",
-    "MAX_IMAGE_PIXELS",
+    "GENERATED_TASKS", "HEAD_KINDS", "DEFAULT_EPOCHS", "DEFAULT_TEMPLATE", "AUDIO_TEMPLATE", "MODALITIES",
+    "FEATURE_BATCH", "MAX_ROWS", "MAX_CLASSES", "MAX_LABEL_CHARS", "MAX_TEXT_CHARS", "MAX_ZIP_BYTES",
+    "MAX_AUDIO_SECONDS", "MAX_IMAGE_PIXELS",
 ]

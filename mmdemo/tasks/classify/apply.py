@@ -20,6 +20,7 @@ from mmdemo.tasks.classify.datasets import (MAX_AUDIO_SECONDS, MAX_CLASSES, MAX_
                                             MAX_TEXT_CHARS)
 
 DEFAULT_TEMPLATE = "a {}"
+AUDIO_TEMPLATE = "This is a sound of {}."  # for audio models in their own space: see audio_prompts
 MODALITIES = ("image", "text", "audio")
 
 
@@ -155,20 +156,44 @@ class ZeroShotResult:
     weights: dict[str, float]  # the weights used (normalised to sum 1)
     prompts: list[str]
     notices: list[str] = field(default_factory=list)
+    audio_prompts: list[str] = field(default_factory=list)  # what the audio was scored against, when it was
 
     def to_dict(self) -> dict:
         return {"labels": self.labels, "per_modality": self.per_modality, "weights": self.weights,
-                "prompts": self.prompts, "notices": self.notices}
+                "prompts": self.prompts, "audio_prompts": self.audio_prompts, "notices": self.notices}
+
+
+def shares_clip_space(audio, clip) -> bool:
+    """Whether clips land in the CLIP's own text space (the tiny encoder was trained
+    into it), rather than a space of their own (a CLAP)."""
+    return getattr(audio, "space", None) == clip.model_id
+
+
+def audio_prompts(prompts: list[str], names: list[str], audio, clip) -> list[str]:
+    """The texts audio is scored against. Audio in the CLIP's text space was trained
+    against that tower's prompts: it gets the same ones. Audio in its own space (a CLAP)
+    gets ``AUDIO_TEMPLATE``, the template LAION's CLAPs were trained and evaluated with
+    (and transformers' zero-shot audio pipeline uses): the template typed here is
+    written for the image-text model ("a photo of {}") and would mislead a sound model."""
+    if shares_clip_space(audio, clip):
+        return prompts
+    return [AUDIO_TEMPLATE.replace("{}", n) for n in names]
 
 
 def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: dict[str, float] | None = None,
               template: str = DEFAULT_TEMPLATE) -> ZeroShotResult:
     """Score typed labels against a weighted sum of the normalised modality embeddings.
 
-    Fused score of label l = sum_m w_m cos(e_m, t_l) with w normalised to sum 1, i.e.
-    the cosine of the weighted-sum embedding when every modality shares the text space
-    (the tiny audio encoder was trained into tiny-clip's text space); probabilities are
-    a softmax at the CLIP model's logit scale."""
+    Each modality is scored in its own space: image and text against the CLIP's text
+    embeddings of the prompts, audio against its own model's text tower (prompts: see
+    :func:`audio_prompts`). Per-modality probabilities are a softmax at that model's own
+    logit scale (the CLIP's for image and text, the audio model's for audio: CLAP's
+    differs from CLIP's). With w normalised to sum 1, the fused logit of label l is
+    ``scale_s * sum_{m in s} w_m cos(e_m, t_l)`` summed over spaces s: within one space,
+    the cosine of the weighted-sum embedding at that space's scale (for the tiny bundle,
+    whose audio was trained into tiny-clip's text space, everything is in the CLIP's space
+    at the CLIP's scale, as before); across spaces, each space's weighted logits add up
+    (a weighted product of the per-space distributions)."""
     names, notices = parse_text_lines(labels, what="labels", max_items=MAX_CLASSES, max_chars=MAX_LABEL_CHARS)
     template = (template or "").strip() or DEFAULT_TEMPLATE
     if template.count("{}") != 1:
@@ -192,18 +217,26 @@ def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: di
     for m in MODALITIES:
         if present[m] and w[m] == 0:
             notices.append(Notice("weight_zero", f"The {m} has weight 0 and does not count.", m))
-    label_emb = clip.encode_texts(prompts)
-    sims = {}
+    clip_scale = float(clip.logit_scale)
+    sims, scale = {}, {}
+    if "image" in used or "text" in used:
+        label_emb = clip.encode_texts(prompts)
     if "image" in used:
-        sims["image"] = clip.encode_images([inputs.image])[0] @ label_emb.T
+        sims["image"], scale["image"] = clip.encode_images([inputs.image])[0] @ label_emb.T, clip_scale
     if "text" in used:
-        sims["text"] = clip.encode_texts([inputs.text])[0] @ label_emb.T
+        sims["text"], scale["text"] = clip.encode_texts([inputs.text])[0] @ label_emb.T, clip_scale
+    a_prompts = []
     if "audio" in used:
-        sims["audio"] = audio.encode_waves([inputs.wave])[0] @ audio.encode_texts(prompts).T
+        a_prompts = audio_prompts(prompts, names, audio, clip)
+        sims["audio"] = audio.encode_waves([inputs.wave])[0] @ audio.encode_texts(a_prompts).T
+        scale["audio"] = float(audio.logit_scale)
     total = sum(used.values())
     norm_w = {m: used[m] / total for m in used}
-    fused = sum(norm_w[m] * sims[m] for m in used)
-    scale = float(clip.logit_scale)
-    per = {m: [{"label": n, "score": float(p)} for n, p in zip(names, softmax(scale * sims[m]))] for m in used}
-    return ZeroShotResult(ranked(softmax(scale * fused), names), per, {m: round(v, 4) for m, v in norm_w.items()},
-                          prompts, notices)
+    # The CLIP's space: the weighted-sum embedding's cosine at the CLIP's scale; a space of
+    # its own adds its weighted cosines at its own scale.
+    apart = [m for m in used if m == "audio" and not shares_clip_space(audio, clip)]
+    fused = clip_scale * sum(norm_w[m] * sims[m] for m in used if m not in apart)
+    fused = fused + sum(scale[m] * norm_w[m] * sims[m] for m in apart)
+    per = {m: [{"label": n, "score": float(p)} for n, p in zip(names, softmax(scale[m] * sims[m]))] for m in used}
+    return ZeroShotResult(ranked(softmax(fused), names), per, {m: round(v, 4) for m, v in norm_w.items()},
+                          prompts, notices, a_prompts)

@@ -95,6 +95,10 @@ def dataset_features(ds: Dataset, clip, audio=None, *, cache: FeatureCache | Non
     if cache is not None:
         hit = cache.get(key)
         if hit is not None:
+            if not hit.spaces:  # written before spaces were recorded: the key names the encoders
+                from mmdemo.features import encoder_spaces
+
+                hit.spaces = {m: s for m, s in encoder_spaces(clip, audio).items() if m in hit.pooled}
             return hit, True
     parts = []
     for s in range(0, len(ds), FEATURE_BATCH):

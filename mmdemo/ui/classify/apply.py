@@ -42,7 +42,7 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
     @user_errors
     def classify(head, image, text, audio):
         handle = tasks.resolve_head(registry, head)
-        res = tasks.classify(handle, image, text, audio, registry.for_slot("clip"),
+        res = tasks.classify(handle, image, text, audio, registry.for_slot("clip", lazy=True),
                              ctx.audio_for("audio" in handle.modalities))
         warn_all(res.notices)
         top = res.labels[0]

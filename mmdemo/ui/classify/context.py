@@ -54,7 +54,7 @@ class ClassifyContext:
 
     def audio_for(self, wanted: bool):
         """The profile's audio model where this request needs one (None otherwise)."""
-        return self.registry.for_slot("audio") if self.registry.profile.audio and wanted else None
+        return self.registry.for_slot("audio", lazy=True) if self.registry.profile.audio and wanted else None
 
 
 def default_head(names: list[str], task: str) -> str | None:

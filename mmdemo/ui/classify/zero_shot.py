@@ -39,11 +39,13 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
 
     @user_errors
     def zero_shot(image, text, audio, labels, template, w_image, w_text, w_audio):
-        z = tasks.zero_shot(image, text, audio, labels, registry.for_slot("clip"), ctx.audio_for(bool(audio)),
+        z = tasks.zero_shot(image, text, audio, labels, registry.for_slot("clip", lazy=True), ctx.audio_for(bool(audio)),
                             template=template, weights={"image": w_image, "text": w_text, "audio": w_audio})
         warn_all(z.notices)
         mix = ", ".join(f"{m} {w:.2f}" for m, w in z.weights.items())
         info = f"Weights used (normalised): {mix}. Prompts like “{z.prompts[0]}”."
+        if z.audio_prompts and z.audio_prompts[0] != z.prompts[0]:  # an audio model in its own space (CLAP)
+            info += f" The audio was scored against its own text model, with prompts like “{z.audio_prompts[0]}”."
         return {r["label"]: r["score"] for r in z.labels}, info, zero_shot_figure(z)
 
     inputs = [ui["image"], ui["text"], ui["audio"], ui["labels"], ui["template"], *ui["weights"]]
