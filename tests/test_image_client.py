@@ -6,7 +6,6 @@ input the server must still answer and the default gallery must search exactly
 as before: nothing already indexed is lost.
 """
 
-import base64
 import io
 import json
 import re
@@ -19,6 +18,8 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+
+from tests.helpers.outputs import plotly_traces
 
 DEFAULT_CAPTION = dict(method="beam", num_beams=3, max_length=20, temperature=1.0, top_k=10, top_p=0.9,
                        num_captions=1, seed=0)
@@ -82,21 +83,6 @@ def search(client, query, k=8, files=None):
 def search_texts(client, path, texts, k=5):
     table, notes = client.predict(handle_file(str(path)), texts, k, api_name="/search_texts")
     return [row[1] for row in table["data"]], notes
-
-
-def traces(plot):
-    """The traces of a plotly figure as it arrives over the API, typed arrays decoded."""
-
-    def decode(v):
-        if isinstance(v, dict) and "bdata" in v:
-            arr = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-            shape = v.get("shape")
-            return arr.reshape([int(n) for n in str(shape).split(",")]) if shape else arr
-        if isinstance(v, list):
-            return [decode(x) for x in v]
-        return v
-
-    return [{k: decode(v) for k, v in t.items()} for t in json.loads(plot["plot"])["data"]]
 
 
 def assert_still_serving(client, baseline):
@@ -187,7 +173,7 @@ def test_ranking_puts_the_true_caption_first(client, singles):
         assert len(scores) == 4 and sum(scores.values()) == pytest.approx(1, abs=1e-3)
         first += top == true
     assert first >= 0.8 * len(singles), f"true caption first for {first} of {len(singles)}"
-    bars = traces(plot)[0]
+    bars = plotly_traces(plot)[0]
     assert bars["type"] == "bar" and len(bars["y"]) == 4  # the ranked chart, best first
     assert list(bars["x"]) == sorted(bars["x"], reverse=True)
 
@@ -217,7 +203,7 @@ def test_search_images_by_text_finds_the_scene(client, singles, gallery):
 def test_embedding_map_places_the_query_among_the_gallery(client, gallery):
     search(client, "a red diamond", 5)
     plot = client.predict("a red diamond", 5, api_name="/embedding_map")
-    by_name = {t["name"]: t for t in traces(plot)}
+    by_name = {t["name"]: t for t in plotly_traces(plot)}
     assert {"gallery image", "top result", "query"} <= set(by_name)
     assert len(by_name["gallery image"]["x"]) + len(by_name["top result"]["x"]) == len(gallery)
     assert len(by_name["top result"]["x"]) == 5
@@ -244,7 +230,7 @@ def test_heatmap_of_several_images_and_texts(client, singles):
     texts = "\n".join(c for _, c, _, _ in chosen)
     plot = client.predict(handle_file(str(chosen[0][0])), [handle_file(str(p)) for p, *_ in chosen[1:]], texts,
                           api_name="/similarity_heatmap")
-    heat = traces(plot)[0]
+    heat = plotly_traces(plot)[0]
     z = np.asarray(heat["z"], float)
     assert heat["type"] == "heatmap" and z.shape == (4, 4)
     assert (z.argmax(axis=1) == np.arange(4)).sum() >= 3  # each scene closest to its own caption
@@ -263,7 +249,7 @@ def test_uploaded_photos_and_zip_are_searched_and_the_default_gallery_stays(clie
     assert [row[1] for row in table["data"]][0] == red.name and len(shown) == 2
     # The map now shows this session's uploaded gallery.
     plot = client.predict("a red diamond", 2, api_name="/embedding_map")
-    assert sum(len(t["x"]) for t in traces(plot) if t["name"] != "query") == 4
+    assert sum(len(t["x"]) for t in plotly_traces(plot) if t["name"] != "query") == 4
     z = tmp_path / "photos.zip"
     with zipfile.ZipFile(z, "w") as zf:
         for f in files:
@@ -441,5 +427,5 @@ def test_bad_zips_are_refused_and_nothing_indexed_is_lost(client, baseline, sing
         search(client, "a red diamond", 3, [write(tmp_path, "notes.txt", b"hello")])
     assert_still_serving(client, baseline)
     plot = client.predict("a red diamond", 5, api_name="/embedding_map")  # the map still has the examples
-    assert sum(len(t["x"]) for t in traces(plot) if t["name"] != "query") == len(
+    assert sum(len(t["x"]) for t in plotly_traces(plot) if t["name"] != "query") == len(
         [p for p in singles[0][0].parent.iterdir() if p.suffix == ".png"])
