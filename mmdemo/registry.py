@@ -307,16 +307,22 @@ class Registry:
 
 
 class LazyHandle:
-    """Stands for a registry entry's handle; the first attribute read loads it (once, as
-    :meth:`Registry.get` does) and every read goes to the loaded handle."""
+    """Stands for a registry entry's handle for one request: the first attribute read
+    loads it (once, as :meth:`Registry.get` does) and keeps it, so a memory budget that
+    evicts it meanwhile can't make one request load it twice. ``model_id`` is the
+    catalog's and loads nothing (tasks compare it before they need the model)."""
 
-    __slots__ = ("_registry", "_name")
+    __slots__ = ("_registry", "_name", "_handle")
 
     def __init__(self, registry: Registry, name: str):
-        self._registry, self._name = registry, name
+        self._registry, self._name, self._handle = registry, name, None
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(self._registry.get(self._name), attr)
+        if attr == "model_id" and self._handle is None:
+            return self._registry.catalog.entry(self._name).model_id
+        if self._handle is None:
+            self._handle = self._registry.get(self._name)
+        return getattr(self._handle, attr)
 
     def __repr__(self) -> str:
         return f"LazyHandle({self._name!r})"

@@ -48,8 +48,9 @@ SLOW_TESTS = {
         "test_unreadable_images_are_clear_errors_on_every_endpoint",  # 7 x 0.75 s
     },
     "test_audio_client.py": {"test_example_clip_is_eight_seconds_of_two_sounds"},  # 2.9 s
-    "test_models_cli.py": {"test_tiny_entries_facts_match_the_loaded_models"},  # ~9 s: loads the tiny models
-    "test_clap_backend.py": {"test_import_and_building_the_app_on_the_real_profile_import_no_transformers"},  # 9-17 s
+    "test_models_cli.py": {"test_tiny_entries_facts_match_the_loaded_models",  # ~9 s: loads the tiny models
+                           "test_real_entries_facts_match_their_architectures_built_with_random_weights"},  # 3-6 s
+    "test_clap_backend.py": {"test_import_and_building_the_app_on_real_profiles_import_no_transformers"},  # 9-17 s
 }
 # Fixtures that cost more than ~5 s once: every test that uses one is slow.
 SLOW_FIXTURES = {

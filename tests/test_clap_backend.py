@@ -330,14 +330,16 @@ def test_a_fused_model_keeps_its_fusion_truncation():
 # --------------------------------------------------------------------------- start-up stays light
 
 
-def test_import_and_building_the_app_on_the_real_profile_import_no_transformers(test_catalog, tmp_path):
+def test_import_and_building_the_app_on_real_profiles_import_no_transformers(test_catalog, tmp_path):
     code = (
         "import sys\n"
         "import mmdemo\n"
         "assert 'transformers' not in sys.modules and 'torch' not in sys.modules\n"
         "from mmdemo.settings import Settings\n"
         "from mmdemo.ui.app import build_demo\n"
-        f"build_demo(Settings(profile='real', catalog={str(test_catalog)!r}, device='cpu', "
+        # The test profile of random real backends, and the two built-in real profiles as users run them.
+        f"for profile in ('real', 'vit-b-32', 'vit-l-14'):\n"
+        f"    build_demo(Settings(profile=profile, catalog={str(test_catalog)!r}, device='cpu', "
         f"cache_dir={str(tmp_path)!r}))\n"
         "heavy = sorted(m for m in ('transformers', 'open_clip') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
@@ -345,3 +347,32 @@ def test_import_and_building_the_app_on_the_real_profile_import_no_transformers(
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True,
                          text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_a_clip_longer_than_the_window_embeds_the_same_every_time(clap):
+    """Classify hands whole clips (up to 30 s) to encode_waves: CLAP's extractor would crop
+    them at a random offset, so the same clip scored differently on every click."""
+    wave = _clip(25.0, seed=11)
+    first, again = clap.encode_waves([wave]), clap.encode_waves([wave])
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(first, clap.encode_waves([wave[: 10 * 48000]]), atol=1e-6)  # its first window
+    assert np.abs(first - clap.encode_waves([wave[-10 * 48000:]])).max() > 1e-4  # not just any window
+
+
+def test_big_batches_are_capped_and_give_the_same_embeddings(clap):
+    waves = [_clip(1.0 + 0.1 * i, seed=i) for i in range(20)]
+    np.testing.assert_allclose(clap.encode_waves(waves, batch_size=128), clap.encode_waves(waves, batch_size=1),
+                               atol=1e-5)
+
+
+def test_a_half_precision_checkpoint_loads_in_float32_and_works(tiny_files, tmp_path):
+    from transformers import ClapModel, ClapProcessor
+
+    folder = tmp_path / "fp16-clap"
+    ClapModel.from_pretrained(str(tiny_files["clap_dir"])).half().save_pretrained(str(folder))
+    ClapProcessor.from_pretrained(str(tiny_files["clap_dir"])).save_pretrained(str(folder))
+    handle = _extra_catalog(tmp_path, f'[models.half-clap]\nkind = "audio"\nbackend = "clap"\n'
+                                      f'arch = "local-dir:{folder}"\n').get("half-clap")
+    assert {p.dtype for p in handle.model.parameters()} == {torch.float32}
+    emb = handle.encode_waves([_clip(2.0, seed=3)])
+    assert emb.dtype == np.float32 and np.isfinite(emb).all()

@@ -210,3 +210,27 @@ def test_models_with_a_bad_catalog_exits_2_with_the_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "error: Catalog entry 'bad-clip': params must be a positive whole number, not 'lots'." in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("entry", ["ViT-B-32/laion2b", "clap-htsat-unfused"])
+def test_real_entries_facts_match_their_architectures_built_with_random_weights(entry):
+    """The table's parameter counts and widths are the architectures', not copied numbers:
+    rebuilt here offline (random weights), the two CPU profile encoders must agree."""
+    spec = load_catalog().entry(entry)
+    if spec.backend == "clap":
+        from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+
+        model = ClapModel(ClapConfig(projection_dim=512))  # clap-htsat-unfused's config.json: the defaults, 512-d
+        width = model.config.projection_dim
+        extractor = ClapFeatureExtractor()
+        assert (spec.sample_rate, spec.window_s) == (extractor.sampling_rate,
+                                                      extractor.nb_max_samples / extractor.sampling_rate)
+    else:
+        import open_clip
+
+        model = open_clip.create_model(spec.arch)  # no pretrained: nothing downloads
+        width = model.text_projection.shape[-1]
+    params = sum(p.numel() for p in model.parameters())
+    assert (spec.params, spec.embed_dim) == (params, width)
+    memory = params * 4 + sum(b.numel() * b.element_size() for b in model.buffers())
+    assert spec.memory_mb == pytest.approx(memory / 1e6, rel=1e-3)

@@ -454,7 +454,7 @@ def test_load_profile_loads_every_real_backend(client):
     assert rows["file-coca"][8].endswith("coca.safetensors")
 
 
-def test_missing_inputs_are_refused_before_any_model_loads(launch_app, test_catalog, tmp_path):
+def test_missing_or_broken_inputs_are_refused_before_any_model_loads(launch_app, test_catalog, tmp_path):
     """On a real profile a first load is a download: a click with nothing to work on must not start one."""
     from mmdemo.settings import Settings
 
@@ -467,6 +467,10 @@ def test_missing_inputs_are_refused_before_any_model_loads(launch_app, test_cata
         (lambda: fresh.predict(None, "dog\ncat", "", api_name="/match_audio"), "audio"),
         (lambda: fresh.predict(None, "dog\ncat", 3, api_name="/search_texts_by_audio"), "audio"),
     ]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")  # a header cut short
+    refusals.append((lambda: fresh.predict(handle_file(str(broken)), "dog\ncat", "", api_name="/match_audio"),
+                     "broken.wav"))
     for call, what in refusals:
         with pytest.raises(AppError, match=re.compile(what, re.I)):
             call()

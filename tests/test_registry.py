@@ -6,7 +6,7 @@ import pytest
 from mmdemo import registry as registry_mod
 from mmdemo.catalog import Catalog, EntrySpec, Profile, load_catalog
 from mmdemo.errors import MMDemoError
-from mmdemo.registry import FAILED, LOADED, NOT_LOADED, Registry
+from mmdemo.registry import FAILED, LOADED, NOT_LOADED, LazyHandle, Registry
 
 CALLS: list[str] = []
 
@@ -161,11 +161,23 @@ def test_real_profiles_fill_every_slot_with_a_real_backend(profile, clap):
 
 
 def test_lazy_handles_load_on_first_use_only(fake_registry):
-    """What the UI hands to tasks: nothing loads until a task touches the model."""
+    """What the UI hands to tasks: nothing loads until a task touches the model, and its
+    model_id (which tasks compare first) comes from the catalog."""
     lazy = fake_registry.for_slot("clip", lazy=True)
+    assert lazy.model_id == fake_registry.catalog.entry("a").model_id
     assert CALLS == [] and not fake_registry.is_loaded("a")
     assert lazy.modules() == fake_registry.get("a").modules()
     assert CALLS == ["a"]
+
+
+def test_a_request_under_a_tight_memory_budget_loads_each_model_once(fake_registry):
+    """One request using two models with room for one: the budget evicts between them,
+    but the request keeps what it got instead of reloading at every use."""
+    fake_registry.memory_budget_bytes = 4 * (64 * 64 + 64)  # one model
+    a, c = LazyHandle(fake_registry, "a"), LazyHandle(fake_registry, "c")
+    for _ in range(3):
+        a.modules(), c.modules()
+    assert CALLS == ["a", "c"]
 
 
 def test_bad_catalog_files_are_explained(tmp_path):

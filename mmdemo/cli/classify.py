@@ -13,12 +13,13 @@ def cmd_train_fusion(args) -> int:
     from mmdemo.tasks import classify as tasks
 
     registry = registry_from(args)
-    clip = registry.for_slot("clip")
-    audio = registry.for_slot("audio") if registry.profile.audio else None
+    # Lazy: models load when the data needs them (no audio column, no audio model).
+    clip = registry.for_slot("clip", lazy=True)
+    audio = registry.for_slot("audio", lazy=True) if registry.profile.audio else None
     kinds = [k.strip() for k in args.heads.split(",") if k.strip()]
     work = tempfile.TemporaryDirectory(prefix="mmdemo-dataset-")
     with work:
-        rate = getattr(audio, "sample_rate", 16000)
+        rate = tasks.rate_of(audio)
         # A local CSV reads its media where it lies; only a zip needs unpacking.
         ds = (tasks.load_dataset_upload([args.data], work.name, audio_rate=rate) if args.data.lower().endswith(".zip")
               else tasks.read_csv_dataset(args.data, audio_rate=rate))
@@ -55,8 +56,8 @@ def cmd_classify(args) -> int:
 
     registry = registry_from(args)
     handle = resolve_head(registry, args.head, allow_paths=True)
-    clip = registry.for_slot("clip")
-    audio = registry.for_slot("audio") if registry.profile.audio else None
+    clip = registry.for_slot("clip", lazy=True)
+    audio = registry.for_slot("audio", lazy=True) if registry.profile.audio else None
     res = classify(handle, args.image, args.text, args.audio, clip, audio)
     if args.json:
         print_json(res.to_dict())

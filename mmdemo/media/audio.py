@@ -12,7 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -146,10 +146,14 @@ def load_audio(
     source: str | Path | bytes | tuple[int, np.ndarray],
     *,
     name: str | None = None,
-    target_sr: int | None = 16000,
+    target_sr: int | Callable[[], int] | None = 16000,
     max_seconds: float = 30.0,
 ) -> AudioClip:
     """Decode an upload to mono float32 at ``target_sr`` (None keeps the file's rate).
+
+    ``target_sr`` may be a function, asked only once the upload has decoded: callers pass
+    ``lambda: audio.sample_rate`` of a model that loads on first use, so a broken upload
+    is refused before any model loads (or downloads).
 
     At most ``max_seconds`` are kept; longer input is cut (``truncated=True``).
     """
@@ -231,6 +235,8 @@ def load_audio(
                                                 f"{max_seconds:g} s are used.", subject=label))
 
     out_sr = sr
+    if callable(target_sr):
+        target_sr = target_sr()
     if target_sr is not None and int(target_sr) != sr:
         import soxr
 

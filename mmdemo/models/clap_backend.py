@@ -31,7 +31,9 @@ from mmdemo.scores import softmax
 from mmdemo.weights import HUB, LOCAL_DIR, require_weights
 
 CLAP_SOURCES = (HUB, LOCAL_DIR)
-DEFAULT_AUDIO_BATCH = 16  # 10 s windows: 1001 x 64 mel frames each
+# Callers size batches for the tiny encoder (64, 128); ten-second windows through HTSAT
+# are far heavier, so the handle caps what goes through in one forward pass.
+MAX_AUDIO_BATCH = 16
 DEFAULT_TEXT_BATCH = 64
 
 # transformers' from_pretrained resolves and registers lazily; two first loads at once
@@ -48,7 +50,8 @@ class ClapHandle:
         self.tokenizer = processor.tokenizer
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         # The longest clip the extractor takes whole; longer ones it would crop at random.
-        self.window_seconds = float(self.feature_extractor.nb_max_samples) / self.sample_rate
+        self._window = int(self.feature_extractor.nb_max_samples)
+        self.window_seconds = float(self._window) / self.sample_rate
         # Clips and texts share CLAP's own space, not a CLIP's (fusion heads ask).
         self.space = model_id
         self.embed_dim = int(model.config.projection_dim)
@@ -67,25 +70,31 @@ class ClapHandle:
         return float(self.model.logit_scale_a.exp().item())
 
     def _features(self, waves: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
-        waves = [np.asarray(w, np.float32) for w in waves]
-        inputs = self.feature_extractor(waves, sampling_rate=self.sample_rate, return_tensors="pt")
-        return {k: v.to(self.device) for k, v in inputs.items()}
+        """The extractor's inputs (on the CPU) for each clip's first window. Longer clips
+        are cut here, not by the extractor: its rand_trunc crops at a random offset, so
+        the same clip would embed differently on every call (Classify passes whole clips;
+        the Audio tab windows them itself)."""
+        waves = [np.asarray(w, np.float32)[: self._window] for w in waves]
+        return self.feature_extractor(waves, sampling_rate=self.sample_rate, return_tensors="pt")
 
     def mel(self, wave: np.ndarray) -> np.ndarray:
-        """The log-mel [n_mels, T] the model sees for one window (shown in the UI)."""
+        """The log-mel [n_mels, T] the model sees for one window (shown in the UI); short
+        clips are repeated to the window, as CLAP's extractor pads them."""
         features = self._features([wave])["input_features"]  # [1, channels, T, n_mels]
-        return features[0, 0].T.float().cpu().numpy()
+        return features[0, 0].T.float().numpy()
 
-    def encode_waves(self, waves: Sequence[np.ndarray], batch_size: int = DEFAULT_AUDIO_BATCH) -> np.ndarray:
-        """L2-normalised embeddings [N, D] of mono clips at ``sample_rate`` (one window each)."""
+    def encode_waves(self, waves: Sequence[np.ndarray], batch_size: int = MAX_AUDIO_BATCH) -> np.ndarray:
+        """L2-normalised embeddings [N, D] of mono clips at ``sample_rate`` (the first window each)."""
         if not len(waves):
             raise MMDemoError("audio_empty", "No audio to encode.")
         if any(np.size(w) == 0 for w in waves):  # the extractor's repeat-padding divides by the length
             raise MMDemoError("audio_empty", "An audio clip to encode has no samples.")
         out = []
         with torch.inference_mode():
+            batch_size = max(1, min(int(batch_size), MAX_AUDIO_BATCH))
             for start in range(0, len(waves), batch_size):
-                emb = self.model.get_audio_features(**self._features(waves[start:start + batch_size])).pooler_output
+                inputs = {k: v.to(self.device) for k, v in self._features(waves[start:start + batch_size]).items()}
+                emb = self.model.get_audio_features(**inputs).pooler_output
                 out.append(F.normalize(emb.float(), dim=-1).cpu().numpy())
         return np.concatenate(out)
 
@@ -139,10 +148,15 @@ def load_clap(spec: EntrySpec, device: str, deps: dict | None = None) -> ClapHan
         raise MMDemoError("weights_not_found", f"Could not load CLAP model {spec.name!r} from {where}: it is not "
                                                "in the Hugging Face cache and HF_HUB_OFFLINE is set (unset it, "
                                                "on a machine with the network, to download it once).")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a server log, not a terminal: no "Loading weights" bars
     with _LOAD_LOCK:
         try:
             processor = ClapProcessor.from_pretrained(source.location)
-            model = ClapModel.from_pretrained(source.location)
+            # fp32 whatever the checkpoint stores (transformers 5 keeps an fp16 file's dtype,
+            # which CPU convolutions refuse); the catalog's memory figures assume it too.
+            model = ClapModel.from_pretrained(source.location, dtype=torch.float32)
         except Exception as exc:  # OSError (not found/offline), ValueError/RuntimeError (corrupt), ...
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise MMDemoError(

@@ -126,7 +126,8 @@ def encode_labels(audio, labels: Sequence[str], templates: Sequence[str] = ("{}"
 def _load(source: Any, name: str | None, audio, max_seconds: float) -> AudioClip:
     if source is None or (isinstance(source, str) and not source.strip()):
         raise MMDemoError("audio_missing", "Upload or record an audio clip first.")
-    return load_audio(source, name=name, target_sr=audio.sample_rate, max_seconds=max_seconds)
+    # The rate is asked once the clip decoded: a broken upload never loads the model.
+    return load_audio(source, name=name, target_sr=lambda: audio.sample_rate, max_seconds=max_seconds)
 
 
 # --------------------------------------------------------------------------- match a clip
@@ -150,7 +151,7 @@ class AudioMatch:
     wave: np.ndarray  # mono at sample_rate, what was scored
     mel: np.ndarray  # the log-mel the model saw in the top label's best window
     mel_window: tuple[float, float]
-    window_seconds: float  # the span ``mel`` covers, silence-padded past a short clip's end
+    window_seconds: float  # the span ``mel`` covers, padded past a short clip's end as the model pads it
     notices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:

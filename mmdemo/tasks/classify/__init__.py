@@ -12,7 +12,8 @@ from mmdemo.tasks.classify.apply import (AUDIO_TEMPLATE, DEFAULT_TEMPLATE, MODAL
                                          ZeroShotResult, classify, read_inputs, zero_shot)
 from mmdemo.tasks.classify.datasets import (GENERATED_TASKS, MAX_AUDIO_SECONDS, MAX_CLASSES, MAX_IMAGE_PIXELS,
                                             MAX_LABEL_CHARS, MAX_ROWS, MAX_TEXT_CHARS, MAX_ZIP_BYTES, Dataset,
-                                            LabeledExample, generated_dataset, load_dataset_upload, read_csv_dataset)
+                                            LabeledExample, generated_dataset, load_dataset_upload, rate_of,
+                                            read_csv_dataset)
 from mmdemo.tasks.classify.features import FEATURE_BATCH, FeatureCache, dataset_features
 from mmdemo.tasks.classify.heads import (check_encoders, check_save_name, head_name, import_head,
                                          register_saved_heads, resolve_head, save_trained_head, write_head)
@@ -23,7 +24,7 @@ from mmdemo.toyworld.examples import generated_examples
 
 __all__ = [
     "LabeledExample", "Dataset", "Classification", "ZeroShotResult", "TrainReport", "LeaderRow", "Inputs",
-    "read_csv_dataset", "load_dataset_upload", "generated_dataset", "dataset_features", "FeatureCache",
+    "read_csv_dataset", "load_dataset_upload", "rate_of", "generated_dataset", "dataset_features", "FeatureCache",
     "check_training_options", "train_on_dataset", "TrainingJob", "TrainingJobs", "write_head", "save_trained_head",
     "import_head", "register_saved_heads", "resolve_head", "check_encoders", "read_inputs",
     "classify", "zero_shot", "head_name", "check_save_name", "generated_examples",

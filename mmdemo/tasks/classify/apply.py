@@ -9,7 +9,7 @@ out, on their own device), so nothing here imports torch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from mmdemo.errors import MMDemoError, Notice
 from mmdemo.media import load_audio, load_image, parse_text_lines
 from mmdemo.scores import ranked, softmax
 from mmdemo.tasks.classify.datasets import (MAX_AUDIO_SECONDS, MAX_CLASSES, MAX_IMAGE_PIXELS, MAX_LABEL_CHARS,
-                                            MAX_TEXT_CHARS)
+                                            MAX_TEXT_CHARS, rate_of)
 
 DEFAULT_TEMPLATE = "a {}"
 AUDIO_TEMPLATE = "This is a sound of {}."  # for audio models in their own space: see audio_prompts
@@ -36,7 +36,7 @@ def _given(value) -> bool:
     return value is not None and not (isinstance(value, str) and not value)
 
 
-def read_inputs(image, text, audio, *, audio_rate: int = 16000) -> Inputs:
+def read_inputs(image, text, audio, *, audio_rate: int | Callable[[], int] = 16000) -> Inputs:
     notices: list[str] = []
     img = None
     if _given(image):
@@ -128,7 +128,7 @@ def classify(handle, image, text, audio_input, clip, audio=None) -> Classificati
     """Labels of one example from a fusion head, with each modality's ablation (its
     features replaced by zeros) and the head's own weights/gates/attention where it has them."""
     mods = tuple(handle.modalities)
-    inputs = read_inputs(image, text, audio_input, audio_rate=getattr(audio, "sample_rate", 16000))
+    inputs = read_inputs(image, text, audio_input, audio_rate=rate_of(audio))
     missing = [m for m, v in (("image", inputs.image), ("text", inputs.text), ("audio", inputs.wave))
                if m in mods and v is None]
     if missing:
@@ -200,7 +200,7 @@ def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: di
         raise MMDemoError("template_invalid", f"The prompt template must contain {{}} exactly once (got "
                                               f"{template!r}), e.g. 'a photo of {{}}'.")
     prompts = [template.format(n) for n in names]
-    inputs = read_inputs(image, text, audio_input, audio_rate=getattr(audio, "sample_rate", 16000))
+    inputs = read_inputs(image, text, audio_input, audio_rate=rate_of(audio))
     notices += inputs.notices
     w = {m: float((weights or {}).get(m, 1.0)) for m in MODALITIES}
     if any(v < 0 for v in w.values()):
@@ -217,7 +217,11 @@ def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: di
     for m in MODALITIES:
         if present[m] and w[m] == 0:
             notices.append(Notice("weight_zero", f"The {m} has weight 0 and does not count.", m))
-    clip_scale = float(clip.logit_scale)
+    # Spaces: the CLIP's (image, text, and audio trained into it) scores at the CLIP's
+    # scale; audio in a space of its own (a CLAP's) at its own. An audio-only request
+    # on CLAP never touches the CLIP (on a real profile, a download).
+    in_clip = [m for m in used if m != "audio" or shares_clip_space(audio, clip)]
+    clip_scale = float(clip.logit_scale) if in_clip else None
     sims, scale = {}, {}
     if "image" in used or "text" in used:
         label_emb = clip.encode_texts(prompts)
@@ -232,11 +236,10 @@ def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: di
         scale["audio"] = float(audio.logit_scale)
     total = sum(used.values())
     norm_w = {m: used[m] / total for m in used}
-    # The CLIP's space: the weighted-sum embedding's cosine at the CLIP's scale; a space of
-    # its own adds its weighted cosines at its own scale.
-    apart = [m for m in used if m == "audio" and not shares_clip_space(audio, clip)]
-    fused = clip_scale * sum(norm_w[m] * sims[m] for m in used if m not in apart)
-    fused = fused + sum(scale[m] * norm_w[m] * sims[m] for m in apart)
+    # Within the CLIP's space: the weighted-sum embedding's cosine at the CLIP's scale;
+    # the other space adds its weighted cosines at its own scale.
+    fused = sum(norm_w[m] * sims[m] for m in in_clip) * (clip_scale or 0.0)
+    fused = fused + sum(scale[m] * norm_w[m] * sims[m] for m in used if m not in in_clip)
     per = {m: [{"label": n, "score": float(p)} for n, p in zip(names, softmax(scale[m] * sims[m]))] for m in used}
     return ZeroShotResult(ranked(softmax(fused), names), per, {m: round(v, 4) for m, v in norm_w.items()},
                           prompts, notices, a_prompts)

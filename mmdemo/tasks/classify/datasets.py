@@ -35,6 +35,11 @@ OPTIONAL_COLUMNS = ("audio",)
 # The generated tasks a head can be trained on (the bundle's own), by name.
 GENERATED_TASKS: tuple[str, ...] = tuple(TASKS)
 
+def rate_of(audio) -> Callable[[], int]:
+    """``audio``'s sample rate, asked only when a clip is there to resample: a dataset
+    without audio never loads the profile's audio model (a download, on a real profile)."""
+    return lambda: getattr(audio, "sample_rate", 16000)
+
 
 @dataclass
 class LabeledExample:
@@ -111,7 +116,7 @@ def _row_media(root: Path, value: str, suffixes, what: str, problems: list[str],
         return None
 
 
-def read_csv_dataset(csv_path: str | Path, media_root: str | Path | None = None, *, audio_rate: int = 16000,
+def read_csv_dataset(csv_path: str | Path, media_root: str | Path | None = None, *, audio_rate: int | Callable[[], int] = 16000,
                      max_rows: int = MAX_ROWS, max_classes: int = MAX_CLASSES,
                      progress: Callable[[int, int], None] | None = None) -> Dataset:
     """A labelled dataset from a CSV with columns image, text, label (and optional audio);
@@ -228,7 +233,7 @@ def read_csv_dataset(csv_path: str | Path, media_root: str | Path | None = None,
     return Dataset(examples, sorted(map(str, classes)), modalities, csv_path.stem, digest.hexdigest(), notices)
 
 
-def load_dataset_upload(files: Sequence[str | Path], work_dir: str | Path, *, audio_rate: int = 16000,
+def load_dataset_upload(files: Sequence[str | Path], work_dir: str | Path, *, audio_rate: int | Callable[[], int] = 16000,
                         max_rows: int = MAX_ROWS, max_classes: int = MAX_CLASSES,
                         progress: Callable[[int, int], None] | None = None) -> Dataset:
     """A dataset from an upload: one zip holding a CSV and its media, or a CSV plus its

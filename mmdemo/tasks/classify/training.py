@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from mmdemo.errors import MMDemoError
-from mmdemo.tasks.classify.datasets import Dataset, generated_dataset, load_dataset_upload
+from mmdemo.tasks.classify.datasets import Dataset, generated_dataset, load_dataset_upload, rate_of
 from mmdemo.tasks.classify.features import FeatureCache, dataset_features
 from mmdemo.tasks.classify.heads import check_save_name, head_name, save_trained_head
 from mmdemo.tasks.classify.reports import LeaderRow, TrainReport
@@ -128,7 +128,7 @@ class TrainingJob:
                                                         "format above).")
 
         def make(work, audio, on_rows):
-            return load_dataset_upload(files, work, audio_rate=getattr(audio, "sample_rate", 16000), progress=on_rows)
+            return load_dataset_upload(files, work, audio_rate=rate_of(audio), progress=on_rows)
         return cls(registry, make, kinds, **options)
 
     @classmethod
@@ -168,8 +168,9 @@ class TrainingJob:
 
         work = Path(tempfile.mkdtemp(prefix="mmdemo-train-"))
         try:
-            clip = self.registry.for_slot("clip")
-            audio = self.registry.for_slot("audio") if self.registry.profile.audio else None
+            # Lazy: a dataset without audio never loads the audio model (a download, on a real profile).
+            clip = self.registry.for_slot("clip", lazy=True)
+            audio = self.registry.for_slot("audio", lazy=True) if self.registry.profile.audio else None
 
             def on_rows(done, total):
                 if self._cancel.is_set():  # reading 20,000 rows takes a while: stop there too
