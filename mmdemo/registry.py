@@ -17,8 +17,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from mmdemo.batching import batched
 from mmdemo.catalog import Catalog, EntrySpec, Profile, load_catalog
 from mmdemo.errors import MMDemoError
+from mmdemo.settings import DEFAULT_BATCH_MAX
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmdemo.settings import Settings
@@ -43,6 +45,10 @@ BACKENDS: dict[tuple[str, str], str] = {
 NEEDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("audio", "mmdemo"): ("text",),
 }
+
+# Kinds whose encode calls are batched across concurrent requests (mmdemo.batching); a
+# fusion head's predict is a few small matmuls, not worth the hand-over.
+BATCHED_KINDS = ("clip", "captioner", "audio")
 
 NOT_LOADED, LOADING, LOADED, FAILED = "not loaded", "loading", "loaded", "failed"
 
@@ -100,8 +106,9 @@ def _measure(handle: Any) -> tuple[int, int, str | None]:
 
 class Registry:
     def __init__(self, catalog: Catalog | None = None, *, device: str = "auto",
-                 memory_budget_bytes: int = 0, profile: str | None = None):
+                 memory_budget_bytes: int = 0, profile: str | None = None, batch_max: int = DEFAULT_BATCH_MAX):
         self.catalog = catalog if catalog is not None else load_catalog()
+        self.batch_max = batch_max  # inputs per batched encode call; 1 = no batching
         self.requested_device = device
         self.memory_budget_bytes = memory_budget_bytes
         self._device: str | None = None
@@ -196,6 +203,8 @@ class Registry:
             module.eval()  # inference only: dropout off, norms frozen, whatever the backend did
         slot.parameters, slot.memory_bytes, slot.dtype = _measure(handle)
         slot.load_seconds = time.perf_counter() - started
+        if spec.kind in BATCHED_KINDS:
+            handle = batched(handle, self.batch_max)
         slot.handle, slot.state = handle, LOADED
         log.info("loaded %s on %s in %.2fs", name, self.device, slot.load_seconds)
 
@@ -332,4 +341,5 @@ def registry_from_settings(settings: "Settings") -> Registry:
     """The registry the app and the CLI run on: the built-in catalog with the settings'
     own merged over it, on their device and profile, within their memory budget."""
     return Registry(load_catalog(settings.catalog), device=settings.device,
-                    memory_budget_bytes=settings.memory_budget_bytes, profile=settings.profile)
+                    memory_budget_bytes=settings.memory_budget_bytes, profile=settings.profile,
+                    batch_max=settings.batch_max)

@@ -17,6 +17,18 @@ from mmdemo.paths import default_cache_dir
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
+# Model-bound events running at once, when --concurrency is not given. With batching
+# (mmdemo.batching) concurrency is what lets requests meet in one model call: requests
+# that wait for the running pass form the next batch. On CPU the batch does the work
+# (torch's intra-op threads stay as they are, so more events than cores only queue up
+# in the batcher); 8 keeps batches full on 2 cores without holding many requests' inputs
+# in memory. A GPU pass over 16 inputs costs about what one costs, so cuda takes 16.
+DEFAULT_CONCURRENCY = {"cuda": 16}
+DEFAULT_CPU_CONCURRENCY = 8
+# Most inputs (images, texts, clips) merged into one batched encode call: the handles'
+# own image batch; a request with this many inputs or more runs on its own.
+DEFAULT_BATCH_MAX = 64
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -31,7 +43,8 @@ class Settings:
     memory_budget_mb: float = 0.0  # 0 = no budget, never evict
     catalog: Path | None = None  # an extra catalog merged over the built-in one
     queue_size: int = 64
-    concurrency: int = 1  # model-bound events run this many at a time
+    concurrency: int | None = None  # model-bound events at once; None = sized for the device
+    batch_max: int = DEFAULT_BATCH_MAX  # inputs per batched encode call; 1 = no batching
 
     @property
     def max_upload_bytes(self) -> int:
@@ -40,6 +53,12 @@ class Settings:
     @property
     def memory_budget_bytes(self) -> int:
         return int(self.memory_budget_mb * 1024 * 1024)
+
+    def model_concurrency(self, device: str) -> int:
+        """How many model-bound events run at once on ``device`` (the resolved one)."""
+        if self.concurrency is not None:
+            return self.concurrency
+        return DEFAULT_CONCURRENCY.get(device, DEFAULT_CPU_CONCURRENCY)
 
 
 def _parse_auth(value: str | None) -> tuple[str, str] | None:
@@ -74,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-budget-mb", type=float, help=f"unload least recently used models above this many MB of weights (default 0 = no limit; {env} MMDEMO_MEMORY_BUDGET_MB)")
     p.add_argument("--catalog", type=Path, help=f"an extra model catalog (TOML) merged over the built-in one ({env} MMDEMO_CATALOG)")
     p.add_argument("--queue-size", type=int, help=f"most requests waiting in the queue (default 64; {env} MMDEMO_QUEUE_SIZE)")
+    p.add_argument("--concurrency", help="model-bound requests run at once, batched together (default "
+                   f"{DEFAULT_CPU_CONCURRENCY} on CPU, {DEFAULT_CONCURRENCY['cuda']} on CUDA; {env} MMDEMO_CONCURRENCY)")
+    p.add_argument("--batch-max", help=f"most inputs merged into one model call (default {DEFAULT_BATCH_MAX}; "
+                   f"1 = no batching; {env} MMDEMO_BATCH_MAX)")
     return p
 
 
@@ -89,7 +112,21 @@ _ENV = {
     "memory_budget_mb": ("MMDEMO_MEMORY_BUDGET_MB", float),
     "catalog": ("MMDEMO_CATALOG", Path),
     "queue_size": ("MMDEMO_QUEUE_SIZE", int),
+    "concurrency": ("MMDEMO_CONCURRENCY", str),
+    "batch_max": ("MMDEMO_BATCH_MAX", str),
 }
+# Counts given as text by flag or environment: whole numbers >= 1, or a settings_invalid error.
+_COUNTS = {"concurrency": "--concurrency / MMDEMO_CONCURRENCY", "batch_max": "--batch-max / MMDEMO_BATCH_MAX"}
+
+
+def _parse_count(value: str, what: str) -> int:
+    try:
+        count = int(str(value).strip())
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise MMDemoError("settings_invalid", f"{what} must be a whole number of at least 1, not {value!r}.")
+    return count
 
 
 def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,6 +143,9 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
                 values[field] = convert(environ[var])
             except ValueError as exc:
                 raise MMDemoError("settings_invalid", f"{var}={environ[var]!r} is not valid: {exc}") from None
+    for field, what in _COUNTS.items():
+        if field in values:
+            values[field] = _parse_count(values[field], what)
     if "auth" in values:
         values["auth"] = _parse_auth(values["auth"])
     device = values.get("device", "auto")

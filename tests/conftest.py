@@ -50,13 +50,22 @@ SLOW_TESTS = {
     "test_audio_client.py": {"test_example_clip_is_eight_seconds_of_two_sounds"},  # 2.9 s
     "test_models_cli.py": {"test_tiny_entries_facts_match_the_loaded_models",  # ~9 s: loads the tiny models
                            "test_real_entries_facts_match_their_architectures_built_with_random_weights"},  # 3-6 s
+    "test_load.py": {"test_eight_clients_for_twenty_seconds_get_every_answer_whole"},  # ~60 s: 8 clients x 20 s
+    "test_batching.py": {"test_wrapped_handles_keep_their_protocols"},  # 4-12 s: the tiny profile loads
+    "test_serving_files.py": {"test_overlapping_identical_searches_serve_complete_thumbnails",  # 8-10 s
+                              "test_sound_players_and_the_example_clip_are_written_once"},  # 4-6 s
+    "test_sessions.py": {"test_two_sessions_keep_their_own_head_of_the_same_name",  # ~10 s
+                         "test_a_login_keeps_its_heads_across_sessions_and_restarts"},  # ~8 s
+    "test_cleanup.py": {"test_a_served_app_removes_its_files_and_anonymous_heads_on_close",  # 8-12 s
+                        "test_building_and_closing_leaves_no_temp_folder"},  # ~6 s
     "test_clap_backend.py": {"test_import_and_building_the_app_on_real_profiles_import_no_transformers"},  # 9-17 s
 }
 # Fixtures that cost more than ~5 s once: every test that uses one is slow.
 SLOW_FIXTURES = {
     "test_tiny_bundle.py": {"metrics"},  # ~15 s: the bundle's evaluation on a fresh sample
     "test_classify_tasks.py": {"qa_report"},  # ~13 s: heads trained on 2,000 examples
-    "test_fusion_spaces.py": {"trained"},  # ~6 s: five heads trained
+    "test_fusion_spaces.py": {"trained"},
+    "test_auth.py": {"auth_app"},  # 4-20 s: an app launched with --auth  # ~6 s: five heads trained
     "test_real_profile_client.py": {"real_app"},  # 12-23 s: random real backends built and served
 }
 

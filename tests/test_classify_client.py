@@ -188,7 +188,7 @@ def test_cancel_training_keeps_the_saved_head(client, tiny_app, dataset):
 
     name = f"kept-{RUN}"
     client.predict(_upload(dataset), ["concat"], 2, 0.001, name, False, api_name="/train_heads")
-    saved = Path(Settings().cache_dir) / "heads" / f"{name}.safetensors"
+    (saved,) = (Path(Settings().cache_dir) / "heads").rglob(f"{name}.safetensors")  # in the session's own folder
     before = saved.read_bytes()
     job = client.submit("scene_qa", 3000, ["attention", "gated"], 200, 0.0005, name, True, api_name="/train_generated")
     # Iterating a job blocks until its next update arrives: stop at the first "Training" one.
@@ -199,3 +199,57 @@ def test_cancel_training_keeps_the_saved_head(client, tiny_app, dataset):
     assert status.startswith("Cancelled") and "previously saved heads are unchanged" in status
     assert saved.read_bytes() == before
     assert client.predict(api_name="/cancel_training") == "Nothing is training right now."
+
+
+def _huge_png(path: Path, side: int = 14_000) -> Path:
+    """A real, fully decodable 1-bit PNG of side x side pixels (196 MP) in a few kB: past
+    Pillow's bomb guard (179 MP), where gradio's own preprocessing used to fail."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    z = zlib.compressobj(9)
+    row = b"\0" + b"\xaa" * (side // 8)  # filter byte, then alternating black/white pixels
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("kind, match", [("huge", r"too large.*limit is 40 megapixels"),
+                                         ("corrupt", "not a readable image"), ("text", "not a readable image")])
+def test_every_tab_refuses_a_bad_image_the_same_way(client, scene, tmp_path, kind, match):
+    if kind == "huge":
+        path = _huge_png(tmp_path / "huge.png")
+        assert path.stat().st_size < 200_000
+    elif kind == "corrupt":
+        path = tmp_path / "broken.png"
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20)
+    else:
+        path = tmp_path / "notes.jpg"
+        path.write_bytes(b"just some text, not a picture\n" * 50)
+    labels = "red circle\nblue star"
+    calls = {
+        "/classify": ("tiny-head-scene_qa-gated", handle_file(str(path)), "is there a red star?", None),
+        "/classify_zero_shot": (handle_file(str(path)), "", None, labels, "a {}", 1, 0.5, 0),
+        "/rank_captions": (handle_file(str(path)), "a red circle\na blue star"),
+        "/search_texts": (handle_file(str(path)), "a red circle\na blue star", 5),
+        "/caption": (handle_file(str(path)), "beam", 3, 20, 1.0, 10, 0.9, 1, 0),
+    }
+    messages = {}
+    for api_name, args in calls.items():
+        with pytest.raises(AppError, match=match) as err:
+            client.predict(*args, api_name=api_name)
+        messages[api_name] = str(err.value)
+    # One message, word for word, on every tab; nothing of gradio's internals or the server's disk.
+    assert len(set(messages.values())) == 1, messages
+    message = messages["/classify"]
+    assert path.name in message
+    for leak in ("/tmp", "gradio", "preprocess", "Traceback", "def ", "classify(", "zero_shot(", "Image("):
+        assert leak not in message, (leak, message)
+    row = scene[0]  # and the server keeps serving
+    label, *_ = client.predict("tiny-head-scene_qa-gated", handle_file(row["image"]), row["text"], None,
+                               api_name="/classify")
+    assert set(_confidences(label)) == {"no", "yes"}

@@ -22,7 +22,7 @@ RANKS = {
     "mmdemo.scores": 0, "mmdemo.devices": 0, "mmdemo.settings": 0, "mmdemo.handles": 0,
     "mmdemo.media": 1, "mmdemo.catalog": 1, "mmdemo.weights": 1, "mmdemo.toyworld": 1,
     "mmdemo.models": 2, "mmdemo.features": 2, "mmdemo.index": 2,
-    "mmdemo.registry": 3, "mmdemo.training": 3,
+    "mmdemo.registry": 3, "mmdemo.batching": 3, "mmdemo.training": 3,
     "mmdemo.tasks": 4,
     "mmdemo.cli": 5, "mmdemo.ui": 5,
     "mmdemo.__main__": 6,

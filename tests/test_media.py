@@ -242,6 +242,67 @@ def test_decompression_bomb_rejected_fast_without_allocating(dims, max_pixels):
     assert grew_kb < 50_000
 
 
+def _quadrants(w: int, h: int) -> np.ndarray:
+    """Red, green / blue, yellow quadrants: where each ends up shows orientation and aspect."""
+    arr = np.empty((h, w, 3), np.uint8)
+    arr[: h // 2, : w // 2], arr[: h // 2, w // 2:] = (255, 0, 0), (0, 255, 0)
+    arr[h // 2:, : w // 2], arr[h // 2:, w // 2:] = (0, 0, 255), (255, 255, 0)
+    return arr
+
+
+def _corner_colours(im: Image.Image) -> list[tuple[int, ...]]:
+    a = np.asarray(im).astype(int)
+    h, w = a.shape[:2]
+    return [tuple(a[y, x]) for y, x in ((h // 4, w // 4), (h // 4, 3 * w // 4), (3 * h // 4, w // 4),
+                                        (3 * h // 4, 3 * w // 4))]
+
+
+def _close(got, want, tol=12) -> bool:
+    return all(abs(g - w) <= tol for gc, wc in zip(got, want) for g, w in zip(gc, wc))
+
+
+QUADRANT_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+
+
+@pytest.fixture(scope="module")
+def photo_38mp() -> bytes:
+    """A 7100 x 5350 (38 MP) JPEG, the size of a full-frame camera's photo."""
+    buf = io.BytesIO()
+    Image.fromarray(_quadrants(7100, 5350)).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_a_38mp_jpeg_is_decoded_small_with_its_aspect_and_content(photo_38mp):
+    from mmdemo.media.image import MAX_DECODED_SIDE
+
+    out = load_image(photo_38mp, name="big.jpg")
+    assert out.original_size == (7100, 5350)  # what the file holds, as told to the user
+    w, h = out.image.size
+    assert max(w, h) == MAX_DECODED_SIDE and out.image.mode == "RGB"
+    assert abs(w / h - 7100 / 5350) < 0.002
+    assert _close(_corner_colours(out.image), QUADRANT_COLOURS)
+    full = load_image(photo_38mp, max_side=None).image  # who asks gets every pixel
+    assert full.size == (7100, 5350) and _close(_corner_colours(full), QUADRANT_COLOURS)
+
+
+def test_large_rotated_jpeg_and_png_and_arrays_fit_the_same_way():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait (rotated 90 degrees clockwise)
+    rotated = load_image(_png(Image.fromarray(_quadrants(4000, 3000)), format="JPEG", exif=exif), max_side=1000)
+    assert rotated.image.size == (750, 1000) and rotated.original_size == (4000, 3000)
+    # The left column (red over blue) is now the top row, blue first: [blue, red / yellow, green].
+    assert _close(_corner_colours(rotated.image), [(0, 0, 255), (255, 0, 0), (255, 255, 0), (0, 255, 0)])
+    rgba = np.dstack([_quadrants(3000, 1000), np.full((1000, 3000), 255, np.uint8)])
+    for source in (_png(rgba), _png(Image.fromarray(_quadrants(3000, 1000)).convert("P")), _quadrants(3000, 1000)):
+        out = load_image(source, max_side=600)
+        assert out.image.size == (600, 200) and _close(_corner_colours(out.image), QUADRANT_COLOURS)
+
+
+def test_images_within_the_limit_keep_every_pixel():
+    arr = skdata.astronaut()  # 512 x 512
+    assert np.array_equal(np.asarray(load_image(_png(arr), max_side=512).image), arr)
+
+
 # --------------------------------------------------------------------------- audio
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mmdemo.batching import unwrap
 from mmdemo.catalog import load_catalog
 from mmdemo.errors import MMDemoError
 from mmdemo.handles import CaptionerHandle, ClipHandle
@@ -40,7 +41,7 @@ def reference(handle, imgs, texts):
 @pytest.mark.parametrize("name", ["file-clip", "pt-clip", "dir-clip", "hub-clip"])
 def test_every_weights_form_loads_the_same_weights(reg, tiny_files, name):
     handle = reg.get(name)
-    assert isinstance(handle, OpenClipHandle) and isinstance(handle, ClipHandle) and not handle.model.training
+    assert isinstance(unwrap(handle), OpenClipHandle) and isinstance(handle, ClipHandle) and not handle.model.training
     assert not isinstance(handle, CaptionerHandle)  # a plain CLIP can't write captions
     sd = handle.model.state_dict()
     for key, value in tiny_files["clip_sd"].items():
@@ -74,7 +75,7 @@ def test_captioner_entry_generates_through_the_registry(reg):
     from mmdemo.models.decoding import DecodeOptions
 
     handle = reg.get("file-coca")
-    assert isinstance(handle, OpenClipCaptioner) and isinstance(handle, CaptionerHandle)
+    assert isinstance(unwrap(handle), OpenClipCaptioner) and isinstance(handle, CaptionerHandle)
     out = handle.generate(images(2), DecodeOptions(method="beam", num_beams=2, num_return=2, max_length=5))
     assert len(out) == 2 and all(len(c) == 2 and all(isinstance(t, str) for t in c) for c in out)
     greedy = handle.generate(images(2), DecodeOptions(method="greedy", max_length=5))

@@ -4,6 +4,7 @@ import time
 import pytest
 
 from mmdemo import registry as registry_mod
+from mmdemo.batching import unwrap
 from mmdemo.catalog import Catalog, EntrySpec, Profile, load_catalog
 from mmdemo.errors import MMDemoError
 from mmdemo.registry import FAILED, LOADED, NOT_LOADED, LazyHandle, Registry
@@ -108,7 +109,7 @@ def test_failed_load_is_clear_and_leaves_others_usable(fake_registry):
     row = {s.name: s for s in fake_registry.status()}["bad"]
     assert row.state == FAILED and "disk on fire" in row.error
     handle = fake_registry.get("a")
-    assert isinstance(handle, FakeHandle) and not handle.net.training
+    assert isinstance(unwrap(handle), FakeHandle) and not handle.net.training
     assert {s.name: s.state for s in fake_registry.status()}["a"] == LOADED
 
 

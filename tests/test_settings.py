@@ -27,10 +27,24 @@ def test_flags_win_over_environment():
     (["--auth", "nopassword"], {}, "user:password"),
     ([], {"MMDEMO_DEVICE": "tpu"}, "Unknown device"),
     (["--max-upload-mb", "0"], {}, "positive"),
+    (["--concurrency", "0"], {}, "--concurrency / MMDEMO_CONCURRENCY must be a whole number of at least 1, not '0'"),
+    (["--concurrency", "many"], {}, "--concurrency / MMDEMO_CONCURRENCY must be a whole number .* not 'many'"),
+    ([], {"MMDEMO_CONCURRENCY": "2.5"}, "MMDEMO_CONCURRENCY must be a whole number"),
+    (["--batch-max", "-3"], {}, "--batch-max / MMDEMO_BATCH_MAX must be a whole number of at least 1"),
 ])
 def test_bad_settings_are_explained(argv, env, message):
-    with pytest.raises(MMDemoError, match=message):
+    with pytest.raises(MMDemoError, match=message) as caught:
         parse_settings(argv, env)
+    assert caught.value.code == "settings_invalid"
+
+
+def test_concurrency_is_sized_for_the_device_unless_given():
+    s = parse_settings([], {})
+    assert (s.model_concurrency("cpu"), s.model_concurrency("mps"), s.model_concurrency("cuda")) == (8, 8, 16)
+    assert s.batch_max == 64
+    given = parse_settings(["--concurrency", "3"], {"MMDEMO_CONCURRENCY": "5", "MMDEMO_BATCH_MAX": "1"})
+    assert given.model_concurrency("cuda") == 3 and given.batch_max == 1
+    assert parse_settings([], {"MMDEMO_CONCURRENCY": " 5 "}).model_concurrency("cpu") == 5
 
 
 def test_help_is_fast_and_imports_nothing_heavy():
@@ -41,6 +55,7 @@ def test_help_is_fast_and_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "--memory-budget-mb" in out.stdout and "MMDEMO_AUTH" in out.stdout
+    assert "--concurrency" in out.stdout and "MMDEMO_BATCH_MAX" in out.stdout
 
 
 def test_import_mmdemo_does_not_import_torch():

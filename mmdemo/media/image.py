@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 from mmdemo.errors import MMDemoError, Notice
 from mmdemo.media.files import display_name, read_source_bytes
 
-__all__ = ["IMAGE_SUFFIXES", "LoadedImage", "load_image"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_DECODED_SIDE", "LoadedImage", "load_image"]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 
@@ -25,6 +25,14 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".
 # and a long tail of rarely-audited decoders, none of which a demo needs.
 _IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
 _IMAGE_KINDS = "PNG, JPEG, GIF, WebP, BMP, TIFF"
+
+# Longest side an upload is kept at once decoded. Every consumer needs far less: model
+# inputs are 224-448 px (CLIP/CoCa, real or tiny), result thumbnails 384 px, and the
+# browser shows the uploaded file itself, never this decode. 2048 px keeps headroom for
+# a larger model input or a crop at 4x, while a 38 MP photo is held as at most 4 MP
+# (12 MB of RGB instead of 115 MB); JPEGs are decoded straight to about that size
+# (DCT scaling via ``Image.draft``), so their full resolution is never in memory.
+MAX_DECODED_SIDE = 2048
 
 
 @dataclass
@@ -167,8 +175,12 @@ def load_image(
     name: str | None = None,
     max_pixels: int = 40_000_000,
     max_bytes: int | None = None,
+    max_side: int | None = MAX_DECODED_SIDE,
 ) -> LoadedImage:
-    """Decode an upload to an upright 8-bit RGB image, or raise MMDemoError saying why not."""
+    """Decode an upload to an upright 8-bit RGB image, or raise MMDemoError saying why not.
+
+    ``max_pixels`` limits the image as stored; the result is scaled down (aspect kept) to
+    at most ``max_side`` pixels on its longest side (None: full resolution)."""
     label = display_name(source, name, "uploaded image")
     notices: list[str] = []
 
@@ -176,7 +188,8 @@ def load_image(
         shape = source.shape
         im = _array_to_pil(source, label, notices, max_pixels)
         original_mode = f"array {source.dtype} {'x'.join(map(str, shape))}"
-        return LoadedImage(_pil_to_rgb(im, label, notices), label, notices, original_mode, im.size)
+        rgb = _fit(_pil_to_rgb(im, label, notices), max_side)
+        return LoadedImage(rgb, label, notices, original_mode, im.size)
 
     if isinstance(source, Image.Image):
         if source.width * source.height > max_pixels:
@@ -184,7 +197,7 @@ def load_image(
         if source.width == 0 or source.height == 0:
             raise MMDemoError("image_empty", f"Image {label!r} is empty (0 pixels). "
                                              "Pass an image with at least one pixel.")
-        return _finish_pil(source, label, notices, max_pixels)
+        return _finish_pil(source, label, notices, max_pixels, max_side, opened_here=False)
 
     if not isinstance(source, (str, Path, bytes, bytearray, memoryview)):
         raise MMDemoError(
@@ -206,14 +219,40 @@ def load_image(
     except Exception as exc:  # noqa: BLE001 - decoders raise anything (SyntaxError, struct.error...) on junk
         raise _decode_error(label, f"{type(exc).__name__}: {exc}") from None
     with im:
-        return _finish_pil(im, label, notices, max_pixels)
+        return _finish_pil(im, label, notices, max_pixels, max_side, opened_here=True)
 
 
-def _finish_pil(im: Image.Image, label: str, notices: list[str], max_pixels: int) -> LoadedImage:
+def _fit_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    w, h = size
+    scale = max_side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _fit(im: Image.Image, max_side: int | None) -> Image.Image:
+    """``im`` scaled down to ``max_side`` on its longest side; as is when it fits.
+
+    ``reducing_gap`` first shrinks by an integer factor (box filter, cheap) to within 3x
+    of the target, then resamples with Lanczos: as sharp as a direct Lanczos resize."""
+    if max_side is None or max(im.size) <= max_side:
+        return im
+    return im.resize(_fit_size(im.size, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+# Modes that resize filters correctly as they are (alpha premultiplied by Pillow):
+# these are shrunk before the RGB conversion, so the conversion works on the small copy.
+_RESIZABLE_MODES = ("RGB", "RGBA", "L", "LA")
+
+
+def _finish_pil(im: Image.Image, label: str, notices: list[str], max_pixels: int,
+                max_side: int | None, *, opened_here: bool) -> LoadedImage:
     original_mode, original_size = im.mode, im.size
     # Header-declared size, checked before a single pixel is decoded.
     if original_size[0] * original_size[1] > max_pixels:
         raise _too_many_pixels(label, original_size, max_pixels)
+    if opened_here and max_side is not None and max(original_size) > max_side:
+        # JPEG only (a no-op elsewhere): decode at 1/2, 1/4 or 1/8 scale, still at least
+        # the target size, instead of decoding every pixel and throwing most away.
+        im.draft(None, _fit_size(original_size, max_side))
     if getattr(im, "is_animated", False):
         kind = "animated" if (im.format or "").upper() in ("GIF", "WEBP", "PNG") else "a multi-page file"
         notices.append(Notice("image_animated", f"Image {label!r} is {kind}; using the first frame.", subject=label))
@@ -246,7 +285,9 @@ def _finish_pil(im: Image.Image, label: str, notices: list[str], max_pixels: int
                                                               "it is shown as stored.", subject=label))
     if upright is None:  # pragma: no cover - only with in_place=True
         upright = im
-    rgb = _pil_to_rgb(upright, label, notices)
+    if upright.mode in _RESIZABLE_MODES:
+        upright = _fit(upright, max_side)
+    rgb = _fit(_pil_to_rgb(upright, label, notices), max_side)
     if rgb is im:
         rgb = im.copy()
     return LoadedImage(rgb, label, notices, original_mode, original_size)

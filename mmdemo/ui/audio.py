@@ -3,17 +3,21 @@
 Handlers call mmdemo.tasks.audio and only format its results (plotly figures,
 tables, players). The audio model comes from ``registry.for_slot("audio", lazy=True)`` and
 is used only through the AudioHandle interface, so another audio-text backend
-plugs in without changes here.
+plugs in without changes here. Result players are WAV files written once
+(``common.ResultFiles``), never numpy clips that gradio would re-save per event.
 """
 
 from __future__ import annotations
+
+import wave
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
 from mmdemo.media import AUDIO_SUFFIXES, load_audio
 from mmdemo.tasks import audio as tasks
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, Galleries, model_events, user_errors, warn_all
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, Galleries, ResultFiles, model_events, user_errors, warn_all
 
 INTRO = ("Match a sound against text, search sounds by text, or texts by a sound. "
          "The tiny bundle only knows generated sounds (tones, chirps, noises, clicks, chords); "
@@ -107,19 +111,43 @@ def match_summary(m: tasks.AudioMatch) -> str:
             f"Best match: **{top['label']}** ({top['score']:.1%}), strongest in {_span(top['start'], top['end'])}.")
 
 
-def _player(path: str):
-    clip = load_audio(path, target_sr=None, max_seconds=tasks.MAX_GALLERY_SECONDS)
-    # 16-bit PCM: what gradio would convert float audio to anyway, minus its warning.
-    return clip.sample_rate, (np.clip(clip.wave, -1.0, 1.0) * 32767).astype(np.int16)
+def _write_wav(f, sample_rate: int, samples: np.ndarray) -> None:
+    """Mono 16-bit PCM WAV: playable in every browser, what gradio would convert float audio to."""
+    with wave.open(f, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes((np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+
+
+def _player(results: ResultFiles, path: str) -> str:
+    """A result player's WAV file for the sound file at ``path``, named by its bytes and
+    made on first use only: mono at the file's own rate, at most the gallery's length
+    (what the search heard)."""
+    data = Path(path).read_bytes()
+
+    def write(f) -> None:
+        clip = load_audio(data, name=Path(path).name, target_sr=None, max_seconds=tasks.MAX_GALLERY_SECONDS)
+        _write_wav(f, clip.sample_rate, clip.wave)
+
+    return results.get(f"player:{tasks.MAX_GALLERY_SECONDS}:wav16:".encode() + data, ".wav", write)
+
+
+def _example(results: ResultFiles) -> str:
+    """The example clip as a WAV file, written once for every click of every session."""
+    sr, samples = tasks.example_clip()
+    key = f"example:{sr}:".encode() + np.ascontiguousarray(samples, np.float32).tobytes()
+    return results.get(key, ".wav", lambda f: _write_wav(f, sr, samples))
 
 
 # --------------------------------------------------------------------------- the tab
 
 
-def build(registry, settings) -> None:
+def build(registry, settings):
     """Lay out the Audio tab inside the current gr.Blocks context."""
     galleries = Galleries(tasks.build_gallery, tasks.default_gallery_files, settings.cache_dir,
                           desc="Reading sounds", prefix="mmdemo-audio-")
+    players = ResultFiles(prefix="mmdemo-players-")
     default_count = sum(1 for p in galleries.folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
 
     with gr.Tab("Audio", id="audio"):
@@ -156,7 +184,7 @@ def build(registry, settings) -> None:
                             file_types=sorted(AUDIO_SUFFIXES) + [".zip"], elem_id="audio-gallery-files")
                         s_button = gr.Button("Search sounds", variant="primary")
                     with gr.Column():
-                        s_players = [gr.Audio(type="numpy", interactive=False, label=f"#{i + 1}", visible=i == 0,
+                        s_players = [gr.Audio(type="filepath", interactive=False, label=f"#{i + 1}", visible=i == 0,
                                               elem_id=f"audio-player-{i}")
                                      for i in range(N_PLAYERS)]
                 s_table = gr.Dataframe(headers=SOUND_COLUMNS, interactive=False, label="Matching sounds",
@@ -190,13 +218,14 @@ def build(registry, settings) -> None:
             with galleries.searched(files, audio, progress) as gallery:
                 hits = tasks.search_gallery(gallery, query, audio, k=int(k))
                 # Players now: extracted zip members are gone once this returns.
-                players = [gr.update(value=_player(h["path"]), label=f"#{i + 1} {h['label']} ({h['score']:.3f})",
-                                     visible=True) for i, h in enumerate(hits[:N_PLAYERS])]
+                shown = [gr.update(value=_player(players, h["path"]), visible=True,
+                                   label=f"#{i + 1} {h['label']} ({h['score']:.3f})")
+                         for i, h in enumerate(hits[:N_PLAYERS])]
             warn_all(gallery.notices)
-            players += [gr.update(value=None, visible=False)] * (N_PLAYERS - len(players))
+            shown += [gr.update(value=None, visible=False)] * (N_PLAYERS - len(shown))
             rows = [[i + 1, h["label"], round(h["score"], 4), h["caption"], _span(h["start"], h["end"])]
                     for i, h in enumerate(hits)]
-            return (rows, *players)
+            return (rows, *shown)
 
         @user_errors
         def search_texts(clip, texts, k):
@@ -206,8 +235,7 @@ def build(registry, settings) -> None:
             return [[i + 1, h["label"], round(h["score"], 4)] for i, h in enumerate(res.hits)]
 
         def example():
-            sr, wave = tasks.example_clip()
-            return sr, (wave * 32767).astype(np.int16)
+            return _example(players)
 
         m_example.click(example, None, m_clip, api_name="audio_example_clip", queue=False)
         t_example.click(example, None, t_clip, api_name=False, queue=False)
@@ -217,3 +245,4 @@ def build(registry, settings) -> None:
                      api_name="search_audio")
         t_button.click(search_texts, [t_clip, t_texts, t_k], [t_table],
                        api_name="search_texts_by_audio", concurrency_id=MODEL_CONCURRENCY_ID)
+    return players.close  # build_demo runs it when the app closes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import functools
 import inspect
@@ -9,12 +11,15 @@ import logging
 import shutil
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 
+from mmdemo.atomic import atomic_write_with
 from mmdemo.errors import MMDemoError
+from mmdemo.hashing import content_hash
 from mmdemo.media import fmt_bytes  # noqa: F401 - re-exported for the tabs
 
 log = logging.getLogger(__name__)
@@ -69,6 +74,75 @@ def user_errors(fn):
             raise _as_gr_error(exc, fn) from None
 
     return wrapper
+
+
+def image_source(payload: Any) -> tuple[Any, str | None]:
+    """An unprocessed image payload (FileData dict) -> (what load_image reads, display name).
+
+    Listeners that take an image run with ``preprocess=False``: gradio's own image
+    preprocessing opens every upload with PIL before the handler runs, so a corrupt,
+    empty or bomb-sized file would fail there with gradio's message (handler name,
+    component list, server path). Unprocessed, the handler gets the uploaded file's
+    cache path and ``mmdemo.media.load_image`` says what is wrong in words."""
+    if payload is None:
+        return None, None
+    if isinstance(payload, dict):
+        name = payload.get("orig_name")
+        if payload.get("path"):
+            return payload["path"], name
+        url = payload.get("url") or ""
+        if url.startswith("data:") and "," in url:  # a pasted image sent inline
+            try:
+                return base64.b64decode(url.split(",", 1)[1], validate=False), name or "pasted image"
+            except (binascii.Error, ValueError):
+                raise MMDemoError("pasted_image_undecodable",
+                                  "The pasted image could not be decoded; save it to a file and upload that.") from None
+        return None, None
+    return payload, None
+
+
+def file_path(payload: Any) -> str | None:
+    """An unprocessed single-file payload (audio, file) -> its uploaded path, or None."""
+    if isinstance(payload, dict):
+        return payload.get("path") or None
+    return payload or None
+
+
+class ResultFiles:
+    """Files handed to clients as results (thumbnails, players), each written once.
+
+    Returning a PIL image or a numpy clip makes gradio re-encode it on every event into
+    ``<gradio cache>/<content hash>/image.webp`` *in place*: under overlapping identical
+    requests a client downloading that file gets it truncated or empty. A path instead
+    is copied into gradio's cache once (atomically; not again while present). The file
+    here is named by a key for its content, written atomically and never rewritten, so
+    a repeat answers from disk without decoding anything.
+
+    The folder is a private temp dir (gradio serves returned files from the temp dir
+    without ``allowed_paths``), removed with this object (it lives as long as its app's
+    handlers) or at the latest when the process exits: results of uploads must not pile
+    up in the user's cache."""
+
+    def __init__(self, prefix: str):
+        self.folder = Path(tempfile.mkdtemp(prefix=prefix))
+        self._locks = [threading.Lock() for _ in range(16)]
+        self._remove = weakref.finalize(self, shutil.rmtree, str(self.folder), True)
+
+    def close(self) -> None:
+        """Remove the folder now (the app is closing); later calls do nothing."""
+        self._remove()
+
+    def get(self, key: bytes, suffix: str, write: Callable[[Any], None]) -> str:
+        """The path of the result for ``key`` (what it is made of and how), made now if
+        new by ``write(f)``, which writes the file's bytes to the binary file ``f``."""
+        digest = content_hash(key)[:40]
+        path = self.folder / f"{digest}{suffix}"
+        # One writer per name: two identical requests at once make it once, and a file
+        # being served is never replaced (not even by identical bytes).
+        with self._locks[int(digest[:4], 16) % len(self._locks)]:
+            if not path.exists():
+                atomic_write_with(path, write)
+        return str(path)
 
 
 def per_model(build):

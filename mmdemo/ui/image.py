@@ -5,27 +5,24 @@ tables, galleries). Models come from ``registry.for_slot("clip", lazy=True)`` an
 ``registry.for_slot("captioner", lazy=True)`` and are used only through their handles, so a
 real open_clip pair plugs in without changes here.
 
-Listeners that take an image run with ``preprocess=False``: gradio's own image
-preprocessing opens every upload with PIL before the handler runs, so a corrupt,
-empty or bomb-sized file would fail there with gradio's message. Unprocessed, the
-handler gets the uploaded file's cache path and ``mmdemo.media.load_image`` says
-what is wrong in words. Gradio still moves and checks the upload first.
+Listeners that take an image run with ``preprocess=False`` (see
+``common.image_source``): ``mmdemo.media.load_image`` says what is wrong with an
+upload, never gradio's preprocessing. Gradio still moves and checks the upload first.
+Result thumbnails are files written once (``common.ResultFiles``), never PIL images.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
 
-from mmdemo.errors import MMDemoError
 from mmdemo.media import IMAGE_SUFFIXES, load_image
 from mmdemo.tasks import image as tasks
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, Galleries, model_events, user_errors, warn_all
+from mmdemo.ui.common import (MODEL_CONCURRENCY_ID, Galleries, ResultFiles, image_source, model_events, user_errors,
+                              warn_all)
 
 INTRO = ("Caption an image, rank captions for it, search images by text or texts by an image. "
          "The tiny bundle only knows generated scenes (coloured shapes on plain, striped, dotted or "
@@ -43,31 +40,12 @@ TEXT_COLUMNS = ["rank", "text", "similarity"]
 # --------------------------------------------------------------------------- inputs
 
 
-def _image_source(payload: Any) -> tuple[Any, str | None]:
-    """An unprocessed image payload (FileData dict) -> (what load_image reads, display name)."""
-    if payload is None:
-        return None, None
-    if isinstance(payload, dict):
-        name = payload.get("orig_name")
-        if payload.get("path"):
-            return payload["path"], name
-        url = payload.get("url") or ""
-        if url.startswith("data:") and "," in url:  # a pasted image sent inline
-            try:
-                return base64.b64decode(url.split(",", 1)[1], validate=False), name or "pasted image"
-            except (binascii.Error, ValueError):
-                raise MMDemoError("pasted_image_undecodable",
-                                  "The pasted image could not be decoded; save it to a file and upload that.") from None
-        return None, None
-    return payload, None
-
-
 def _file_sources(payload: Any) -> list[Any]:
     """An unprocessed multi-file payload -> paths, in upload order."""
     if payload is None:
         return []
     items = payload if isinstance(payload, list) else [payload]
-    return [src for src, _ in map(_image_source, items) if src is not None]
+    return [src for src, _ in map(image_source, items) if src is not None]
 
 
 def _notes(notices) -> str:
@@ -79,10 +57,17 @@ def _short(text: str, n: int = AXIS_LABEL_CHARS) -> str:
     return text if len(text) <= n else text[: n - 1].rstrip() + "…"
 
 
-def _thumbnail(path: str):
-    im = load_image(path).image
-    im.thumbnail((THUMB_PIXELS, THUMB_PIXELS))
-    return im
+def _thumbnail(results: ResultFiles, path: str) -> str:
+    """The result thumbnail of the image file at ``path``: a WebP file named by the
+    image's bytes and the thumbnail size, made on first use only."""
+    data = Path(path).read_bytes()
+
+    def write(f) -> None:
+        im = load_image(data, name=Path(path).name).image
+        im.thumbnail((THUMB_PIXELS, THUMB_PIXELS))
+        im.save(f, format="WEBP")
+
+    return results.get(f"thumbnail:{THUMB_PIXELS}:webp:".encode() + data, ".webp", write)
 
 
 # --------------------------------------------------------------------------- figures
@@ -164,10 +149,11 @@ def _image_input(prefix: str, examples: list[str]) -> gr.Image:
     return image
 
 
-def build(registry, settings) -> None:
+def build(registry, settings):
     """Lay out the Image tab inside the current gr.Blocks context."""
     galleries = Galleries(tasks.build_gallery, tasks.default_gallery_files, settings.cache_dir,
                           desc="Indexing images", prefix="mmdemo-images-")
+    thumbnails = ResultFiles(prefix="mmdemo-thumbnails-")
     examples = sorted(str(p) for p in galleries.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     default_count = len(examples)
     default_texts = _default_texts(galleries.folder)
@@ -250,7 +236,7 @@ def build(registry, settings) -> None:
 
         @user_errors
         def caption(image, method, num_beams, max_length, temperature, top_k, top_p, num_captions, seed):
-            source, name = _image_source(image)
+            source, name = image_source(image)
             res = tasks.caption_image(source, registry.for_slot("captioner", lazy=True), method=method,
                                       num_beams=num_beams, max_length=max_length, temperature=temperature,
                                       top_k=top_k, top_p=top_p, num_captions=num_captions, seed=seed, name=name)
@@ -259,7 +245,7 @@ def build(registry, settings) -> None:
 
         @user_errors
         def rank(image, candidates):
-            source, name = _image_source(image)
+            source, name = image_source(image)
             res = tasks.rank_captions(source, candidates, registry.for_slot("clip", lazy=True), name=name)
             warn_all(res.notices)
             return {r["label"]: r["score"] for r in res.ranked}, rank_figure(res), _notes(res.notices)
@@ -270,7 +256,7 @@ def build(registry, settings) -> None:
             with galleries.searched(files, clip, progress) as gallery:
                 res = tasks.search_images(gallery, query, clip, k=k)
                 # Thumbnails now: extracted zip members are gone once this returns.
-                shown = [(_thumbnail(h["path"]), f"#{i + 1} · {h['score']:.3f} · {h['label']}")
+                shown = [(_thumbnail(thumbnails, h["path"]), f"#{i + 1} · {h['score']:.3f} · {h['label']}")
                          for i, h in enumerate(res.hits)]
             notices = gallery.notices + res.notices
             warn_all(notices)
@@ -289,14 +275,14 @@ def build(registry, settings) -> None:
 
         @user_errors
         def search_texts(image, texts, k):
-            source, name = _image_source(image)
+            source, name = image_source(image)
             res = tasks.search_texts(source, texts, registry.for_slot("clip", lazy=True), k=k, name=name)
             warn_all(res.notices)
             return [[i + 1, h["label"], round(h["score"], 4)] for i, h in enumerate(res.hits)], _notes(res.notices)
 
         @user_errors
         def heatmap(image, more, texts):
-            source, _ = _image_source(image)
+            source, _ = image_source(image)
             extra = _file_sources(more)
             h = tasks.similarity_heatmap(([source] if source is not None else []) + extra, texts,
                                          registry.for_slot("clip", lazy=True))
@@ -321,6 +307,7 @@ def build(registry, settings) -> None:
                        concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False).success(
             heatmap, [t_image, t_more, t_texts], [t_heatmap], api_name="similarity_heatmap",
             concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+    return thumbnails.close  # build_demo runs it when the app closes
 
 
 def _default_texts(folder: Path) -> list[str]:

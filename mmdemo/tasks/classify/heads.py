@@ -5,13 +5,21 @@ The models layer loads a head file without asking what profile is active; the
 registry, which holds the profile, decides whether a head fits
 (``Registry.check_fits_profile``: on every load, so the Models tab shows a misfit as
 failed). Heads that never pass through the registry (an uploaded file, a head file
-named on the CLI) are checked here by :func:`check_encoders` before they are used.
+named on the CLI, a user's own head) are checked here by :func:`check_encoders` before
+they are used.
+
+Heads users save in the app live in a :class:`HeadStore`, one namespace per owner (a
+login or a browser session, a string the UI chooses): an owner sees the registry's heads
+and its own, never another owner's, and a name it reuses replaces only its own head.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from mmdemo.atomic import atomic_write_bytes
@@ -132,3 +140,109 @@ def resolve_head(registry, name_or_path: str | Path, *, allow_paths: bool = Fals
         return handle
     names = ", ".join(registry.names(kind="fusion")) or "none"
     raise MMDemoError("head_not_found", f"No head named {key!r}. Available: {names}.")
+
+
+# Loaded user heads kept in memory across all owners (each is small; files stay on disk).
+MAX_LOADED_USER_HEADS = 32
+
+
+def owner_key(owner: str) -> str:
+    """The folder name of ``owner``'s heads: a hash, so no login or session id reaches a path."""
+    return hashlib.sha256(f"mmdemo-head-owner:{owner}".encode()).hexdigest()[:32]
+
+
+class HeadStore:
+    """Users' own heads under ``cache_dir/heads/owners/<owner_key>/<name>.safetensors``,
+    kept out of the shared registry (which every session lists). Files are written
+    atomically; a loaded head is cached by its file's identity, so a replaced file is
+    loaded afresh and a head saved before a restart is found again on first use."""
+
+    def __init__(self, registry, cache_dir: str | Path, max_loaded: int = MAX_LOADED_USER_HEADS):
+        self.registry, self.root = registry, Path(cache_dir) / "heads" / "owners"
+        self._loaded: OrderedDict[tuple, object] = OrderedDict()
+        self._max_loaded, self._lock = max_loaded, threading.Lock()
+
+    def of(self, owner: str) -> "OwnerHeads":
+        if not owner:
+            raise ValueError("a head owner is a non-empty string")
+        return OwnerHeads(self, self.root / owner_key(owner))
+
+    def load(self, path: Path, what: str):
+        from mmdemo.models.fusion_backend import handle_from_file
+
+        stat = path.stat()
+        key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+        handle = handle_from_file(path, self.registry.device)
+        check_encoders(handle.meta, self.registry, what)
+        with self._lock:
+            for old in [k for k in self._loaded if k[0] == key[0]]:  # an earlier version of this file
+                del self._loaded[old]
+            self._loaded[key] = handle
+            while len(self._loaded) > self._max_loaded:
+                self._loaded.popitem(last=False)
+        return handle
+
+
+class OwnerHeads:
+    """One owner's view: the registry's fusion heads plus its own."""
+
+    def __init__(self, store: HeadStore, folder: Path):
+        self.store, self.folder, self.registry = store, folder, store.registry
+
+    def own(self) -> list[str]:
+        return sorted(p.stem for p in self.folder.glob("*.safetensors")) if self.folder.is_dir() else []
+
+    def names(self) -> list[str]:
+        """What this owner can pick: the registry's heads, then its own."""
+        shared = self.registry.names(kind="fusion")
+        return shared + [n for n in self.own() if n not in shared]
+
+    def check_name(self, name: str | None, fallback: str) -> str:
+        """A usable name for a new head of this owner: registry names (bundled or shared heads,
+        encoders) are refused, since every session lists them."""
+        name = head_name(name, fallback)
+        if name in self.registry.catalog.entries:
+            raise MMDemoError("head_name_reserved", f"{name!r} is already a model name in this app; pick another "
+                                                    "name for your head.")
+        return name
+
+    def _path(self, name: str) -> Path:
+        return self.folder / f"{name}.safetensors"
+
+    def save_trained(self, report: TrainReport, name: str, clip, audio=None) -> bool:
+        """Save the winner as this owner's ``name``; True when it replaced this owner's head of that name."""
+        name = self.check_name(name, name)
+        path = self._path(name)
+        replaced = path.is_file()
+        write_head(report, path, clip, audio)
+        report.saved_as = name
+        return replaced
+
+    def import_file(self, path: str | Path, name: str | None = None) -> tuple[str, bool]:
+        """Validate an uploaded head file (as :func:`import_head`) and keep it as this
+        owner's; returns (name, whether it replaced this owner's head of that name)."""
+        from mmdemo.models.fusion_backend import handle_from_file
+
+        path = Path(path)
+        meta = handle_from_file(path).meta
+        check_encoders(meta, self.registry, f"Head file {path.name!r}")
+        name = self.check_name(name, path.stem)
+        dest = self._path(name)
+        replaced = dest.is_file()
+        atomic_write_bytes(dest, path.read_bytes())
+        return name, replaced
+
+    def resolve(self, name: str):
+        """A FusionHandle by name: this owner's head of that name, else the registry's."""
+        key = str(name or "").strip()
+        own = self._path(key) if re.fullmatch(r"[a-z0-9_-]{1,60}", key) else None  # a name, never a path
+        if own is not None and own.is_file():
+            return self.store.load(own, f"Your head {key!r}")
+        if key and key not in self.registry.catalog.entries:
+            raise MMDemoError("head_not_found", f"No head named {key!r}. Available: "
+                                                f"{', '.join(self.names()) or 'none'}.")
+        return resolve_head(self.registry, key)

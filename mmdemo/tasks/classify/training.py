@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Sequence
 from mmdemo.errors import MMDemoError
 from mmdemo.tasks.classify.datasets import Dataset, generated_dataset, load_dataset_upload, rate_of
 from mmdemo.tasks.classify.features import FeatureCache, dataset_features
-from mmdemo.tasks.classify.heads import check_save_name, head_name, save_trained_head
+from mmdemo.tasks.classify.heads import OwnerHeads, check_save_name, head_name, save_trained_head
 from mmdemo.tasks.classify.reports import LeaderRow, TrainReport
 
 # Early stopping ends most runs sooner; slow learners (gated heads) still improve after 30.
@@ -102,14 +102,21 @@ class TrainingJob:
     as the dicts :func:`train_on_dataset` emits, plus {"stage": "reading", "done",
     "total"} while rows are read; :meth:`cancel` stops it at the next batch (or row
     check), before anything is saved. Its temp folder (an unpacked upload) is removed
-    when the worker ends, whatever the outcome."""
+    when the worker ends, whatever the outcome. With ``heads`` (one owner's namespace of
+    a :class:`HeadStore`) the winner is saved there, and :attr:`replaced` says whether
+    it replaced that owner's head of the same name; without, in the shared registry."""
 
     def __init__(self, registry, make_dataset: Callable[[Path, object, Callable[[int, int], None]], Dataset],
                  kinds: Sequence[str], *, epochs: int, lr: float, baselines: bool, save_as: str | None,
-                 cache_dir: str | Path, feature_cache: FeatureCache | None = None):
+                 cache_dir: str | Path, feature_cache: FeatureCache | None = None,
+                 heads: OwnerHeads | None = None):
         self.kinds = check_training_options(kinds, epochs, lr)
-        self.save_as = head_name(save_as, "my-head")
-        check_save_name(registry, self.save_as)
+        if heads is not None:
+            self.save_as = heads.check_name(save_as, "my-head")
+        else:
+            self.save_as = head_name(save_as, "my-head")
+            check_save_name(registry, self.save_as)
+        self.heads, self.replaced = heads, False
         self.registry, self.make_dataset = registry, make_dataset
         self.epochs, self.lr, self.baselines = int(epochs), float(lr), bool(baselines)
         self.cache_dir, self.feature_cache = Path(cache_dir), feature_cache
@@ -183,7 +190,10 @@ class TrainingJob:
                                       progress=self._events.put, cancel=self._cancel)
             if self._cancel.is_set():
                 raise TrainingCancelled("training_cancelled", CANCELLED)
-            save_trained_head(report, self.registry, self.cache_dir, self.save_as, clip, audio)
+            if self.heads is not None:
+                self.replaced = self.heads.save_trained(report, self.save_as, clip, audio)
+            else:
+                save_trained_head(report, self.registry, self.cache_dir, self.save_as, clip, audio)
             self.report = report
         except BaseException as exc:  # handed to whoever asks for the result
             self.error = exc

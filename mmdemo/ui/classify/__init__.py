@@ -18,8 +18,9 @@ INTRO = ("Classify an image with a text (and a sound) through a trained **fusion
          "The tiny bundle only knows the generated world (coloured shapes, synthetic sounds).")
 
 
-def build(registry, settings) -> None:
-    """Lay out the Classify tab inside the current gr.Blocks context."""
+def build(registry, settings):
+    """Lay out the Classify tab inside the current gr.Blocks context; returns what removes
+    its temp folder and the anonymous sessions' heads when the app closes."""
     ctx = ClassifyContext.create(registry, settings)
     with gr.Tab("Classify", id="classify"):
         gr.Markdown(INTRO)
@@ -38,3 +39,4 @@ def build(registry, settings) -> None:
         zero_shot.listen(ctx, zero_shot_ui)
         train.listen(ctx, train_ui, download=heads_ui["download"], head=head_ui["head"])
         heads.listen(ctx, heads_ui, head=head_ui["head"])
+    return ctx.close

@@ -1,5 +1,9 @@
 """Classify with a head: one example through a fusion head, with what each input adds
-and what the head looked at."""
+and what the head looked at.
+
+The listener runs with ``preprocess=False``, as the Image tab's do: uploads reach the
+task layer's loaders as paths, so a bad or oversized image gets the same message
+there as everywhere else (see ``common.image_source``)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import gradio as gr
 from mmdemo.tasks import classify as tasks
 from mmdemo.ui.classify.context import ClassifyContext, default_head
 from mmdemo.ui.classify.figures import ablation_figure, explanation_figure
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, user_errors, warn_all
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, file_path, image_source, user_errors, warn_all
 
 
 def render(ctx: ClassifyContext) -> dict:
@@ -40,10 +44,10 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
     registry = ctx.registry
 
     @user_errors
-    def classify(head, image, text, audio):
-        handle = tasks.resolve_head(registry, head)
-        res = tasks.classify(handle, image, text, audio, registry.for_slot("clip", lazy=True),
-                             ctx.audio_for("audio" in handle.modalities))
+    def classify(head, image, text, audio, request: gr.Request):
+        handle = ctx.resolve_head(head, request)  # the sender's own head of that name, else the registry's
+        res = tasks.classify(handle, image_source(image)[0], text, file_path(audio),
+                             registry.for_slot("clip", lazy=True), ctx.audio_for("audio" in handle.modalities))
         warn_all(res.notices)
         top = res.labels[0]
         drops = ", ".join(f"without {a['modality']} {-a['top_drop']:+.1%}" for a in res.ablation)
@@ -52,8 +56,11 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
                 f"{' + '.join(res.modalities)}.\n\nChange in P({top['label']}) when an input is removed: {drops}.")
         return {r["label"]: r["score"] for r in res.labels}, info, ablation_figure(res), explanation_figure(res)
 
-    # Heads trained or uploaded in another session appear when the list is opened.
-    ui["head"].focus(lambda: gr.update(choices=ctx.fusion_names()), None, ui["head"], api_name=False, queue=False)
+    def head_choices(request: gr.Request):
+        return gr.update(choices=ctx.fusion_names(request))
+
+    # Heads trained or uploaded in another tab of the same login appear when the list is opened.
+    ui["head"].focus(head_choices, None, ui["head"], api_name=False, queue=False)
     ui["button"].click(classify, [ui["head"], ui["image"], ui["text"], ui["audio"]],
                        [ui["label"], ui["info"], ui["ablation"], ui["explain"]],
-                       api_name="classify", concurrency_id=MODEL_CONCURRENCY_ID)
+                       api_name="classify", concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)

@@ -1,11 +1,11 @@
-"""Head files: download the winner of a training, upload a head file of your own."""
+"""Head files: download the winner of a training, upload a head file of your own (kept in
+your own namespace: other sessions neither see nor replace it)."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from mmdemo.errors import MMDemoError
-from mmdemo.tasks import classify as tasks
 from mmdemo.ui.classify.context import ClassifyContext
 from mmdemo.ui.common import user_errors
 
@@ -21,11 +21,12 @@ def render() -> dict:
 
 def listen(ctx: ClassifyContext, ui: dict, *, head: gr.Dropdown) -> None:
     @user_errors
-    def upload_head(path, name):
+    def upload_head(path, name, request: gr.Request):
         if not path:
             raise MMDemoError("head_file_missing", "Choose a head file (.safetensors) to upload first.")
-        added = tasks.import_head(path, ctx.registry, ctx.cache_dir, name or None)
-        return (f"Added **{added}**; pick it in *Classify with a head*.",
-                gr.update(choices=ctx.fusion_names(), value=added))
+        added, replaced = ctx.heads_of(request).import_file(path, name or None)
+        done = f"Replaced your head **{added}**" if replaced else f"Added **{added}**"
+        return (f"{done}; pick it in *Classify with a head*. Only you see it.",
+                gr.update(choices=ctx.fusion_names(request), value=added))
 
     ui["button"].click(upload_head, [ui["upload"], ui["name"]], [ui["status"], head], api_name="upload_head")

@@ -7,7 +7,6 @@ starts it, turns its progress rows into chart updates and cancels it.
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import gradio as gr
@@ -39,7 +38,7 @@ def board_rows(report: tasks.TrainReport) -> list[list]:
              r.best_epoch, r.seconds] for i, r in enumerate(report.leaderboard)]
 
 
-def report_summary(report: tasks.TrainReport) -> str:
+def report_summary(report: tasks.TrainReport, replaced: bool = False) -> str:
     fusion = [r for r in report.leaderboard if not r.baseline]
     base = [r for r in report.leaderboard if r.baseline]
     vs = ""
@@ -54,7 +53,8 @@ def report_summary(report: tasks.TrainReport) -> str:
             f"{len(fusion)} head(s) trained in {report.train_seconds:.1f} s.\n\n"
             f"Winner: **{report.winner.name}** with validation accuracy **{report.winner.accuracy:.3f}** "
             f"(macro-F1 {report.winner.macro_f1:.3f}).{vs}\n\n"
-            f"Saved as **{report.saved_as}** (now in the head list of *Classify with a head*).")
+            f"{'Replaced your head' if replaced else 'Saved as'} **{report.saved_as}** (now in your head list of "
+            f"*Classify with a head*; only you see it).")
 
 
 def render(ctx: ClassifyContext) -> dict:
@@ -94,9 +94,12 @@ def _stream(ctx: ClassifyContext, job: tasks.TrainingJob, request, progress):
     """Progress, chart updates (every CHART_EVERY_S at most) and finally the leaderboard."""
     history: list[dict] = []
     skip = gr.skip()
+    # The download is cleared, never skipped: Gradio 6.31 answers a skip (an update) by swapping
+    # in a per-session copy of the File, and files served through that copy escape delete_cache.
+    no_file = None
     with ctx.jobs.running(session_of(request), job):
         progress(0, desc="Reading the data")
-        yield "Reading the data…", skip, skip, skip, skip, skip
+        yield "Reading the data…", skip, skip, skip, no_file, skip
         last = 0.0
         for ev in job.events():
             if ev["stage"] in ("reading", "features"):
@@ -112,7 +115,7 @@ def _stream(ctx: ClassifyContext, job: tasks.TrainingJob, request, progress):
             now = time.monotonic()
             if now - last >= CHART_EVERY_S:
                 last = now
-                yield status, training_figure(history) if history else skip, skip, skip, skip, skip
+                yield status, training_figure(history) if history else skip, skip, skip, no_file, skip
         try:
             report = job.result()
         except MMDemoError as exc:
@@ -123,28 +126,29 @@ def _stream(ctx: ClassifyContext, job: tasks.TrainingJob, request, progress):
             cancelled = None
     if cancelled is not None:
         gr.Warning(str(cancelled))
-        yield f"Cancelled. {cancelled}", training_figure(history) if history else skip, skip, skip, skip, skip
+        yield f"Cancelled. {cancelled}", training_figure(history) if history else skip, skip, skip, no_file, skip
         return
     warn_all(report.notices)
-    download = ctx.downloads / report.saved_path.name
-    shutil.copyfile(report.saved_path, download)
-    yield (report_summary(report), training_figure(report.history), board_rows(report), confusion_figure(report),
-           str(download), gr.update(choices=ctx.fusion_names(), value=report.saved_as))
+    yield (report_summary(report, job.replaced), training_figure(report.history), board_rows(report),
+           confusion_figure(report), str(ctx.download_copy(report.saved_path)),
+           gr.update(choices=ctx.fusion_names(request), value=report.saved_as))
 
 
 def listen(ctx: ClassifyContext, ui: dict, *, download: gr.File, head: gr.Dropdown) -> None:
-    def options(epochs, lr, name, baselines) -> dict:
+    def options(epochs, lr, name, baselines, request) -> dict:
         return {"epochs": epochs, "lr": lr, "save_as": name, "baselines": baselines, "cache_dir": ctx.cache_dir,
-                "feature_cache": ctx.feature_cache}
+                "feature_cache": ctx.feature_cache, "heads": ctx.heads_of(request)}
 
     @user_errors
     def train_upload(files, kinds, epochs, lr, name, baselines, request: gr.Request, progress=gr.Progress()):
-        job = tasks.TrainingJob.from_upload(ctx.registry, files, kinds, **options(epochs, lr, name, baselines))
+        job = tasks.TrainingJob.from_upload(ctx.registry, files, kinds,
+                                            **options(epochs, lr, name, baselines, request))
         yield from _stream(ctx, job, request, progress)
 
     @user_errors
     def train_generated(task, n, kinds, epochs, lr, name, baselines, request: gr.Request, progress=gr.Progress()):
-        job = tasks.TrainingJob.from_generated(ctx.registry, task, n, kinds, **options(epochs, lr, name, baselines))
+        job = tasks.TrainingJob.from_generated(ctx.registry, task, n, kinds,
+                                               **options(epochs, lr, name, baselines, request))
         yield from _stream(ctx, job, request, progress)
 
     def cancel_training(request: gr.Request):

@@ -1,4 +1,7 @@
-"""Zero-shot: score typed labels against a weighted mix of the inputs' embeddings."""
+"""Zero-shot: score typed labels against a weighted mix of the inputs' embeddings.
+
+Listeners run with ``preprocess=False`` (see ``common.image_source``): a bad or
+oversized image gets the media loader's message, as on every tab."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import gradio as gr
 from mmdemo.tasks import classify as tasks
 from mmdemo.ui.classify.context import ClassifyContext
 from mmdemo.ui.classify.figures import zero_shot_figure
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, user_errors, warn_all
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, file_path, image_source, user_errors, warn_all
 
 
 def render(ctx: ClassifyContext) -> dict:
@@ -39,8 +42,10 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
 
     @user_errors
     def zero_shot(image, text, audio, labels, template, w_image, w_text, w_audio):
-        z = tasks.zero_shot(image, text, audio, labels, registry.for_slot("clip", lazy=True), ctx.audio_for(bool(audio)),
-                            template=template, weights={"image": w_image, "text": w_text, "audio": w_audio})
+        audio = file_path(audio)
+        z = tasks.zero_shot(image_source(image)[0], text, audio, labels, registry.for_slot("clip", lazy=True),
+                            ctx.audio_for(bool(audio)), template=template,
+                            weights={"image": w_image, "text": w_text, "audio": w_audio})
         warn_all(z.notices)
         mix = ", ".join(f"{m} {w:.2f}" for m, w in z.weights.items())
         info = f"Weights used (normalised): {mix}. Prompts like “{z.prompts[0]}”."
@@ -50,7 +55,8 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
 
     inputs = [ui["image"], ui["text"], ui["audio"], ui["labels"], ui["template"], *ui["weights"]]
     outputs = [ui["label"], ui["info"], ui["plot"]]
-    ui["button"].click(zero_shot, inputs, outputs, api_name="classify_zero_shot", concurrency_id=MODEL_CONCURRENCY_ID)
+    ui["button"].click(zero_shot, inputs, outputs, api_name="classify_zero_shot", concurrency_id=MODEL_CONCURRENCY_ID,
+                       preprocess=False)
     for slider in ui["weights"]:  # moving a weight re-scores at once: the point of the sliders
         slider.release(zero_shot, inputs, outputs, api_name=False, concurrency_id=MODEL_CONCURRENCY_ID,
-                       show_progress="minimal")
+                       show_progress="minimal", preprocess=False)

@@ -1,0 +1,149 @@
+"""Micro-batching in front of a loaded handle: concurrent encode calls share one model call.
+
+When several requests (gradio worker threads) ask the same handle to encode at the same
+moment, one forward pass over all their inputs costs far less than one pass each. The
+wrapper batches leader/follower style, with no wait window: a call that finds the method
+idle runs at once, alone; calls that arrive while a pass is running queue up, and when it
+ends the first of them runs every queued input (up to ``max_items``) in one call and hands
+each caller its own rows. A lone call is therefore never delayed, and under load the batch
+size grows with the load.
+
+Only inputs reach the model here: the task layer validates each request's inputs before it
+encodes them, so a batch holds only good inputs. Should the model itself fail, every
+request of that batch gets that error (the next batch starts afresh).
+
+The wrapper is a handle too: it delegates every other attribute to the wrapped handle,
+so the protocols of :mod:`mmdemo.handles` hold for it (code asks for a protocol, never for
+a backend's concrete class).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+# The encode methods that take a sequence of inputs first and return rows (an array, or a
+# tuple of arrays) in the same order: what can be concatenated and split back.
+BATCHED_METHODS = ("encode_images", "encode_image_tokens", "encode_texts", "encode_text_tokens", "encode_waves")
+
+
+class _Request:
+    __slots__ = ("items", "done", "result", "error", "batch")
+
+    def __init__(self, items: list):
+        self.items = items
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.batch: list[_Request] | None = None  # set when this request is told to run a batch
+
+
+def _split(out: Any, sizes: list[int]) -> list[Any]:
+    """The rows of one merged output for each request, in order."""
+    if isinstance(out, tuple):
+        return [tuple(parts) for parts in zip(*(_split(o, sizes) for o in out))]
+    bounds = np.cumsum(sizes)[:-1]
+    if isinstance(out, np.ndarray):
+        return np.split(out, bounds)
+    return [out[a:b] for a, b in zip([0, *bounds], [*bounds, len(out)])]
+
+
+class MicroBatcher:
+    """Merges concurrent calls of one encode method ``fn(items) -> rows``."""
+
+    def __init__(self, fn: Callable, max_items: int):
+        self._fn, self._max = fn, int(max_items)
+        self._lock = threading.Lock()
+        self._queue: list[_Request] = []
+        self._running = False
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the running call to end (they form the next batch)."""
+        with self._lock:
+            return len(self._queue)
+
+    def __call__(self, items: Sequence, *args, **kwargs):
+        # A call with options of its own (a progress callback) or as big as a batch runs
+        # as asked, beside the batches; batch_size only chunks, so merged calls drop it.
+        if args or set(kwargs) - {"batch_size"} or not 0 < len(items) < self._max:
+            return self._fn(items, *args, **kwargs)
+        request = _Request(list(items))
+        with self._lock:
+            lead = not self._running
+            if lead:
+                self._running = True
+                request.batch = [request]
+            else:
+                self._queue.append(request)
+        if not lead:
+            request.done.wait()
+        if request.batch is not None:  # this thread runs a batch (its own request is in it)
+            self._run(request.batch)
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _run(self, batch: list[_Request]) -> None:
+        try:
+            out = self._fn([item for r in batch for item in r.items])
+            for r, rows in zip(batch, _split(out, [len(r.items) for r in batch])):
+                r.result = rows
+        except BaseException as exc:  # every request of the batch fails with the model's error
+            for r in batch:
+                r.error = exc
+        finally:
+            self._hand_over()
+            for r in batch:
+                r.batch = None
+                r.done.set()
+
+    def _hand_over(self) -> None:
+        """Give what queued meanwhile (up to max_items) to its first request to run."""
+        with self._lock:
+            if not self._queue:
+                self._running = False
+                return
+            taken, total = 0, 0
+            while taken < len(self._queue) and (taken == 0 or total + len(self._queue[taken].items) <= self._max):
+                total += len(self._queue[taken].items)
+                taken += 1
+            batch, self._queue = self._queue[:taken], self._queue[taken:]
+        batch[0].batch = batch
+        batch[0].done.set()
+
+
+class BatchedHandle:
+    """A handle whose encode methods batch concurrent calls; everything else is the
+    wrapped handle's own (attributes, ``modules()``, ``zero_shot``, ``generate``...)."""
+
+    def __init__(self, handle: Any, max_items: int):
+        self._handle = handle
+        self._batchers = {name: MicroBatcher(getattr(handle, name), max_items)
+                          for name in BATCHED_METHODS if callable(getattr(handle, name, None))}
+
+    def __getattr__(self, attr: str) -> Any:
+        batcher = self.__dict__.get("_batchers", {}).get(attr)
+        if batcher is not None:
+            return batcher
+        return getattr(self.__dict__["_handle"], attr)
+
+    @property
+    def wrapped(self) -> Any:
+        """The backend's own handle (for code that must know which backend it is: tests)."""
+        return self._handle
+
+    def __repr__(self) -> str:
+        return f"BatchedHandle({self._handle!r})"
+
+
+def unwrap(handle: Any) -> Any:
+    """The backend's own handle behind a batching wrapper (or ``handle`` itself)."""
+    return handle.wrapped if isinstance(handle, BatchedHandle) else handle
+
+
+def batched(handle: Any, max_items: int) -> Any:
+    """``handle`` with batching encode methods, or itself when ``max_items <= 1`` (off)."""
+    return BatchedHandle(handle, max_items) if max_items > 1 else handle
