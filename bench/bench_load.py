@@ -215,11 +215,12 @@ def warm_up(url: str) -> None:
     """One request per endpoint, not counted: models load, the default gallery is encoded."""
     from gradio_client import Client
 
-    client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="mmdemo-bench-warm-"))
-    rng = random.Random(0)
-    for endpoint in MIX:
-        client.predict(*_args_for(endpoint, rng), api_name=f"/{endpoint}")
-    client.close()
+    with tempfile.TemporaryDirectory(prefix="mmdemo-bench-warm-") as downloads:
+        client = Client(url, verbose=False, download_files=downloads)
+        rng = random.Random(0)
+        for endpoint in MIX:
+            client.predict(*_args_for(endpoint, rng), api_name=f"/{endpoint}")
+        client.close()
 
 
 def run(mode: dict, clients: int, seconds: float, *, max_requests: int, request_timeout: float) -> dict:

@@ -8,9 +8,9 @@ ends the first of them runs every queued input (up to ``max_items``) in one call
 each caller its own rows. A lone call is therefore never delayed, and under load the batch
 size grows with the load.
 
-Only inputs reach the model here: the task layer validates each request's inputs before it
-encodes them, so a batch holds only good inputs. Should the model itself fail, every
-request of that batch gets that error (the next batch starts afresh).
+Errors stay per request: the task layer validates each request's inputs before it encodes
+them, and should a merged call still fail, each request of that batch runs alone, so only
+the one that fails alone gets an error. A merged output must have one row per input.
 
 The wrapper is a handle too: it delegates every other attribute to the wrapped handle,
 so the protocols of :mod:`mmdemo.handles` hold for it (code asks for a protocol, never for
@@ -88,17 +88,37 @@ class MicroBatcher:
 
     def _run(self, batch: list[_Request]) -> None:
         try:
-            out = self._fn([item for r in batch for item in r.items])
-            for r, rows in zip(batch, _split(out, [len(r.items) for r in batch])):
-                r.result = rows
-        except BaseException as exc:  # every request of the batch fails with the model's error
+            try:
+                self._answer(batch)
+            except Exception:  # noqa: BLE001 - which request it was is found out below
+                if len(batch) == 1:
+                    raise
+                # One request's input (or the merged size: out of memory) broke the call:
+                # each request runs alone, so only the one that fails alone gets an error.
+                for r in batch:
+                    try:
+                        self._answer([r])
+                    except Exception as exc:  # noqa: BLE001 - handed to its own caller
+                        r.error = exc
+        except BaseException as exc:  # a lone request's own error, or an interrupt: nobody is left unanswered
             for r in batch:
-                r.error = exc
+                if r.result is None and r.error is None:
+                    r.error = exc
         finally:
             self._hand_over()
             for r in batch:
                 r.batch = None
                 r.done.set()
+
+    def _answer(self, batch: list[_Request]) -> None:
+        sizes = [len(r.items) for r in batch]
+        out = self._fn([item for r in batch for item in r.items])
+        for part in out if isinstance(out, tuple) else (out,):
+            if len(part) != sum(sizes):  # rows would shift from one request to another
+                raise RuntimeError(f"{getattr(self._fn, '__name__', 'encode')} returned {len(part)} rows for "
+                                   f"{sum(sizes)} inputs")
+        for r, rows in zip(batch, _split(out, sizes)):
+            r.result = rows
 
     def _hand_over(self) -> None:
         """Give what queued meanwhile (up to max_items) to its first request to run."""

@@ -57,15 +57,16 @@ SLOW_TESTS = {
     "test_sessions.py": {"test_two_sessions_keep_their_own_head_of_the_same_name",  # ~10 s
                          "test_a_login_keeps_its_heads_across_sessions_and_restarts"},  # ~8 s
     "test_cleanup.py": {"test_a_served_app_removes_its_files_and_anonymous_heads_on_close",  # 8-12 s
-                        "test_building_and_closing_leaves_no_temp_folder"},  # ~6 s
+                        "test_building_and_closing_leaves_no_temp_folder",  # ~6 s
+                        "test_a_server_stopped_with_sigterm_cleans_up_like_ctrl_c"},  # ~8 s: a real server process
     "test_clap_backend.py": {"test_import_and_building_the_app_on_real_profiles_import_no_transformers"},  # 9-17 s
 }
 # Fixtures that cost more than ~5 s once: every test that uses one is slow.
 SLOW_FIXTURES = {
     "test_tiny_bundle.py": {"metrics"},  # ~15 s: the bundle's evaluation on a fresh sample
     "test_classify_tasks.py": {"qa_report"},  # ~13 s: heads trained on 2,000 examples
-    "test_fusion_spaces.py": {"trained"},
-    "test_auth.py": {"auth_app"},  # 4-20 s: an app launched with --auth  # ~6 s: five heads trained
+    "test_fusion_spaces.py": {"trained"},  # ~6 s: five heads trained
+    "test_auth.py": {"auth_app"},  # 4-20 s: an app launched with --auth
     "test_real_profile_client.py": {"real_app"},  # 12-23 s: random real backends built and served
 }
 

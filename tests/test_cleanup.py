@@ -57,3 +57,42 @@ def test_a_served_app_removes_its_files_and_anonymous_heads_on_close(temp_root, 
     assert not list(gradio_cache.rglob("*.safetensors"))  # the upload and the result are gone
     # An anonymous session's heads cannot be reached after a restart: they go with the app.
     assert not list((cache / "heads").rglob("*.safetensors"))
+
+
+def test_a_server_stopped_with_sigterm_cleans_up_like_ctrl_c(tmp_path):
+    """How docker, Spaces and systemd stop an app: its temp folders must go too."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import socket
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, TMPDIR=str(temp), MMDEMO_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1",
+               GRADIO_ANALYTICS_ENABLED="False")
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", "cpu"],
+                            cwd=Path(__file__).parents[1], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "the app did not start"
+                time.sleep(0.5)
+        assert _left(temp), "the app made no temp folder: this test would prove nothing"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _left(temp) == []

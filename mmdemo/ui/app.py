@@ -6,6 +6,7 @@ import contextlib
 import hmac
 import html
 import secrets
+import signal
 import threading
 import time
 
@@ -194,4 +195,12 @@ def launch(demo: gr.Blocks, settings: Settings, **overrides):
         app_kwargs.update(gate.app_kwargs())
         kwargs["auth_dependency"] = gate.user
     kwargs.update(overrides)
+    if not kwargs.get("prevent_thread_lock") and threading.current_thread() is threading.main_thread():
+        # docker, Spaces and systemd stop a server with SIGTERM, which would kill it outright:
+        # as Ctrl-C, it closes the server, so the lifespan's cleanup and delete_cache run.
+        signal.signal(signal.SIGTERM, _interrupt)
     return demo.launch(**kwargs)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

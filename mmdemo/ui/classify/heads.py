@@ -26,7 +26,7 @@ def listen(ctx: ClassifyContext, ui: dict, *, head: gr.Dropdown) -> None:
             raise MMDemoError("head_file_missing", "Choose a head file (.safetensors) to upload first.")
         added, replaced = ctx.heads_of(request).import_file(path, name or None)
         done = f"Replaced your head **{added}**" if replaced else f"Added **{added}**"
-        return (f"{done}; pick it in *Classify with a head*. Only you see it.",
+        return (f"{done}; pick it in *Classify with a head*. Only this session (or, with --auth, this login) sees it.",
                 gr.update(choices=ctx.fusion_names(request), value=added))
 
     ui["button"].click(upload_head, [ui["upload"], ui["name"]], [ui["status"], head], api_name="upload_head")

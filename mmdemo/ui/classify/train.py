@@ -54,7 +54,7 @@ def report_summary(report: tasks.TrainReport, replaced: bool = False) -> str:
             f"Winner: **{report.winner.name}** with validation accuracy **{report.winner.accuracy:.3f}** "
             f"(macro-F1 {report.winner.macro_f1:.3f}).{vs}\n\n"
             f"{'Replaced your head' if replaced else 'Saved as'} **{report.saved_as}** (now in your head list of "
-            f"*Classify with a head*; only you see it).")
+            f"*Classify with a head*; only this session or login sees it).")
 
 
 def render(ctx: ClassifyContext) -> dict:
