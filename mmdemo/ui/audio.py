@@ -10,11 +10,11 @@ plugs in without changes here. Result players are WAV files written once
 from __future__ import annotations
 
 import wave
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
+from mmdemo.hashing import file_hash
 from mmdemo.media import AUDIO_SUFFIXES, load_audio
 from mmdemo.tasks import audio as tasks
 from mmdemo.ui.common import MODEL_CONCURRENCY_ID, Galleries, ResultFiles, model_events, user_errors, warn_all
@@ -124,13 +124,11 @@ def _player(results: ResultFiles, path: str) -> str:
     """A result player's WAV file for the sound file at ``path``, named by its bytes and
     made on first use only: mono at the file's own rate, at most the gallery's length
     (what the search heard)."""
-    data = Path(path).read_bytes()
-
     def write(f) -> None:
-        clip = load_audio(data, name=Path(path).name, target_sr=None, max_seconds=tasks.MAX_GALLERY_SECONDS)
+        clip = load_audio(path, target_sr=None, max_seconds=tasks.MAX_GALLERY_SECONDS)
         _write_wav(f, clip.sample_rate, clip.wave)
 
-    return results.get(f"player:{tasks.MAX_GALLERY_SECONDS}:wav16:".encode() + data, ".wav", write)
+    return results.get(f"player:{tasks.MAX_GALLERY_SECONDS}:wav16:{file_hash(path)}".encode(), ".wav", write)
 
 
 def _example(results: ResultFiles) -> str:

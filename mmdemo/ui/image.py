@@ -19,6 +19,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from mmdemo.hashing import file_hash
 from mmdemo.media import IMAGE_SUFFIXES, load_image
 from mmdemo.tasks import image as tasks
 from mmdemo.ui.common import (MODEL_CONCURRENCY_ID, Galleries, ResultFiles, image_source, model_events, user_errors,
@@ -60,14 +61,12 @@ def _short(text: str, n: int = AXIS_LABEL_CHARS) -> str:
 def _thumbnail(results: ResultFiles, path: str) -> str:
     """The result thumbnail of the image file at ``path``: a WebP file named by the
     image's bytes and the thumbnail size, made on first use only."""
-    data = Path(path).read_bytes()
-
     def write(f) -> None:
-        im = load_image(data, name=Path(path).name).image
+        im = load_image(path).image
         im.thumbnail((THUMB_PIXELS, THUMB_PIXELS))
         im.save(f, format="WEBP")
 
-    return results.get(f"thumbnail:{THUMB_PIXELS}:webp:".encode() + data, ".webp", write)
+    return results.get(f"thumbnail:{THUMB_PIXELS}:webp:{file_hash(path)}".encode(), ".webp", write)
 
 
 # --------------------------------------------------------------------------- figures

@@ -35,6 +35,7 @@ OPTIONAL_COLUMNS = ("audio",)
 # The generated tasks a head can be trained on (the bundle's own), by name.
 GENERATED_TASKS: tuple[str, ...] = tuple(TASKS)
 
+
 def rate_of(audio) -> Callable[[], int]:
     """``audio``'s sample rate, asked only when a clip is there to resample: a dataset
     without audio never loads the profile's audio model (a download, on a real profile)."""
@@ -116,9 +117,9 @@ def _row_media(root: Path, value: str, suffixes, what: str, problems: list[str],
         return None
 
 
-def read_csv_dataset(csv_path: str | Path, media_root: str | Path | None = None, *, audio_rate: int | Callable[[], int] = 16000,
-                     max_rows: int = MAX_ROWS, max_classes: int = MAX_CLASSES,
-                     progress: Callable[[int, int], None] | None = None) -> Dataset:
+def read_csv_dataset(csv_path: str | Path, media_root: str | Path | None = None, *,
+                     audio_rate: int | Callable[[], int] = 16000, max_rows: int = MAX_ROWS,
+                     max_classes: int = MAX_CLASSES, progress: Callable[[int, int], None] | None = None) -> Dataset:
     """A labelled dataset from a CSV with columns image, text, label (and optional audio);
     media paths are relative to ``media_root`` (default: the CSV's folder).
 
@@ -233,9 +234,9 @@ def read_csv_dataset(csv_path: str | Path, media_root: str | Path | None = None,
     return Dataset(examples, sorted(map(str, classes)), modalities, csv_path.stem, digest.hexdigest(), notices)
 
 
-def load_dataset_upload(files: Sequence[str | Path], work_dir: str | Path, *, audio_rate: int | Callable[[], int] = 16000,
-                        max_rows: int = MAX_ROWS, max_classes: int = MAX_CLASSES,
-                        progress: Callable[[int, int], None] | None = None) -> Dataset:
+def load_dataset_upload(files: Sequence[str | Path], work_dir: str | Path, *,
+                        audio_rate: int | Callable[[], int] = 16000, max_rows: int = MAX_ROWS,
+                        max_classes: int = MAX_CLASSES, progress: Callable[[int, int], None] | None = None) -> Dataset:
     """A dataset from an upload: one zip holding a CSV and its media, or a CSV plus its
     media files (matched by file name, since browsers upload files without folders)."""
     paths = [Path(str(f)) for f in (files or []) if f]

@@ -85,7 +85,7 @@ def dataset_features(ds: Dataset, clip, audio=None, *, cache: FeatureCache | Non
                      progress: Callable[[int, int], None] | None = None,
                      cancel: threading.Event | None = None) -> tuple["FeatureSet", bool]:
     """(FeatureSet, from_cache): features of every example, extracted in batches once."""
-    from mmdemo.features import concat_features, extract_features
+    from mmdemo.features import concat_features, encoder_spaces, extract_features
     from mmdemo.training.fusion_trainer import TrainingCancelled
 
     if "audio" in ds.modalities and audio is None:
@@ -96,8 +96,6 @@ def dataset_features(ds: Dataset, clip, audio=None, *, cache: FeatureCache | Non
         hit = cache.get(key)
         if hit is not None:
             if not hit.spaces:  # written before spaces were recorded: the key names the encoders
-                from mmdemo.features import encoder_spaces
-
                 hit.spaces = {m: s for m, s in encoder_spaces(clip, audio).items() if m in hit.pooled}
             return hit, True
     parts = []

@@ -35,10 +35,14 @@ def check_encoders(meta: dict, registry, what: str) -> None:
     registry.check_fits_profile(dict(meta.get("encoder", {})), what)
 
 
+# What a head name may hold: it becomes a file name and a registry name.
+_NAME_CHARS, _NAME_MAX = "a-z0-9_-", 60
+
+
 def head_name(name: str | None, fallback: str) -> str:
     """A registry-safe head name: lowercase letters, digits, '-' and '_'."""
     raw = (name or "").strip() or fallback
-    clean = re.sub(r"[^a-z0-9_-]+", "-", raw.lower()).strip("-_")[:60]
+    clean = re.sub(f"[^{_NAME_CHARS}]+", "-", raw.lower()).strip("-_")[:_NAME_MAX]
     if not clean:
         raise MMDemoError("head_name_invalid", f"Head name {name!r} has no usable characters; use letters, "
                                                "digits, '-' or '_'.")
@@ -88,14 +92,21 @@ def save_trained_head(report: TrainReport, registry, cache_dir: str | Path, name
     return path
 
 
+def _checked_upload(path: Path, registry) -> dict:
+    """An uploaded head file's metadata, once it is known to be a head (safetensors with
+    our metadata; never unpickled) trained on the active profile's encoders."""
+    from mmdemo.models.fusion_backend import handle_from_file
+
+    meta = handle_from_file(path).meta
+    check_encoders(meta, registry, f"Head file {path.name!r}")
+    return meta
+
+
 def import_head(path: str | Path, registry, cache_dir: str | Path, name: str | None = None) -> str:
     """Validate an uploaded head file (safetensors + metadata; never unpickled), refuse it
     if it was trained on other encoders, then keep a copy and register it. Returns its name."""
-    from mmdemo.models.fusion_backend import handle_from_file
-
     path = Path(path)
-    meta = handle_from_file(path).meta
-    check_encoders(meta, registry, f"Head file {path.name!r}")
+    meta = _checked_upload(path, registry)
     name = head_name(name, path.stem)
     check_save_name(registry, name)
     dest = atomic_write_bytes(Path(cache_dir) / "heads" / f"{name}.safetensors", path.read_bytes())
@@ -225,11 +236,8 @@ class OwnerHeads:
     def import_file(self, path: str | Path, name: str | None = None) -> tuple[str, bool]:
         """Validate an uploaded head file (as :func:`import_head`) and keep it as this
         owner's; returns (name, whether it replaced this owner's head of that name)."""
-        from mmdemo.models.fusion_backend import handle_from_file
-
         path = Path(path)
-        meta = handle_from_file(path).meta
-        check_encoders(meta, self.registry, f"Head file {path.name!r}")
+        _checked_upload(path, self.registry)
         name = self.check_name(name, path.stem)
         dest = self._path(name)
         replaced = dest.is_file()
@@ -239,7 +247,7 @@ class OwnerHeads:
     def resolve(self, name: str):
         """A FusionHandle by name: this owner's head of that name, else the registry's."""
         key = str(name or "").strip()
-        own = self._path(key) if re.fullmatch(r"[a-z0-9_-]{1,60}", key) else None  # a name, never a path
+        own = self._path(key) if re.fullmatch(f"[{_NAME_CHARS}]{{1,{_NAME_MAX}}}", key) else None  # never a path
         if own is not None and own.is_file():
             return self.store.load(own, f"Your head {key!r}")
         if key and key not in self.registry.catalog.entries:
