@@ -199,7 +199,13 @@ def launch(demo: gr.Blocks, settings: Settings, **overrides):
         # docker, Spaces and systemd stop a server with SIGTERM, which would kill it outright:
         # as Ctrl-C, it closes the server, so the lifespan's cleanup and delete_cache run.
         signal.signal(signal.SIGTERM, _interrupt)
-    return demo.launch(**kwargs)
+    try:
+        return demo.launch(**kwargs)
+    except KeyboardInterrupt:
+        # A signal that lands after the server started but before Gradio's wait loop
+        # (which catches it itself) would end Python by SIGINT with the cleanup skipped.
+        demo.close()
+        close_demo(demo)
 
 
 def _interrupt(signum, frame):
