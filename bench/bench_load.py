@@ -1,7 +1,12 @@
-"""Many users at once: N gradio_client clients for T seconds over a mix of model-bound
-endpoints, against the app started here (``python app.py``, tiny profile, 127.0.0.1).
+"""Many users at once: N clients for T seconds over a mix of model-bound endpoints,
+against the app started here (``python app.py``, tiny profile, 127.0.0.1).
 
-    python bench/bench_load.py [--clients 16] [--seconds 60] [--compare] [--quick]
+    python bench/bench_load.py [--clients 16] [--seconds 60] [--compare] [--quick] [--client http|gradio]
+
+Each client uploads its file and calls the endpoint as gradio_client does, over Gradio's
+REST API (``--client http``, the default: one keep-alive connection per client and no
+threads of its own) or through gradio_client itself (``--client gradio``: on 2 cores its
+32 clients take a whole core, so the server is measured on one).
 
 Reports requests, failures by cause, bad downloads (search thumbnails that come back
 empty or cut short), p50/p95 latency, req/s and the server's RSS over the run, as JSON.
@@ -104,10 +109,111 @@ class Server:
         shutil.rmtree(self.cache, ignore_errors=True)
 
 
-def _args_for(endpoint: str, rng: random.Random) -> tuple:
+class HttpClient:
+    """One visitor over Gradio's REST API on one keep-alive connection: upload the file,
+    POST /gradio_api/call/<endpoint>, read the event stream to its result. What a browser
+    or gradio_client sends, without gradio_client's per-call threads and polling, so that
+    on a 2-core machine the load generator leaves the cores to the server it measures.
+    Any error closes the connection (the next call opens a new one); a call has
+    ``timeout`` seconds in all, heartbeats or not."""
+
+    def __init__(self, url: str, timeout: float):
+        import http.client
+        from urllib.parse import urlparse
+
+        u = urlparse(url)
+        self._conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+        self._timeout = timeout
+        self.session = f"{random.getrandbits(64):016x}"  # one session per visitor, as a browser tab has
+
+    def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        import http.client
+
+        for attempt in (0, 1):
+            try:
+                self._conn.request(method, path, body=body, headers=headers or {})
+                return self._conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # The server closed the kept-alive connection before answering: nothing
+                # was done, so sending again (once, on a new connection) sends it once.
+                self._conn.close()
+                if attempt:
+                    raise
+            except BaseException:
+                self._conn.close()
+                raise
+
+    def _read(self, r) -> bytes:
+        try:
+            return r.read()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _json(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        r = self._request(method, path, body, headers)
+        data = self._read(r)
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status} from {path}: {data[:100]!r}")
+        return json.loads(data)
+
+    def upload(self, path: str) -> dict:
+        boundary = f"mmdemo{random.getrandbits(64):x}"
+        content = Path(path).read_bytes()
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{Path(path).name}\"\r\n"
+                f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        (server_path,) = self._json("POST", "/gradio_api/upload", body,
+                                    {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        return {"path": server_path, "orig_name": Path(path).name, "meta": {"_type": "gradio.FileData"}}
+
+    def predict(self, *args, api_name: str):
+        deadline = time.monotonic() + self._timeout
+        data = [self.upload(a["path"]) if isinstance(a, dict) and a.get("_upload") else a for a in args]
+        body = json.dumps({"data": data, "session_hash": self.session}).encode()
+        event = self._json("POST", f"/gradio_api/call{api_name}", body, {"Content-Type": "application/json"})["event_id"]
+        r = self._request("GET", f"/gradio_api/call{api_name}/{event}")
+        kind = None
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no result within {self._timeout:g} s")
+                line = r.readline()
+                if not line:
+                    raise RuntimeError("the event stream ended without a result")
+                line = line.decode().rstrip("\n")
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:") and kind in ("complete", "error"):
+                    payload = json.loads(line[5:])
+                    if kind == "error":
+                        raise RuntimeError(f"AppError: {payload}")
+                    r.read()  # the stream ends here: drained, the connection is reused
+                    return payload
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def download(self, url: str) -> bytes:
+        from urllib.parse import urlparse
+
+        r = self._request("GET", urlparse(url).path)
+        data = self._read(r)
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status} for a result file")
+        return data
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _file_arg(path: str, http: bool):
     from gradio_client import handle_file
 
-    image = handle_file(str(rng.choice(IMAGES)))
+    return {"_upload": True, "path": path} if http else handle_file(path)
+
+
+def _args_for(endpoint: str, rng: random.Random, http: bool = False) -> tuple:
+    image = _file_arg(str(rng.choice(IMAGES)), http)
     if endpoint == "caption":
         return image, "beam", 3, 20, 1.0, 10, 0.9, 1, 0
     if endpoint == "rank_captions":
@@ -115,19 +221,29 @@ def _args_for(endpoint: str, rng: random.Random) -> tuple:
     if endpoint == "search_images":
         return rng.choice(QUERIES), 8, None
     if endpoint == "match_audio":
-        return handle_file(str(rng.choice(SOUNDS))), AUDIO_LABELS, ""
+        return _file_arg(str(rng.choice(SOUNDS)), http), AUDIO_LABELS, ""
     return image, "", None, CLASS_LABELS, "a {}", 1, 1, 1
 
 
-def bad_downloads(result) -> int:
-    """Search thumbnails the client saved that are empty or do not decode whole."""
+def bad_downloads(result, client=None) -> int:
+    """Search thumbnails that come back empty or do not decode whole: the files
+    gradio_client saved, or (``client``: an HttpClient) each thumbnail fetched by its URL."""
+    import io
+
     from PIL import Image
 
     bad = 0
     for item in result[0] or []:
-        path = item.get("image") if isinstance(item, dict) else None
-        path = path.get("path") if isinstance(path, dict) else path
+        image = item.get("image") if isinstance(item, dict) else None
         try:
+            if client is not None:
+                data = client.download(image["url"])
+                if not data:
+                    raise OSError("empty")
+                with Image.open(io.BytesIO(data)) as im:
+                    im.load()
+                continue
+            path = image.get("path") if isinstance(image, dict) else image
             if not path or os.path.getsize(path) == 0:
                 raise OSError("empty")
             with Image.open(path) as im:
@@ -143,8 +259,9 @@ def _cause(exc: BaseException) -> str:
 
 
 def drive(url: str, clients: int, seconds: float, *, max_requests: int, request_timeout: float,
-          seed: int = 0) -> dict:
-    """``clients`` threads, each its own gradio_client, sending the mix until the deadline."""
+          seed: int = 0, http: bool = True) -> dict:
+    """``clients`` threads, each its own connection (``http``: HttpClient; else a
+    gradio_client Client), sending the mix until the deadline."""
     from gradio_client import Client
 
     downloads = Path(tempfile.mkdtemp(prefix="mmdemo-bench-downloads-"))
@@ -153,7 +270,8 @@ def drive(url: str, clients: int, seconds: float, *, max_requests: int, request_
     per_endpoint: dict[str, list[float]] = {e: [] for e in MIX}
     failures: Counter = Counter()
     counts = {"requests": 0, "bad_downloads": 0, "downloads": 0}
-    connected = [Client(url, verbose=False, download_files=str(downloads / str(i))) for i in range(clients)]
+    connected = [HttpClient(url, request_timeout) if http else
+                 Client(url, verbose=False, download_files=str(downloads / str(i))) for i in range(clients)]
     start_gate = threading.Barrier(clients + 1)
     deadline = [0.0]
 
@@ -169,9 +287,12 @@ def drive(url: str, clients: int, seconds: float, *, max_requests: int, request_
             endpoint = rng.choice(MIX)
             started = time.perf_counter()
             try:
-                result = client.submit(*_args_for(endpoint, rng), api_name=f"/{endpoint}").result(
-                    timeout=request_timeout)
-                bad = bad_downloads(result) if endpoint == "search_images" else 0
+                args = _args_for(endpoint, rng, http)
+                if http:
+                    result = client.predict(*args, api_name=f"/{endpoint}")
+                else:
+                    result = client.submit(*args, api_name=f"/{endpoint}").result(timeout=request_timeout)
+                bad = bad_downloads(result, client if http else None) if endpoint == "search_images" else 0
                 n = len(result[0] or []) if endpoint == "search_images" else 0
             except Exception as exc:  # noqa: BLE001 - failures are what this counts
                 with lock:
@@ -223,7 +344,8 @@ def warm_up(url: str) -> None:
         client.close()
 
 
-def run(mode: dict, clients: int, seconds: float, *, max_requests: int, request_timeout: float) -> dict:
+def run(mode: dict, clients: int, seconds: float, *, max_requests: int, request_timeout: float,
+        http: bool = True) -> dict:
     server = Server(**mode)
     samples: list[tuple[float, float | None]] = []
     stop = threading.Event()
@@ -239,7 +361,8 @@ def run(mode: dict, clients: int, seconds: float, *, max_requests: int, request_
         warm_up(server.url)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        result = drive(server.url, clients, seconds, max_requests=max_requests, request_timeout=request_timeout)
+        result = drive(server.url, clients, seconds, max_requests=max_requests, request_timeout=request_timeout,
+                       http=http)
         stop.set()
         sampler.join(5)
     finally:
@@ -261,18 +384,24 @@ def main(argv=None) -> dict:
     ap.add_argument("--quick", action="store_true", help="4 clients x 10 s (a smoke run)")
     ap.add_argument("--max-requests", type=int, default=0, help="stop a run after this many (default: 50/s)")
     ap.add_argument("--request-timeout", type=float, default=120.0)
+    ap.add_argument("--client", choices=("http", "gradio"), default="http",
+                    help="http: Gradio's REST API on one keep-alive connection per visitor (light, the "
+                         "default); gradio: a gradio_client Client per visitor (about a core of its own "
+                         "for 16-32 clients, taken from the server on a 2-core machine)")
     args = ap.parse_args(argv)
     if args.quick:
         args.clients, args.seconds = 4, 10.0
     max_requests = args.max_requests or int(50 * args.seconds)
     load_before = os.getloadavg()
-    report = {"clients": args.clients, "seconds": args.seconds, "mix": list(MIX), "cpus": os.cpu_count(),
+    http = args.client == "http"
+    report = {"clients": args.clients, "seconds": args.seconds, "client": args.client, "mix": list(MIX),
+              "cpus": os.cpu_count(),
               "loadavg_before": [round(x, 2) for x in load_before]}
     report["batched"] = run(BATCHED, args.clients, args.seconds, max_requests=max_requests,
-                            request_timeout=args.request_timeout)
+                            request_timeout=args.request_timeout, http=http)
     if args.compare:
         report["unbatched"] = run(UNBATCHED, args.clients, args.seconds, max_requests=max_requests,
-                                  request_timeout=args.request_timeout)
+                                  request_timeout=args.request_timeout, http=http)
         b, u = report["batched"], report["unbatched"]
 
         def ratio(x, y):

@@ -19,10 +19,14 @@ a backend's concrete class).
 
 from __future__ import annotations
 
+import copy
+import logging
 import threading
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # The encode methods that take a sequence of inputs first and return rows (an array, or a
 # tuple of arrays) in the same order: what can be concatenated and split back.
@@ -65,6 +69,12 @@ class MicroBatcher:
         with self._lock:
             return len(self._queue)
 
+    @property
+    def busy(self) -> bool:
+        """Whether a call is running or waiting (a batcher that is not can be dropped)."""
+        with self._lock:
+            return self._running or bool(self._queue)
+
     def __call__(self, items: Sequence, *args, **kwargs):
         # A call with options of its own (a progress callback) or as big as a batch runs
         # as asked, beside the batches; batch_size only chunks, so merged calls drop it.
@@ -95,6 +105,8 @@ class MicroBatcher:
                     raise
                 # One request's input (or the merged size: out of memory) broke the call:
                 # each request runs alone, so only the one that fails alone gets an error.
+                log.warning("a merged call of %d requests failed; running them one at a time", len(batch),
+                            exc_info=True)
                 for r in batch:
                     try:
                         self._answer([r])
@@ -135,14 +147,56 @@ class MicroBatcher:
         batch[0].done.set()
 
 
+# Captions cost far more per image than embeddings (a decoder pass per word and beam):
+# fewer images per merged call keep one caption request from waiting on a long batch.
+MAX_CAPTION_BATCH = 16
+# Decoding methods whose captions do not depend on what else is in the batch. Sampling
+# (top_k, top_p) draws from one seeded generator per call: merged, a seed would no
+# longer give the same caption, so sampled requests run alone.
+DETERMINISTIC_METHODS = ("greedy", "beam")
+# What greedy and beam decoding read of DecodeOptions (seed, temperature, top_k and top_p
+# only shape sampling): requests that differ elsewhere still share a call.
+DECODING_FIELDS = ("method", "num_beams", "max_length", "min_length", "repetition_penalty", "length_penalty",
+                   "num_return")
+_MAX_OPTION_SETS = 64  # batchers kept for distinct options; idle ones make room for new ones
+
+
+class CaptionBatcher:
+    """Merges concurrent ``generate(images, options)`` calls that ask for the same
+    deterministic decoding: one MicroBatcher per set of decoding options."""
+
+    def __init__(self, fn: Callable, max_items: int):
+        self._fn, self._max = fn, max(1, min(int(max_items), MAX_CAPTION_BATCH))
+        self._lock = threading.Lock()
+        self._by_options: dict[tuple, MicroBatcher] = {}
+
+    def __call__(self, images: Sequence, options: Any = None, *args, **kwargs):
+        method = getattr(options, "method", None)
+        if args or kwargs or method not in DETERMINISTIC_METHODS or self._max <= 1:
+            return self._fn(images, options, *args, **kwargs)
+        key = tuple(getattr(options, f, None) for f in DECODING_FIELDS)
+        with self._lock:
+            batcher = self._by_options.get(key)
+            if batcher is None:
+                if len(self._by_options) >= _MAX_OPTION_SETS:  # forget the idle ones
+                    self._by_options = {k: b for k, b in self._by_options.items() if b.busy}
+                if len(self._by_options) < _MAX_OPTION_SETS:
+                    mine = copy.copy(options)  # the batch decodes with these, whoever changes theirs
+                    batcher = self._by_options[key] = MicroBatcher(lambda items: self._fn(items, mine), self._max)
+        return batcher(images) if batcher is not None else self._fn(images, options)
+
+
 class BatchedHandle:
-    """A handle whose encode methods batch concurrent calls; everything else is the
-    wrapped handle's own (attributes, ``modules()``, ``zero_shot``, ``generate``...)."""
+    """A handle whose encode methods (and deterministic caption generation) batch
+    concurrent calls; everything else is the wrapped handle's own (attributes,
+    ``modules()``, ``zero_shot``...)."""
 
     def __init__(self, handle: Any, max_items: int):
         self._handle = handle
         self._batchers = {name: MicroBatcher(getattr(handle, name), max_items)
                           for name in BATCHED_METHODS if callable(getattr(handle, name, None))}
+        if callable(getattr(handle, "generate", None)):
+            self._batchers["generate"] = CaptionBatcher(handle.generate, max_items)
 
     def __getattr__(self, attr: str) -> Any:
         batcher = self.__dict__.get("_batchers", {}).get(attr)

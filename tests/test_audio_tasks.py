@@ -54,6 +54,17 @@ def test_prompt_templates_are_averaged_and_keep_the_ranking(audio):
         A.match_audio((SR, sound("noise", "white")), LABELS, audio, templates="no placeholder here")
 
 
+def test_words_the_tiny_model_does_not_know_are_named(audio):
+    m = A.match_audio((SR, sound("chirp", "rising")), ["a rising chirp", "a barking dog"], audio,
+                      templates="the meow of {}")
+    (notice,) = [n for n in m.notices if n.code == "words_unknown"]
+    assert "'barking', 'dog', 'meow'" in notice and "does not know" in notice
+    texts = A.search_texts_by_audio((SR, sound("chirp", "rising")), ["a rising chirp", "a cat"], audio)
+    assert [n.subject for n in texts.notices if n.code == "words_unknown"] == ["cat"]
+    plain = A.match_audio((SR, sound("chirp", "rising")), LABELS, audio)
+    assert not [n for n in plain.notices if n.code == "words_unknown"]
+
+
 def test_long_clip_shows_the_right_window_for_each_sound(audio):
     wave = np.concatenate([sound("chirp", "rising", 4.0), sound("noise", "white", 4.0, seed=2)])
     m = A.match_audio((SR, wave), LABELS, audio)

@@ -181,3 +181,69 @@ def test_concurrent_calls_to_a_real_model_match_one_at_a_time(tiny, method):
     assert not errors and len(spy.calls) == 2
     for i, expected in enumerate(alone):
         np.testing.assert_allclose(results[i], expected, atol=1e-5)
+
+
+def _scenes(n):
+    from mmdemo.toyworld import scenes
+
+    rng = np.random.default_rng(3)
+    return [Image.fromarray(scenes.render_scene(scenes.sample_scene(rng))) for _ in range(n)]
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_concurrent_captions_with_the_same_options_share_a_decoder_call(tiny, method):
+    from mmdemo.models.decode_options import DecodeOptions
+
+    captioner = tiny.for_slot("captioner").wrapped
+    options = DecodeOptions(method=method, num_beams=3, max_length=20)
+    images = [[im] for im in _scenes(6)]
+    alone = [captioner.generate(x, options) for x in images]
+    spy = Spy(captioner.generate, hold_first=True)
+    wrapped = BatchedHandle(type("H", (), {"generate": spy})(), max_items=64)
+    first = threading.Thread(target=wrapped.generate, args=(images[0], options))
+    first.start()
+    assert spy.entered.wait(30)
+    results = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, wrapped.generate(images[i], options)))
+               for i in range(1, 6)]
+    for t in threads:
+        t.start()
+    (batcher,) = wrapped._batchers["generate"]._by_options.values()
+    deadline = time.monotonic() + 30
+    while batcher.queued < 5 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    spy.release.set()
+    for t in [first, *threads]:
+        t.join(60)
+    assert [len(c) for c in spy.calls] == [1, 5]  # the five waiting requests: one decoder call
+    assert [results[i] for i in range(1, 6)] == alone[1:]
+
+
+def test_sampled_captions_and_other_options_never_merge():
+    from mmdemo.models.decode_options import DecodeOptions
+
+    calls = []
+    wrapped = BatchedHandle(type("H", (), {"generate": lambda self_, ims, o: calls.append((len(ims), o.method))
+                                                        or [[o.method]] * len(ims)})(), max_items=64)
+    sampled = DecodeOptions(method="top_k", seed=7)
+    assert wrapped.generate(["img"], sampled) == [["top_k"]]
+    assert wrapped._batchers["generate"]._by_options == {}  # a seeded sample always runs alone
+    assert wrapped.generate(["a", "b"], DecodeOptions(method="beam")) == [["beam"], ["beam"]]
+    assert wrapped.generate(["a"], DecodeOptions(method="beam", num_beams=5)) == [["beam"]]
+    assert len(wrapped._batchers["generate"]._by_options) == 2  # one batcher per set of options
+    # What beam search never reads (a seed, a temperature) does not split the batches.
+    assert wrapped.generate(["a"], DecodeOptions(method="beam", num_beams=5, seed=3, temperature=0.5)) == [["beam"]]
+    assert len(wrapped._batchers["generate"]._by_options) == 2
+
+
+def test_idle_caption_batchers_make_room_for_new_options():
+    from mmdemo import batching
+    from mmdemo.models.decode_options import DecodeOptions
+
+    wrapped = BatchedHandle(type("H", (), {"generate": lambda self_, ims, o: [[str(o.max_length)]] * len(ims)})(),
+                            max_items=64)
+    for n in range(1, batching._MAX_OPTION_SETS + 10):  # more option sets than are kept
+        assert wrapped.generate(["a"], DecodeOptions(method="greedy", max_length=n)) == [[str(n)]]
+    assert 1 <= len(wrapped._batchers["generate"]._by_options) <= batching._MAX_OPTION_SETS
+    newest = ("greedy", 3, batching._MAX_OPTION_SETS + 9)  # method, num_beams, max_length
+    assert newest in {key[:3] for key in wrapped._batchers["generate"]._by_options}  # batched, not run alone

@@ -272,6 +272,18 @@ def test_zero_shot_weights_change_the_result(clip, scene):
         tasks.zero_shot(row["image"], "", None, labels, clip, template="a photo")
 
 
+def test_words_the_tiny_model_does_not_know_are_named_in_classify(tiny_registry, clip, scene):
+    row = scene[0]
+    labels = "\n".join(row["zero_shot_labels"] + ["golden retriever"])
+    z = tasks.zero_shot(row["image"], "a dog", None, labels, clip, template="a photo of {}")
+    (notice,) = [n for n in z.notices if n.code == "words_unknown"]
+    assert notice.subject == "golden, retriever, dog"
+    z = tasks.zero_shot(row["image"], None, None, "\n".join(row["zero_shot_labels"]), clip)
+    assert not [n for n in z.notices if n.code == "words_unknown"]
+    res = tasks.classify(tiny_registry.get("tiny-head-scene_qa-gated"), row["image"], "is there a puppy?", None, clip)
+    assert [n.subject for n in res.notices if n.code == "words_unknown"] == ["puppy"]
+
+
 def test_zero_shot_uses_audio_in_the_text_space(clip, audio, scene):
     row = next(r for r in scene if r["audio"])
     labels = "a rising chirp\na falling chirp\na burst of white noise\na low sine tone\na major chord"

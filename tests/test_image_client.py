@@ -358,6 +358,20 @@ def test_exif_rotated_photo_scores_like_the_upright_one(client, baseline, tmp_pa
 # --------------------------------------------------------------------------- bad text and lists
 
 
+def test_words_outside_the_tiny_vocabulary_are_named(client, baseline, singles):
+    path, true, colour, shape = singles[0]
+    _, _, notes = search(client, "a dog on the beach", 3)
+    assert "does not know the words 'dog', 'beach'" in notes  # 'on' and 'the' it knows
+    _, _, notes = search(client, "a red diamond", 3)
+    assert "does not know" not in notes
+    *_, notes = rank(client, path, "\n".join([true, "a photo of a cat"]))
+    assert "does not know the word 'cat'" in notes
+    _, notes = search_texts(client, path, "a blue star\na fluffy cat", 2)
+    assert "'fluffy', 'cat'" in notes
+    assert_still_serving(client, baseline)
+
+
+
 def test_text_limits(client, baseline, singles):
     path, true, colour, shape = singles[0]
     long = true + " " + " ".join(["with a very long and rambling description"] * 8)

@@ -118,6 +118,8 @@ def test_caption_controls(captioner):
     assert 1 <= len(beams.captions) <= 3 and len(set(beams.captions)) == len(beams.captions)
     short = I.caption_image(img, captioner, method="greedy", max_length=3)
     assert len(S.tokenize(short.captions[0])) <= 3
+    assert [n.code for n in short.notices] == ["caption_cut"] and "max length (3)" in short.notices[0]
+    assert "caption_cut" not in [n.code for n in I.caption_image(img, captioner, method="greedy").notices]
     a = I.caption_image(img, captioner, method="top_p", temperature=1.5, seed=7, num_captions=2)
     b = I.caption_image(img, captioner, method="top_p", temperature=1.5, seed=7, num_captions=2)
     assert a.captions == b.captions  # same seed, same captions

@@ -116,6 +116,14 @@ def test_truncation_is_reported(reg):
     assert handle.truncated(["short", "word " * 40]) == [False, True]
 
 
+def test_a_bpe_tokenizer_knows_every_word(reg):
+    from mmdemo.tasks.text_notices import unknown_words_notice
+
+    handle = reg.get("file-clip")  # open_clip's real BPE tokenizer spells any word
+    assert handle.unknown_words(["a golden retriever on a beach"]) == []
+    assert unknown_words_notice(handle, ["a golden retriever"]) == []
+
+
 def test_builtin_pretrained_tag_resolves_from_the_hugging_face_cache(hf_cache):
     """ViT-B-32 + laion2b_s34b_b79k, exactly as the built-in profile names it, with
     random weights placed where open_clip looks for that tag (nothing downloads)."""

@@ -93,3 +93,14 @@ def test_cli_user_error_exits_2_and_a_bug_keeps_its_traceback(monkeypatch, capsy
     monkeypatch.setattr(bundle, "cmd_models", bug)
     with pytest.raises(KeyError):
         cli.main(["models"])
+
+
+def test_malloc_arenas_are_capped_on_glibc_and_left_alone_elsewhere(monkeypatch):
+    import sys
+
+    from mmdemo import malloc
+
+    if sys.platform.startswith("linux"):
+        assert malloc.limit_arenas() is True  # glibc took the cap (mallopt returned 1)
+    monkeypatch.setattr(malloc.sys, "platform", "darwin")
+    assert malloc.limit_arenas() is False

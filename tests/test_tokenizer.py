@@ -53,6 +53,13 @@ def test_unknown_words(tok):
     assert tok.decode(ids) == "a <unk> star"
 
 
+def test_unknown_words_are_named_once_in_order_without_punctuation(tok):
+    assert tok.unknown_words(["a purple dog!", "A DOG and a purple cat?"]) == ["purple", "dog", "and", "cat"]
+    assert tok.unknown_words("is there a red star?") == []
+    assert tok.unknown_words([]) == []
+    assert tok.unknown_words("a café 東京 star") == ["café", "東京"]  # whole words, in any script
+
+
 def test_decode_stops_at_eot(tok):
     ids = tok.encode("a red star") + [tok.eot_token_id] + tok.encode("blue")
     assert tok.decode(ids) == "a red star"

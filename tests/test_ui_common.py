@@ -80,3 +80,34 @@ def test_gr_error_passes_through_unlogged(caplog):
     with pytest.raises(gr.Error, match="already worded"):
         user_errors(handler)()
     assert not _records(caplog)
+
+
+def test_result_files_unused_for_an_hour_are_pruned_and_made_again(tmp_path):
+    import os
+    import time
+
+    from mmdemo.ui.common import ResultFiles
+
+    files = ResultFiles(prefix="mmdemo-test-results-", max_age_s=3600, prune_every_s=3600)
+    made = []
+
+    def write(text):
+        def w(f):
+            made.append(text)
+            f.write(text.encode())
+        return w
+
+    old = files.get(b"old", ".txt", write("old"))
+    kept = files.get(b"kept", ".txt", write("kept"))
+    files._used[os.path.basename(old)[:40]] -= 3700  # handed out over an hour ago
+    assert files.prune() == 1
+    assert not os.path.exists(old) and os.path.exists(kept)
+    assert files.prune(now=time.monotonic() + 3599) == 0  # the kept one: not yet an hour
+    assert files.get(b"old", ".txt", write("old")) == old and open(old).read() == "old"
+    assert files.get(b"kept", ".txt", write("kept")) == kept
+    assert made == ["old", "kept", "old"]  # made again on demand; a live one never rewritten
+    files.prune_every_s, files._used[os.path.basename(old)[:40]] = 0, time.monotonic() - 3700
+    files.get(b"kept", ".txt", write("kept"))  # serving prunes on its own, when a prune is due
+    assert not os.path.exists(old)
+    files.close()
+    assert not files.folder.exists()

@@ -142,7 +142,18 @@ def cmd_eval(args) -> int:
     from mmdemo.paths import TINY_BUNDLE_DIR
     from mmdemo.training.evaluate import evaluate
 
-    metrics = evaluate(Path(args.bundle or TINY_BUNDLE_DIR), n=args.n, seed=args.seed)
+    bundle = Path(args.bundle or TINY_BUNDLE_DIR)
+    metrics = evaluate(bundle, n=args.n, seed=args.seed)
+    if args.write_card:  # after a change to the evaluation itself; the weights stay as they are
+        from mmdemo.errors import MMDemoError
+        from mmdemo.training.evaluate import write_model_card
+
+        try:
+            report = json.loads((bundle / "build_report.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise MMDemoError("build_report_unreadable", f"Cannot write the model card: {bundle / 'build_report.json'} "
+                                                         f"is missing or unreadable ({exc}).") from None
+        write_model_card(bundle, report, metrics)
     _print(metrics, args.json)
     return 0
 
@@ -173,4 +184,6 @@ def register(sub) -> None:
     s.add_argument("--n", type=int, default=1000, help="retrieval candidates (default 1000)")
     s.add_argument("--seed", type=int, default=987654, help="data seed (never used in training)")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--write-card", action="store_true",
+                   help="also rewrite the bundle's eval.json and MODEL_CARD.md with these numbers")
     s.set_defaults(func=cmd_eval)

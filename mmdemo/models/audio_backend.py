@@ -63,6 +63,11 @@ class TinyAudioHandle:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self.text.encode_texts(texts)
 
+    def unknown_words(self, texts: Sequence[str]) -> list[str]:
+        """Its text side's unknown words (see OpenClipHandle.unknown_words)."""
+        find = getattr(self.text, "unknown_words", None)
+        return find(texts) if find is not None else []
+
     def zero_shot(self, audio_embs: np.ndarray, text_embs: np.ndarray) -> np.ndarray:
         return softmax(self.logit_scale * np.asarray(audio_embs) @ np.asarray(text_embs).T)
 

@@ -146,6 +146,12 @@ class OpenClipHandle:
             return [False] * len(texts)
         return [len(encode(t)) + 2 > self.context_length for t in texts]
 
+    def unknown_words(self, texts: Sequence[str]) -> list[str]:
+        """Words a closed-vocabulary tokenizer (the tiny bundle's) reads as unknown; a BPE
+        tokenizer spells every word, so it has none."""
+        find = getattr(self.tokenizer, "unknown_words", None)
+        return find(list(texts)) if find is not None else []
+
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """L2-normalised embeddings [N, D] of texts, in batches."""
         out = []
@@ -184,6 +190,17 @@ class OpenClipCaptioner(OpenClipHandle):
         options.validate()
         with torch.inference_mode():
             return generate_captions(self.model, self._pixels(images), self.tokenizer, options)
+
+    def reached_limit(self, captions: Sequence[str], options) -> list[bool]:
+        """Which captions are as long as decoding allows (``options.max_length``, or the
+        model's text context): they may have been cut before the model ended them."""
+        from mmdemo.models.decoding import model_context_length
+
+        encode = getattr(self.tokenizer, "encode", None)
+        if encode is None:
+            return [False] * len(captions)
+        limit = min(int(options.max_length), model_context_length(self.model))
+        return [len(encode(c)) >= limit for c in captions]
 
 
 def load_clip(spec: EntrySpec, device: str, deps: dict | None = None) -> OpenClipHandle:

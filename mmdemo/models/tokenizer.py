@@ -55,6 +55,14 @@ class WordTokenizer:
             out[row, : len(ids)] = torch.tensor(ids)
         return out
 
+    def unknown_words(self, texts: str | Iterable[str]) -> list[str]:
+        """The words of ``texts`` with a part outside the vocabulary (read as ``<unk>``),
+        once each, in order, whole ("café", not "caf" and "é"). Punctuation is not a word
+        here: a stray '!' is worth no notice."""
+        texts = [texts] if isinstance(texts, str) else texts
+        return list(dict.fromkeys(w for t in texts for w in re.findall(r"\w+", t.lower())
+                                  if any(p not in self.stoi for p in words_of(w))))
+
     def truncated(self, texts: str | Iterable[str]) -> list[bool]:
         texts = [texts] if isinstance(texts, str) else texts
         return [len(self.encode(t)) + 2 > self.context_length for t in texts]

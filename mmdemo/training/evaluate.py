@@ -58,19 +58,70 @@ def load_bundle(bundle: Path, device: str = "cpu"):
 
 
 def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 300, task_n: int = 1000,
-             baseline_n: int = 2000, device: str = "cpu") -> dict:
-    from mmdemo.models.decoding import DecodeOptions
-    from mmdemo.toyworld import scenes, sounds
+             baseline_n: int = 2000, device: str = "cpu", second: bool = True) -> dict:
+    """Every metric on the first generator (the one the bundle trained on, fresh seeds),
+    then, with ``second``, the same on the second generator (never trained on) under
+    ``"second_generator"``, with the gaps (second - first) under ``"robustness_gap"``."""
+    from mmdemo.toyworld import scenes, second_generator, sounds
 
     started = time.perf_counter()
     clip, coca, audio = load_bundle(Path(bundle), device)
-    rng = np.random.default_rng(seed)
     size = tiny_configs.IMAGE_SIZE
     out: dict = {"seed": seed, "candidates": n}
+    out.update(_world_metrics(clip, coca, audio, np.random.default_rng(seed), n=n, caption_n=caption_n,
+                              image=lambda s: scenes.render_scene(s, size=size), sound=sounds.render_sound))
+    out["fusion"] = evaluate_heads(Path(bundle), clip, audio, seed=seed, task_n=task_n, baseline_n=baseline_n)
+    if second:
+        draw = np.random.default_rng(seed + 17)  # the second generator's own choices
 
+        def sound2(spec):
+            from mmdemo.media import load_audio
+
+            sr, wave = second_generator.render_sound(spec, draw)
+            return load_audio((sr, wave), target_sr=audio.sample_rate).wave  # the app's own resampling
+
+        def image2(scene):
+            return second_generator.render_scene(scene, draw, size=size)
+
+        two = _world_metrics(clip, coca, audio, np.random.default_rng(seed), n=n, caption_n=caption_n,
+                             image=image2, sound=sound2)
+        two["fusion"] = evaluate_heads(Path(bundle), clip, audio, seed=seed, task_n=task_n, baseline_n=0,
+                                       render=(image2, sound2))
+        out["second_generator"] = two
+        out["robustness_gap"] = robustness_gap(out, two)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+# (section, metric) pairs compared between the two generators
+GAP_METRICS = (("text_to_image", "R@1"), ("image_to_text", "R@1"), ("caption", "attribute_accuracy"),
+               ("caption_heldout", "attribute_accuracy"), ("audio_to_text", "R@1"), ("text_to_audio", "R@1"))
+
+
+def robustness_gap(first: dict, second: dict) -> dict:
+    """second - first for each headline metric and each task's best fusion head."""
+    gap = {f"{sec}.{key}": round(second[sec][key] - first[sec][key], 4) for sec, key in GAP_METRICS}
+    for task, row in second.get("fusion", {}).items():
+        mine = [v for k, v in row.items() if k in _HEAD_KINDS]
+        theirs = [v for k, v in first["fusion"][task].items() if k in _HEAD_KINDS]
+        if mine and theirs:  # a bundle without heads for the task has nothing to compare
+            gap[f"fusion.{task}.best"] = round(max(mine) - max(theirs), 4)
+    return gap
+
+
+_HEAD_KINDS = ("weighted_sum", "concat", "bilinear", "attention", "gated")
+
+
+def _world_metrics(clip, coca, audio, rng: np.random.Generator, *, n: int, caption_n: int, image, sound) -> dict:
+    """Retrieval, captions and audio retrieval on content drawn from ``rng`` and rendered
+    by ``image(scene)`` (uint8 HxWx3) and ``sound(spec)`` (mono at the audio model's rate)."""
+    from mmdemo.models.decoding import DecodeOptions
+    from mmdemo.toyworld import scenes, sounds
+
+    out: dict = {}
     # image <-> text retrieval over n candidates
     sc = [scenes.sample_scene(rng, split="train") for _ in range(n)]
-    imgs = [Image.fromarray(scenes.render_scene(s, size=size)) for s in sc]
+    imgs = [Image.fromarray(image(s)) for s in sc]
     caps = [scenes.caption(s) for s in sc]
     im, tx = clip.encode_images(imgs), clip.encode_texts(caps)
     sim = im @ tx.T
@@ -83,31 +134,33 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
         sc = [scenes.sample_scene(rng, split=split) for _ in range(caption_n)]
         gen = []
         for start in range(0, len(sc), 100):
-            batch = [Image.fromarray(scenes.render_scene(s, size=size)) for s in sc[start:start + 100]]
+            batch = [Image.fromarray(image(s)) for s in sc[start:start + 100]]
             gen += [c[0] for c in coca.generate(batch, opts)]
         out[key] = caption_scores(gen, sc)
     held = [scenes.sample_scene(rng, split="heldout") for _ in range(n)]
     hcaps = [scenes.caption(s) for s in held]
-    him = clip.encode_images([Image.fromarray(scenes.render_scene(s, size=size)) for s in held])
+    him = clip.encode_images([Image.fromarray(image(s)) for s in held])
     out["text_to_image_heldout"] = recall_at((him @ clip.encode_texts(hcaps).T).T, hcaps, hcaps)
 
     # audio <-> text retrieval
     snd = [sounds.sample_sound(rng) for _ in range(n)]
     desc = [sounds.describe(s) for s in snd]
-    au = audio.encode_waves([sounds.render_sound(s) for s in snd])
+    au = audio.encode_waves([sound(s) for s in snd])
     at = audio.encode_texts(desc)
     sim = au @ at.T
     out["audio_to_text"] = recall_at(sim, desc, desc)
     out["text_to_audio"] = recall_at(sim.T, desc, desc)
-
-    out["fusion"] = evaluate_heads(Path(bundle), clip, audio, seed=seed, task_n=task_n, baseline_n=baseline_n)
-    out["seconds"] = round(time.perf_counter() - started, 1)
     return out
 
 
-def evaluate_heads(bundle: Path, clip, audio, *, seed: int, task_n: int, baseline_n: int) -> dict:
+def evaluate_heads(bundle: Path, clip, audio, *, seed: int, task_n: int, baseline_n: int,
+                   render=None) -> dict:
     """Accuracy of each shipped head next to single-modality baselines trained here
-    (a concat head that sees one modality only) on fresh data."""
+    (a concat head that sees one modality only) on fresh data; ``baseline_n=0`` skips
+    the baselines. ``render``: (image(scene), sound(spec)) to draw the test examples
+    with instead of the first generator."""
+    from dataclasses import replace
+
     from mmdemo.models.fusion import HEAD_KINDS, load_head
     from mmdemo.features import extract_features
     from mmdemo.toyworld.tasks import TASKS, make_examples
@@ -116,14 +169,21 @@ def evaluate_heads(bundle: Path, clip, audio, *, seed: int, task_n: int, baselin
     results = {}
     for task, info in TASKS.items():
         uses_audio = "audio" in info.modalities
-        test = extract_features(make_examples(task, task_n, seed=seed + 1, split="train", image_size=tiny_configs.IMAGE_SIZE),
-                                clip, audio if uses_audio else None, label_names=list(info.labels))
+        examples = make_examples(task, task_n, seed=seed + 1, split="train", image_size=tiny_configs.IMAGE_SIZE,
+                                 render=render is None)
+        if render is not None:
+            examples = [replace(e, image=render[0](e.scene), audio=render[1](e.sound) if e.sound else None)
+                        for e in examples]
+        test = extract_features(examples, clip, audio if uses_audio else None, label_names=list(info.labels))
         row = {"chance": round(1 / len(info.labels), 4), "n": task_n}
         for kind in HEAD_KINDS:
             path = bundle / "heads" / f"{task}-{kind}.safetensors"
             if path.is_file():
                 head, _ = load_head(path)
                 row[kind] = round(float(evaluate_head(head, test)["accuracy"]), 4)
+        if not baseline_n:
+            results[task] = row
+            continue
         train = extract_features(make_examples(task, baseline_n, seed=seed + 2, split="train", image_size=tiny_configs.IMAGE_SIZE),
                                  clip, audio if uses_audio else None, label_names=list(info.labels))
         for modality in info.modalities:
@@ -140,6 +200,7 @@ def write_model_card(bundle: Path, report: dict, metrics: dict) -> None:
     import json
 
     from mmdemo.atomic import atomic_write_json, atomic_write_text
+    from mmdemo.toyworld import meanings
 
     atomic_write_json(Path(bundle) / "eval.json", metrics)
     size = sum(p.stat().st_size for p in Path(bundle).rglob("*") if p.is_file())
@@ -170,7 +231,18 @@ Some colour+shape pairs are never shown in training (held out) to measure compos
 
 Build time: {report.get('total_seconds', '?')} s on this machine. Losses: {json.dumps({k: report[k] for k in ('clip_loss', 'audio_loss', 'caption_loss') if k in report})}
 
+## What the words mean
+Both generators stay inside these ranges (`mmdemo/toyworld/meanings.py`); inputs made
+the same way are what the bundle can read.
+
+{meanings.table()}
+
 ## Metrics (`python -m mmdemo eval --json`, fresh seed {metrics['seed']})
+`second_generator` holds the same metrics on the same content drawn by
+`mmdemo/toyworld/second_generator.py`, written apart from the training generator and
+never used in training (other drawing code and anti-aliasing, sizes, colours and line
+widths anywhere in their word's range, other sound envelopes, phases, loudness, noise
+filters and sample rates); `robustness_gap` is second minus first.
 ```json
 {json.dumps(metrics, indent=2)}
 ```

@@ -83,15 +83,29 @@ def evaluate_head(head, features: FeatureSet) -> dict:
     return metrics_from(pred, features.labels.numpy(), features.label_names)
 
 
+def small_data_batch(n_train: int, batch_size: int) -> int:
+    """At most ``batch_size``, and small enough for MIN_STEPS_PER_EPOCH steps an epoch:
+    on 160 training rows, batches of 64 make 3 optimizer steps an epoch, too few for a
+    head to move before early stopping gives up on it."""
+    return max(MIN_BATCH, min(int(batch_size), n_train // MIN_STEPS_PER_EPOCH))
+
+
+MIN_STEPS_PER_EPOCH = 8
+MIN_BATCH = 16
+
+
 def train_heads(features: FeatureSet, kinds: list[str], *, epochs: int = 30, lr: float = 1e-3,
                 weight_decay: float = 1e-2, batch_size: int = 64, val_fraction: float = 0.2, patience: int = 5,
-                seed: int = 0, hidden: int = 256, progress: Callable[[dict], None] | None = None,
+                min_epochs: int = 0, seed: int = 0, hidden: int = 256, progress: Callable[[dict], None] | None = None,
                 cancel: threading.Event | None = None, split=None) -> list[TrainResult]:
+    """``min_epochs``: early stopping waits this long before it may stop (a head on small
+    data often gets worse on validation for a few epochs before it learns)."""
     from mmdemo.models.fusion import create_head
 
     train_idx, val_idx = split if split is not None else stratified_split(
         features.labels.numpy(), val_fraction, seed, features.label_names)
     tr, va = features.subset(train_idx), features.subset(val_idx)
+    batch_size = small_data_batch(len(tr), batch_size)
     token_dims = {m: int(t.shape[-1]) for m, t in features.tokens.items()}
     results = []
     for kind in kinds:
@@ -132,7 +146,7 @@ def train_heads(features: FeatureSet, kinds: list[str], *, epochs: int = 30, lr:
                 best, best_state, best_epoch, bad = val_loss, copy.deepcopy(head.state_dict()), epoch, 0
             else:
                 bad += 1
-                if bad >= patience:
+                if bad >= patience and epoch >= min_epochs:
                     break
         head.load_state_dict(best_state)
         head.eval()

@@ -219,7 +219,7 @@ def build(registry, settings):
                 shown = [gr.update(value=_player(players, h["path"]), visible=True,
                                    label=f"#{i + 1} {h['label']} ({h['score']:.3f})")
                          for i, h in enumerate(hits[:N_PLAYERS])]
-            warn_all(gallery.notices)
+            warn_all(gallery.notices + tasks.unknown_words_notice(audio, [query]))
             shown += [gr.update(value=None, visible=False)] * (N_PLAYERS - len(shown))
             rows = [[i + 1, h["label"], round(h["score"], 4), h["caption"], _span(h["start"], h["end"])]
                     for i, h in enumerate(hits)]

@@ -11,6 +11,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -121,12 +122,35 @@ class ResultFiles:
     The folder is a private temp dir (gradio serves returned files from the temp dir
     without ``allowed_paths``), removed with this object (it lives as long as its app's
     handlers) or at the latest when the process exits: results of uploads must not pile
-    up in the user's cache."""
+    up in the user's cache. While the app runs, a file nobody asked for in ``max_age_s``
+    (Gradio's own cache expiry) is deleted, at most every ``prune_every_s``: Gradio has
+    long copied it into its cache, and a later request simply makes it again."""
 
-    def __init__(self, prefix: str):
+    def __init__(self, prefix: str, max_age_s: float = 3600.0, prune_every_s: float = 600.0):
         self.folder = Path(tempfile.mkdtemp(prefix=prefix))
+        self.max_age_s, self.prune_every_s = float(max_age_s), float(prune_every_s)
         self._locks = [threading.Lock() for _ in range(16)]
+        self._pruned_at = time.monotonic()
+        self._prune_lock = threading.Lock()
+        self._used: dict[str, float] = {}  # digest -> when it was last handed out (monotonic)
         self._remove = weakref.finalize(self, shutil.rmtree, str(self.folder), True)
+
+    def _lock_for(self, digest: str) -> threading.Lock:
+        return self._locks[int(digest[:4], 16) % len(self._locks)]
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete the files unused for ``max_age_s``; returns how many went."""
+        cutoff, gone = (time.monotonic() if now is None else now) - self.max_age_s, 0
+        for digest, used in list(self._used.items()):
+            if used >= cutoff:
+                continue
+            with self._lock_for(digest):  # never while get() hands this file out
+                if self._used.get(digest, cutoff) < cutoff:
+                    for path in self.folder.glob(f"{digest}.*"):
+                        path.unlink(missing_ok=True)
+                        gone += 1
+                    del self._used[digest]
+        return gone
 
     def close(self) -> None:
         """Remove the folder now (the app is closing); later calls do nothing."""
@@ -135,13 +159,20 @@ class ResultFiles:
     def get(self, key: bytes, suffix: str, write: Callable[[Any], None]) -> str:
         """The path of the result for ``key`` (what it is made of and how), made now if
         new by ``write(f)``, which writes the file's bytes to the binary file ``f``."""
+        with self._prune_lock:
+            due = time.monotonic() - self._pruned_at >= self.prune_every_s
+            if due:
+                self._pruned_at = time.monotonic()
+        if due:
+            self.prune()
         digest = content_hash(key)[:40]
         path = self.folder / f"{digest}{suffix}"
         # One writer per name: two identical requests at once make it once, and a file
         # being served is never replaced (not even by identical bytes).
-        with self._locks[int(digest[:4], 16) % len(self._locks)]:
+        with self._lock_for(digest):
             if not path.exists():
                 atomic_write_with(path, write)
+            self._used[digest] = time.monotonic()  # asked for: kept another max_age_s
         return str(path)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from mmdemo.errors import MMDemoError, Notice
 from mmdemo.media import load_audio, load_image, parse_text_lines
 from mmdemo.scores import ranked, softmax
+from mmdemo.tasks.text_notices import unknown_words_notice
 from mmdemo.tasks.classify.datasets import (MAX_AUDIO_SECONDS, MAX_CLASSES, MAX_IMAGE_PIXELS, MAX_LABEL_CHARS,
                                             MAX_TEXT_CHARS, rate_of)
 
@@ -140,6 +141,8 @@ def classify(handle, image, text, audio_input, clip, audio=None) -> Classificati
     notices = list(inputs.notices)
     if inputs.wave is not None and "audio" not in mods:
         notices.append(Notice("audio_ignored", f"Head {handle.name!r} does not use audio; the clip was ignored."))
+    if "text" in mods:
+        notices += unknown_words_notice(clip, [inputs.text])
     feats, tokens = _single_features(inputs, mods, clip, audio)
     probs = handle.predict(_with_ablations(feats, mods), _with_ablations(tokens, mods) or None)
     full, top = probs[0], int(probs[0].argmax())
@@ -221,6 +224,8 @@ def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: di
     # scale; audio in a space of its own (a CLAP's) at its own. An audio-only request
     # on CLAP never touches the CLIP (on a real profile, a download).
     in_clip = [m for m in used if m != "audio" or shares_clip_space(audio, clip)]
+    # One notice for every text read (the tiny audio tower reads with the CLIP's words).
+    notices += unknown_words_notice(clip if in_clip else audio, prompts + ([inputs.text] if "text" in used else []))
     clip_scale = float(clip.logit_scale) if in_clip else None
     sims, scale = {}, {}
     if "image" in used or "text" in used:

@@ -47,6 +47,7 @@ class TrainReport:
     train_seconds: float
     notices: list[str] = field(default_factory=list)
     heads: dict = field(default_factory=dict)  # every trained fusion head by kind, for evaluation elsewhere
+    baseline_heads: dict = field(default_factory=dict)  # the single-modality baselines by row name ("image only")
     saved_as: str | None = None
     saved_path: Path | None = None
 

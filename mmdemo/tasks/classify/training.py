@@ -81,6 +81,7 @@ def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epo
         heads[kind] = res.head
         rows.append(LeaderRow(kind, kind, fs.modalities, res.metrics["accuracy"], res.metrics["macro_f1"],
                               res.metrics["per_class_recall"], res.metrics["confusion"], res.best_epoch, res.seconds))
+    baseline_heads = {}
     if baselines:
         for m in fs.modalities:
             name = f"{m} only"
@@ -89,11 +90,12 @@ def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epo
             rows.append(LeaderRow(name, "concat", (m,), res.metrics["accuracy"], res.metrics["macro_f1"],
                                   res.metrics["per_class_recall"], res.metrics["confusion"], res.best_epoch,
                                   res.seconds, baseline=True))
+            baseline_heads[name] = res.head
     rows.sort(key=lambda r: (-r.accuracy, -r.macro_f1, r.baseline))
     winner = next(r for r in rows if not r.baseline)
     return TrainReport(ds.name, len(ds), len(split[0]), len(split[1]), list(fs.label_names), fs.modalities, rows,
                        winner, heads[winner.kind], history, cached, feature_seconds,
-                       round(time.perf_counter() - t1, 2), list(ds.notices), heads)
+                       round(time.perf_counter() - t1, 2), list(ds.notices), heads, baseline_heads)
 
 
 class TrainingJob:

@@ -10,7 +10,7 @@ import numpy as np
 
 from mmdemo.errors import Notice
 from mmdemo.models.decode_options import DecodeOptions
-from mmdemo.tasks.image.inputs import load, parse_texts, truncation_notice
+from mmdemo.tasks.image.inputs import load, parse_texts, text_notices
 from mmdemo.toyworld import scenes
 
 
@@ -48,6 +48,11 @@ def caption_image(source: Any, captioner, *, method: str = "beam", num_beams: in
     if not said:
         notices.append(Notice("caption_empty",
                               "The model produced an empty caption; try beam search or a larger max length."))
+    reached = getattr(captioner, "reached_limit", None)
+    if said and reached is not None and any(reached(said, options)):
+        notices.append(Notice("caption_cut",
+                              f"The caption reached the max length ({options.max_length}) and may be cut short; "
+                              "raise the max length to let the model finish it."))
     unique = list(dict.fromkeys(said))
     if len(unique) < len(said):
         notices.append(Notice("captions_merged",
@@ -97,7 +102,7 @@ def rank_captions(source: Any, candidates: str | Sequence[str] | None, clip, *, 
     else:
         items, notices = parse_texts(candidates, "captions")
     loaded = load(source, name)
-    notices = loaded.notices + notices + truncation_notice(clip, items, "captions")
+    notices = loaded.notices + notices + text_notices(clip, items, "captions")
     img = np.asarray(clip.encode_images([loaded.image]), np.float32)
     txt = np.asarray(clip.encode_texts(items), np.float32)
     sim = (img @ txt.T)[0]

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from mmdemo.errors import MMDemoError, Notice
 from mmdemo.media import LoadedImage, load_image, parse_text_lines
+from mmdemo.tasks.text_notices import unknown_words_notice
 
 MAX_CANDIDATES = 200  # captions to rank / texts to search
 MAX_QUERY_CHARS = 300
@@ -31,8 +32,13 @@ def load(source: Any, name: str | None = None) -> LoadedImage:
     return load_image(source, name=name)
 
 
-def truncation_notice(clip, texts: Sequence[str], what: str) -> list[Notice]:
-    """A notice naming the texts over the model's context length (they were cut)."""
+def text_notices(clip, texts: Sequence[str], what: str) -> list[Notice]:
+    """Notices naming the texts over the model's context length (they were cut) and the
+    words it does not know."""
+    return _truncation_notice(clip, texts, what) + unknown_words_notice(clip, texts)
+
+
+def _truncation_notice(clip, texts: Sequence[str], what: str) -> list[Notice]:
     over = [t for t, cut in zip(texts, clip.truncated(list(texts))) if cut]
     if not over:
         return []
@@ -61,7 +67,7 @@ def read_query(query: str | None, clip) -> tuple[str, list[str]]:
         query = query[:MAX_QUERY_CHARS].rstrip()
         notices.append(Notice("query_shortened",
                               f"The query was longer than {MAX_QUERY_CHARS} characters and was shortened."))
-    notices += truncation_notice(clip, [query], "query")
+    notices += text_notices(clip, [query], "query")
     return query, notices
 
 

@@ -13,7 +13,7 @@ from mmdemo.errors import MMDemoError, Notice
 from mmdemo.scores import softmax
 from mmdemo.tasks.gallery_files import skipped_notice
 from mmdemo.tasks.image.gallery import ImageGallery, check_model
-from mmdemo.tasks.image.inputs import as_source, load, parse_texts, read_query, truncation_notice
+from mmdemo.tasks.image.inputs import as_source, load, parse_texts, read_query, text_notices
 
 MAX_HEATMAP_IMAGES = 16
 _MAP_NEIGHBOURS = 3  # a text query sits among this many of its best matches on the map
@@ -72,7 +72,7 @@ def similarity_heatmap(sources: Sequence, texts: str | Sequence[str], clip) -> H
         raise MMDemoError("heatmap_unreadable", "None of the images could be read. " + skipped[0])
     if skipped:
         notices.append(skipped_notice(skipped, "image(s)", ellipsis=False))
-    notices += truncation_notice(clip, items, "texts")
+    notices += text_notices(clip, items, "texts")
     sim = np.asarray(clip.encode_images(images), np.float32) @ np.asarray(clip.encode_texts(items), np.float32).T
     return Heatmap(names, items, sim, notices)
 

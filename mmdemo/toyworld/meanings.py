@@ -1,0 +1,58 @@
+"""What each word of the generated world means, in measurable terms.
+
+Both generators stay inside these ranges: the first (scenes.py, sounds.py) at one
+point of each, the second (second_generator.py) anywhere in them. The model card
+prints :func:`table`, so a user can make inputs the tiny bundle understands.
+Sizes and positions are fractions of the image side (64 px for the tiny bundle).
+"""
+
+from __future__ import annotations
+
+# Images
+SIZE_DIAMETER = {"small": (0.17, 0.27), "large": (0.34, 0.46)}  # object width / image side
+COLOUR_JITTER = 20  # +- per RGB channel around the colour's value in scenes.COLOURS
+MAX_ROTATION_DEG = 8.0  # shapes stand upright, give or take this
+RING_WIDTH = (0.25, 0.45)  # ring line width / its outer radius
+STAR_INNER = (0.38, 0.50)  # 5-point star: inner / outer radius
+CROSS_ARM = (0.28, 0.42)  # cross arm half-width / half-length
+BACKGROUND_GREY = (125, 175)  # background grey level (0-255), with a slight colour cast
+PATTERN_CONTRAST = (25, 50)  # pattern colour: background +- this
+PATTERN_PERIOD_PX = (6, 10)  # stripe, dot and check period at 64 px (vertical stripes)
+DOT_RADIUS_PX = (1.0, 2.2)  # at 64 px
+
+# Sounds
+PITCH_HZ = {"low": (110, 155), "mid": (370, 520), "high": (1450, 2000)}  # tone fundamental
+CHIRP_LOW_HZ, CHIRP_HIGH_HZ = (250, 350), (2600, 3400)  # a sweep between the two, up or down
+CLICK_RATE_HZ = {"slow": (2.5, 3.5), "fast": (13.0, 19.0)}  # clicks per second
+CHORD_ROOT_HZ = (230, 300)  # major: root, major third, fifth; minor: root, minor third, fifth
+PEAK_DBFS = {"loud": (-4.0, 0.0), "quiet": (-20.0, -13.0)}  # clip peak
+EVENT_SECONDS = {"one event": (1.0, 4.0), "each of two events": (0.8, 2.0)}
+
+
+def _span(lo_hi, unit: str = "") -> str:
+    lo, hi = lo_hi
+    return f"{lo:g}-{hi:g}{unit}"
+
+
+def table() -> str:
+    """A Markdown table of every measurable word, for the model card."""
+    rows = [
+        ("small / large", f"object width {_span(SIZE_DIAMETER['small'])} / {_span(SIZE_DIAMETER['large'])} "
+                          "of the image side (about 11-17 / 22-29 px at 64 px)"),
+        ("colours", f"scenes.COLOURS RGB values, +-{COLOUR_JITTER} per channel"),
+        ("shapes", f"upright within +-{MAX_ROTATION_DEG:g} degrees; ring width {_span(RING_WIDTH)} of its radius; "
+                   f"star inner radius {_span(STAR_INNER)} of the outer"),
+        ("left of / right of", "object centres at least 0.1 of the side apart horizontally"),
+        ("plain / striped / dotted / checkered", f"grey {_span(BACKGROUND_GREY)}; pattern +-{_span(PATTERN_CONTRAST)} "
+                                                 f"grey levels, period {_span(PATTERN_PERIOD_PX, ' px')}, "
+                                                 "vertical stripes"),
+        ("low / mid / high (tones)", " / ".join(_span(PITCH_HZ[p], " Hz") for p in ("low", "mid", "high"))),
+        ("sine / square / sawtooth", "pure tone / odd harmonics at 1/k / all harmonics at 1/k"),
+        ("rising / falling chirp", f"exponential sweep {_span(CHIRP_LOW_HZ)} Hz <-> {_span(CHIRP_HIGH_HZ)} Hz"),
+        ("slow / fast clicks", " / ".join(_span(CLICK_RATE_HZ[p], " clicks/s") for p in ("slow", "fast"))),
+        ("major / minor chord", f"root {_span(CHORD_ROOT_HZ, ' Hz')} with a major / minor third and a fifth"),
+        ("white / pink / brown noise", "flat spectrum / -3 dB per octave / -6 dB per octave"),
+        ("loud / quiet", " / ".join(_span(PEAK_DBFS[p], " dBFS peak") for p in ("loud", "quiet"))),
+        ("durations", "; ".join(f"{k} {_span(v, ' s')}" for k, v in EVENT_SECONDS.items())),
+    ]
+    return "\n".join(["| words | meaning |", "|---|---|", *(f"| {w} | {m} |" for w, m in rows)])
