@@ -96,10 +96,8 @@ MIN_BATCH = 16
 
 def train_heads(features: FeatureSet, kinds: list[str], *, epochs: int = 30, lr: float = 1e-3,
                 weight_decay: float = 1e-2, batch_size: int = 64, val_fraction: float = 0.2, patience: int = 5,
-                min_epochs: int = 0, seed: int = 0, hidden: int = 256, progress: Callable[[dict], None] | None = None,
+                seed: int = 0, hidden: int = 256, progress: Callable[[dict], None] | None = None,
                 cancel: threading.Event | None = None, split=None) -> list[TrainResult]:
-    """``min_epochs``: early stopping waits this long before it may stop (a head on small
-    data often gets worse on validation for a few epochs before it learns)."""
     from mmdemo.models.fusion import create_head
 
     train_idx, val_idx = split if split is not None else stratified_split(
@@ -146,7 +144,7 @@ def train_heads(features: FeatureSet, kinds: list[str], *, epochs: int = 30, lr:
                 best, best_state, best_epoch, bad = val_loss, copy.deepcopy(head.state_dict()), epoch, 0
             else:
                 bad += 1
-                if bad >= patience and epoch >= min_epochs:
+                if bad >= patience:
                     break
         head.load_state_dict(best_state)
         head.eval()
