@@ -9,7 +9,10 @@ inputs moved to the handle's own device, so the task layer never touches torch.
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -19,8 +22,10 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
+from mmdemo.atomic import atomic_write_json
 from mmdemo.catalog import EntrySpec
 from mmdemo.errors import MMDemoError
+from mmdemo.models.conv_stem import CONFIG_KEY, apply_conv_stem, split_config
 from mmdemo.scores import softmax
 from mmdemo.weights import FILE, HUB, LOCAL_DIR, RANDOM, TAG, require_weights
 
@@ -33,18 +38,37 @@ _OPEN_CLIP_LOCK = threading.Lock()
 _REGISTERED_CONFIGS: dict[str, Path] = {}
 
 
+_STEMS: dict[str, list[int] | None] = {}  # model name -> its conv stem's channels (mmdemo/models/conv_stem.py)
+_CLEAN_CONFIGS: list[Path] = []  # the folder of configs open_clip reads without mmdemo's key, once made
+
+
+def _clean_config_dir() -> Path:
+    if not _CLEAN_CONFIGS:
+        folder = Path(tempfile.mkdtemp(prefix="mmdemo-open-clip-configs-"))
+        atexit.register(shutil.rmtree, str(folder), True)
+        _CLEAN_CONFIGS.append(folder)
+    return _CLEAN_CONFIGS[0]
+
+
 def _register_config(path: Path) -> str:
     """Register a custom architecture JSON with open_clip; returns its model name."""
     if not path.is_file():
         raise MMDemoError("model_config_not_found", f"Model config file not found: {path}")
     try:
-        json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise MMDemoError("model_config_invalid", f"Model config {path} is not valid JSON: {exc}") from None
     name = path.stem
     if _REGISTERED_CONFIGS.get(name) != path:
-        open_clip.add_model_config(path)
+        clean, stem = split_config(config if isinstance(config, dict) else {})
+        if stem is None:
+            open_clip.add_model_config(path)
+        else:  # open_clip would refuse mmdemo's key: it reads a copy without it
+            copy = _clean_config_dir() / f"{name}.json"
+            atomic_write_json(copy, clean)
+            open_clip.add_model_config(copy)
         _REGISTERED_CONFIGS[name] = path
+        _STEMS[name] = stem
     return name
 
 
@@ -60,9 +84,19 @@ def create_open_clip(spec: EntrySpec, device: str):
         if not arch:
             raise MMDemoError("model_arch_missing",
                               f"Model {spec.name!r} names no architecture (arch = ... or config = ...).")
+        stem = _STEMS.get(arch) if spec.config is not None else None
+        if stem and source.kind not in (FILE, RANDOM):
+            raise MMDemoError("conv_stem_source", f"Model {spec.name!r} has a conv stem ({CONFIG_KEY}), which only "
+                                                  f"a weights file can fill; got {source.label}.")
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=device,
-                                                                         weights_only=True)
+            if stem:  # build, swap the stem in, then load the weights that include it
+                model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, device=device)
+                apply_conv_stem(model, stem)
+                if source.kind == FILE:
+                    open_clip.load_checkpoint(model, source.location, weights_only=True, device=device)
+            else:
+                model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained,
+                                                                             device=device, weights_only=True)
         except Exception as exc:  # open_clip raises RuntimeError/ValueError/OSError/KeyError...
             raise MMDemoError(
                 "model_load_failed",
