@@ -31,7 +31,7 @@ EVENT_SECONDS = {"one event": (1.0, 4.0), "each of two events": (0.8, 2.0)}
 
 def _span(lo_hi, unit: str = "") -> str:
     lo, hi = lo_hi
-    return f"{lo:g}-{hi:g}{unit}"
+    return f"{lo:g} to {hi:g}{unit}" if lo < 0 else f"{lo:g}-{hi:g}{unit}"
 
 
 def table() -> str:
@@ -43,8 +43,9 @@ def table() -> str:
         ("shapes", f"upright within +-{MAX_ROTATION_DEG:g} degrees; ring width {_span(RING_WIDTH)} of its radius; "
                    f"star inner radius {_span(STAR_INNER)} of the outer"),
         ("left of / right of", "object centres at least 0.1 of the side apart horizontally"),
-        ("plain / striped / dotted / checkered", f"grey {_span(BACKGROUND_GREY)}; pattern +-{_span(PATTERN_CONTRAST)} "
-                                                 f"grey levels, period {_span(PATTERN_PERIOD_PX, ' px')}, "
+        ("plain / striped / dotted / checkered", f"grey {_span(BACKGROUND_GREY)}; pattern {_span(PATTERN_CONTRAST)} "
+                                                 f"grey levels lighter or darker, period "
+                                                 f"{_span(PATTERN_PERIOD_PX, ' px')}, "
                                                  "vertical stripes"),
         ("low / mid / high (tones)", " / ".join(_span(PITCH_HZ[p], " Hz") for p in ("low", "mid", "high"))),
         ("sine / square / sawtooth", "pure tone / odd harmonics at 1/k / all harmonics at 1/k"),
