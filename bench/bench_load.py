@@ -238,15 +238,13 @@ def bad_downloads(result, client=None) -> int:
         try:
             if client is not None:
                 data = client.download(image["url"])
-                if not data:
-                    raise OSError("empty")
-                with Image.open(io.BytesIO(data)) as im:
-                    im.load()
-                continue
-            path = image.get("path") if isinstance(image, dict) else image
-            if not path or os.path.getsize(path) == 0:
+                source = io.BytesIO(data) if data else None
+            else:
+                path = image.get("path") if isinstance(image, dict) else image
+                source = path if path and os.path.getsize(path) else None
+            if source is None:
                 raise OSError("empty")
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 im.load()
         except Exception:  # noqa: BLE001 - any file the client can't show counts
             bad += 1

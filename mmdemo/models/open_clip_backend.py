@@ -10,6 +10,7 @@ inputs moved to the handle's own device, so the task layer never touches torch.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import shutil
 import tempfile
@@ -39,15 +40,14 @@ _REGISTERED_CONFIGS: dict[str, Path] = {}
 
 
 _STEMS: dict[str, list[int] | None] = {}  # model name -> its conv stem's channels (mmdemo/models/conv_stem.py)
-_CLEAN_CONFIGS: list[Path] = []  # the folder of configs open_clip reads without mmdemo's key, once made
 
 
+@functools.cache
 def _clean_config_dir() -> Path:
-    if not _CLEAN_CONFIGS:
-        folder = Path(tempfile.mkdtemp(prefix="mmdemo-open-clip-configs-"))
-        atexit.register(shutil.rmtree, str(folder), True)
-        _CLEAN_CONFIGS.append(folder)
-    return _CLEAN_CONFIGS[0]
+    """The folder of configs open_clip reads without mmdemo's key: made once, gone at exit."""
+    folder = Path(tempfile.mkdtemp(prefix="mmdemo-open-clip-configs-"))
+    atexit.register(shutil.rmtree, str(folder), True)
+    return folder
 
 
 def _register_config(path: Path) -> str:

@@ -72,11 +72,11 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
                               image=lambda s: scenes.render_scene(s, size=size), sound=sounds.render_sound))
     out["fusion"] = evaluate_heads(Path(bundle), clip, audio, seed=seed, task_n=task_n, baseline_n=baseline_n)
     if second:
+        from mmdemo.media import load_audio
+
         draw = np.random.default_rng(seed + 17)  # the second generator's own choices
 
         def sound2(spec):
-            from mmdemo.media import load_audio
-
             sr, wave = second_generator.render_sound(spec, draw)
             return load_audio((sr, wave), target_sr=audio.sample_rate).wave  # the app's own resampling
 
@@ -100,16 +100,15 @@ GAP_METRICS = (("text_to_image", "R@1"), ("image_to_text", "R@1"), ("caption", "
 
 def robustness_gap(first: dict, second: dict) -> dict:
     """second - first for each headline metric and each task's best fusion head."""
+    from mmdemo.models.fusion import HEAD_KINDS
+
     gap = {f"{sec}.{key}": round(second[sec][key] - first[sec][key], 4) for sec, key in GAP_METRICS}
     for task, row in second.get("fusion", {}).items():
-        mine = [v for k, v in row.items() if k in _HEAD_KINDS]
-        theirs = [v for k, v in first["fusion"][task].items() if k in _HEAD_KINDS]
+        mine = [v for k, v in row.items() if k in HEAD_KINDS]
+        theirs = [v for k, v in first["fusion"][task].items() if k in HEAD_KINDS]
         if mine and theirs:  # a bundle without heads for the task has nothing to compare
             gap[f"fusion.{task}.best"] = round(max(mine) - max(theirs), 4)
     return gap
-
-
-_HEAD_KINDS = ("weighted_sum", "concat", "bilinear", "attention", "gated")
 
 
 def _world_metrics(clip, coca, audio, rng: np.random.Generator, *, n: int, caption_n: int, image, sound) -> dict:
