@@ -43,8 +43,9 @@ def test_decoy_batches_keep_images_and_texts_aligned():
     opts = dataclasses.replace(BuildOptions(progress=False), **SMOKE)
     pools = Pools(opts, np.random.default_rng(0), lambda it, **kw: it)
     idx = np.arange(60)
-    images, texts, keys, drawn = pools.scene_batch(idx)
+    images, texts, keys, drawn, negatives = pools.scene_batch(idx)
     assert len(images) == len(texts) == len(keys) == len(drawn) > 60
+    assert 0 < len(negatives) < len(drawn)  # a share of the batch (opts.hard_negatives)
     k, pos = 0, 0
     while pos < len(texts):
         np.testing.assert_array_equal(images[pos], pools.images[idx[k]])

@@ -172,7 +172,8 @@ def register(sub) -> None:
     s = sub.add_parser("build-tiny", help="train the embedded tiny bundle from nothing (about 50 min on 2 CPU cores)")
     s.add_argument("--out", type=Path, help="output folder (default assets/models/tiny)")
     s.add_argument("--smoke", action="store_true", help="a few steps only, to check the pipeline")
-    s.add_argument("--stages", help="comma-separated subset of clip,coca,heads (default: all; later stages reuse --out)")
+    s.add_argument("--stages", help="comma-separated subset of clip,coca,heads,familiarity (default: all; later "
+                                    "stages reuse --out)")
     s.add_argument("--seed", type=int)
     s.add_argument("--clip-steps", type=int)
     s.add_argument("--audio-steps", type=int)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from mmdemo.catalog import EntrySpec
 from mmdemo.errors import MMDemoError
+from mmdemo.familiarity import load_beside
 from mmdemo.models import audio_tower as at
 from mmdemo.scores import softmax
 from mmdemo.weights import FILE, require_weights
@@ -35,11 +36,19 @@ class TinyAudioHandle:
         self._n_frames = at.frames_for(at.WINDOW_SECONDS)
         self.logit_scale = float(meta.get("logit_scale", 1 / 0.07))
         self.space = text.model_id  # trained into that CLIP's text space
+        self.familiarity = None  # where its in-world clips lie (mmdemo/familiarity.py)
 
     @classmethod
     def from_file(cls, path: Path, device: str, model_id: str, text) -> "TinyAudioHandle":
         tower, meta = at.load_audio_tower(path, device=device)
-        return cls(tower, meta, device, model_id, text)
+        handle = cls(tower, meta, device, model_id, text)
+        handle.familiarity = load_beside(path)
+        return handle
+
+    def unfamiliar(self, audio_embs: np.ndarray) -> list[bool] | None:
+        """Which clip embeddings lie outside the world the model was trained on (None:
+        no bounds are known)."""
+        return self.familiarity.unfamiliar(audio_embs) if self.familiarity is not None else None
 
     def modules(self):
         return [self.tower]

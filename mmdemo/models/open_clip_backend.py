@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from mmdemo.atomic import atomic_write_json
 from mmdemo.catalog import EntrySpec
 from mmdemo.errors import MMDemoError
+from mmdemo.familiarity import load_beside
 from mmdemo.models.conv_stem import CONFIG_KEY, apply_conv_stem, split_config
 from mmdemo.scores import softmax
 from mmdemo.weights import FILE, HUB, LOCAL_DIR, RANDOM, TAG, require_weights
@@ -112,6 +113,17 @@ def create_open_clip(spec: EntrySpec, device: str):
     return model, preprocess, tokenizer
 
 
+def create_untrained(config: Path):
+    """A randomly initialised model of a custom architecture JSON (mmdemo's extension
+    applied), in train mode: what the tiny bundle's trainers start from."""
+    with _OPEN_CLIP_LOCK:
+        arch = _register_config(Path(config))
+        model = open_clip.create_model(arch)
+        if _STEMS.get(arch):
+            apply_conv_stem(model, _STEMS[arch])
+    return model.train()
+
+
 def _context_length(model, tokenizer) -> int:
     n = getattr(tokenizer, "context_length", None) or getattr(model, "context_length", None)
     return int(n or 77)
@@ -129,9 +141,16 @@ class OpenClipHandle:
         # Identifies the embedding space: indexes, feature caches and trained heads
         # are only valid for the exact encoder they were computed with.
         self.model_id = spec.model_id
+        # Where its in-world inputs lie (mmdemo/familiarity.py); None for real checkpoints.
+        self.familiarity = load_beside(spec.weights)
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
+
+    def unfamiliar(self, image_embs: np.ndarray) -> list[bool] | None:
+        """Which image embeddings lie outside the world the model was trained on (None:
+        the model does not know its world's bounds)."""
+        return self.familiarity.unfamiliar(image_embs) if self.familiarity is not None else None
 
     @property
     def logit_scale(self) -> float:
@@ -235,6 +254,10 @@ class OpenClipCaptioner(OpenClipHandle):
             return [False] * len(captions)
         limit = min(int(options.max_length), model_context_length(self.model))
         return [len(encode(c)) >= limit for c in captions]
+
+    def unfamiliar_images(self, images: Sequence) -> list[bool] | None:
+        """:meth:`unfamiliar` for images, through the captioner's own image tower."""
+        return None if self.familiarity is None else self.unfamiliar(self.encode_images(images))
 
 
 def load_clip(spec: EntrySpec, device: str, deps: dict | None = None) -> OpenClipHandle:

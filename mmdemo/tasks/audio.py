@@ -24,6 +24,7 @@ from mmdemo.index import EmbeddingCache
 from mmdemo.media import AUDIO_SUFFIXES, AudioClip, load_audio, parse_text_lines, read_captions
 from mmdemo.scores import softmax
 from mmdemo.tasks.gallery_files import gallery_files, skipped_notice
+from mmdemo.tasks.domain_notices import clip_notice
 from mmdemo.tasks.text_notices import unknown_words_notice
 from mmdemo.toyworld import sounds
 from mmdemo.toyworld.galleries import example_gallery
@@ -174,6 +175,7 @@ def match_audio(source: Any, labels: str | Sequence[str], audio, *, templates: s
     clip = _load(source, name, audio, max_seconds)
     notices = clip.notices + notices + t_notices + unknown_words_notice(audio, label_list + tpls)
     windowed = embed_clip(audio, clip, hop_seconds)
+    notices += clip_notice(audio, windowed.embeddings)
     text = encode_labels(audio, label_list, tpls)
     sim = windowed.embeddings @ text.T  # [W, L]
     best_w = sim.argmax(axis=0)
@@ -214,7 +216,8 @@ def search_texts_by_audio(source: Any, texts: str | Sequence[str], audio, *, k: 
     sim = (windowed.embeddings @ encode_labels(audio, items).T).max(axis=0)
     order = np.argsort(-sim, kind="stable")[: max(1, int(k))]
     return TextSearch(clip.name, clip.duration, [{"label": items[i], "score": float(sim[i])} for i in order],
-                      clip.notices + notices + unknown_words_notice(audio, items))
+                      clip.notices + notices + unknown_words_notice(audio, items)
+                      + clip_notice(audio, windowed.embeddings))
 
 
 # --------------------------------------------------------------------------- gallery

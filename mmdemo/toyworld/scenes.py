@@ -157,18 +157,18 @@ def sample_scene_with(rng: np.random.Generator, required: list[tuple[str, ...]],
     return sample_scene(rng, n_objects, split, required=required, forbid=forbid)
 
 
-def _background(scene: Scene, size: int) -> Image.Image:
-    base = np.array([150 + scene.tint] * 3) + np.array(scene.hue)
-    img = Image.new("RGB", (size, size), tuple(int(v) for v in base))
+def _background(scene: Scene, size: int, look: "_Look") -> Image.Image:
+    base = np.array([look.grey + scene.tint] * 3) + np.array(scene.hue) + np.array(look.cast)
+    img = Image.new("RGB", (size, size), tuple(int(v) for v in np.clip(base, 0, 255)))
     d = ImageDraw.Draw(img)
-    alt = tuple(int(v) for v in base + 40)
-    step = max(4, size // 8)
+    alt = tuple(int(v) for v in np.clip(base + look.contrast, 0, 255))
+    step = max(4, round(look.period * size / 64))
     off = scene.phase * size // 64 % step - step
     if scene.background == "striped":
         for i in range(off, size, step):
             d.rectangle([i, 0, i + step // 2 - 1, size], fill=alt)
     elif scene.background == "dotted":
-        r = max(1, step // 5)
+        r = max(1.0, look.dot * size / 64)
         for i in range(off + step // 2, size + step, step):
             for j in range(off + step // 2, size + step, step):
                 d.ellipse([i - r, j - r, i + r, j + r], fill=alt)
@@ -189,44 +189,117 @@ def _poly(cx, cy, r, n, start=-math.pi / 2, inner=None):
     return pts
 
 
-def _draw(d: ImageDraw.ImageDraw, o: SceneObject, size: int) -> None:
-    cx, cy, r = o.x * size, o.y * size, _SIZE_FRAC[o.size] * size / 2
-    fill = COLOURS[o.colour]
+@dataclass(frozen=True)
+class _Look:
+    """Everything about drawing that the words leave open (see toyworld.meanings).
+    The defaults are this generator's one fixed point; :func:`render_scene` with an
+    ``rng`` draws a look anywhere in the documented ranges instead (training uses that
+    as augmentation, so the model learns the words rather than one way of drawing)."""
+    grey: float = 150.0
+    cast: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    contrast: float = 40.0
+    period: float = 8.0  # px at 64 px
+    dot: float = 1.5  # px at 64 px
+    supersample: int = 4
+    noise: float = 0.0
+    blur: float = 0.0
+
+
+@dataclass(frozen=True)
+class _ObjectLook:
+    diameter: float | None = None  # fraction of the side; None: the size word's nominal value
+    rotation: float = 0.0  # radians
+    jitter: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    ring: float = 0.4  # line width / radius
+    star: float = 0.45 / 1.1  # inner / outer radius
+    cross: float = 0.35  # arm half-width / half-length
+    diamond: float = 0.75 / 1.1  # half-width / half-height
+
+
+def _sample_look(rng: np.random.Generator) -> _Look:
+    from mmdemo.toyworld import meanings as m
+
+    return _Look(grey=float(rng.uniform(*m.BACKGROUND_GREY)), cast=tuple(rng.uniform(-6, 6, size=3)),
+                 contrast=float(rng.uniform(*m.PATTERN_CONTRAST) * rng.choice([-1.0, 1.0])),
+                 period=float(rng.uniform(*m.PATTERN_PERIOD_PX)), dot=float(rng.uniform(*m.DOT_RADIUS_PX)),
+                 supersample=int(rng.choice([1, 2, 3, 4])), noise=float(rng.uniform(0, 4) * (rng.random() < 0.6)),
+                 blur=float(rng.uniform(0.3, 0.8) * (rng.random() < 0.3)))
+
+
+def _sample_object_look(obj: SceneObject, rng: np.random.Generator) -> _ObjectLook:
+    from mmdemo.toyworld import meanings as m
+
+    return _ObjectLook(diameter=float(rng.uniform(*m.SIZE_DIAMETER[obj.size])),
+                       rotation=math.radians(float(rng.uniform(-m.MAX_ROTATION_DEG, m.MAX_ROTATION_DEG))),
+                       jitter=tuple(rng.uniform(-m.COLOUR_JITTER, m.COLOUR_JITTER, size=3)),
+                       ring=float(rng.uniform(*m.RING_WIDTH)), star=float(rng.uniform(*m.STAR_INNER)),
+                       cross=float(rng.uniform(*m.CROSS_ARM)), diamond=float(rng.uniform(0.56, 0.72)))
+
+
+def _turn(pts, cx, cy, angle):
+    c, s = math.cos(angle), math.sin(angle)
+    return [(cx + (x - cx) * c - (y - cy) * s, cy + (x - cx) * s + (y - cy) * c) for x, y in pts]
+
+
+def _draw(d: ImageDraw.ImageDraw, o: SceneObject, size: int, look: _ObjectLook = _ObjectLook()) -> None:
+    diameter = look.diameter if look.diameter is not None else _SIZE_FRAC[o.size]
+    cx, cy, r = o.x * size, o.y * size, diameter * size / 2
+    fill = tuple(int(v) for v in np.clip(np.array(COLOURS[o.colour]) + look.jitter, 0, 255))
+
+    def poly(pts):
+        d.polygon(_turn(pts, cx, cy, look.rotation), fill=fill)
+
     if o.shape == "circle":
         d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
     elif o.shape == "square":
         s = r * 0.85
-        d.rectangle([cx - s, cy - s, cx + s, cy + s], fill=fill)
+        poly([(cx - s, cy - s), (cx + s, cy - s), (cx + s, cy + s), (cx - s, cy + s)])
     elif o.shape == "triangle":
-        d.polygon(_poly(cx, cy + r * 0.15, r * 1.1, 3), fill=fill)
+        poly(_poly(cx, cy + r * 0.15, r * 1.1, 3))
     elif o.shape == "star":
-        d.polygon(_poly(cx, cy, r * 1.1, 5, inner=r * 0.45), fill=fill)
+        poly(_poly(cx, cy, r * 1.1, 5, inner=r * 1.1 * look.star))
     elif o.shape == "cross":
-        w = r * 0.35
-        d.rectangle([cx - r, cy - w, cx + r, cy + w], fill=fill)
-        d.rectangle([cx - w, cy - r, cx + w, cy + r], fill=fill)
+        w = r * look.cross
+        poly([(cx - r, cy - w), (cx + r, cy - w), (cx + r, cy + w), (cx - r, cy + w)])
+        poly([(cx - w, cy - r), (cx + w, cy - r), (cx + w, cy + r), (cx - w, cy + r)])
     elif o.shape == "diamond":
-        d.polygon([(cx, cy - r * 1.1), (cx + r * 0.75, cy), (cx, cy + r * 1.1), (cx - r * 0.75, cy)], fill=fill)
+        h = r * 1.1
+        poly([(cx, cy - h), (cx + h * look.diamond, cy), (cx, cy + h), (cx - h * look.diamond, cy)])
     elif o.shape == "ring":
-        w = max(2.0, r * 0.4)
+        w = max(2.0, r * look.ring)
         d.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fill, width=int(round(w)))
     elif o.shape == "heart":
         q = r * 0.55
-        d.ellipse([cx - r, cy - r * 0.75, cx - r + 2 * q, cy - r * 0.75 + 2 * q], fill=fill)
-        d.ellipse([cx + r - 2 * q, cy - r * 0.75, cx + r, cy - r * 0.75 + 2 * q], fill=fill)
-        d.polygon([(cx - r * 0.98, cy - r * 0.25), (cx + r * 0.98, cy - r * 0.25), (cx, cy + r)], fill=fill)
+        (lx, ly), (rx, ry) = _turn([(cx - r + q, cy - r * 0.75 + q), (cx + r - q, cy - r * 0.75 + q)], cx, cy,
+                                   look.rotation)
+        d.ellipse([lx - q, ly - q, lx + q, ly + q], fill=fill)
+        d.ellipse([rx - q, ry - q, rx + q, ry + q], fill=fill)
+        poly([(cx - r * 0.98, cy - r * 0.25), (cx + r * 0.98, cy - r * 0.25), (cx, cy + r)])
 
 
-def render_scene(scene: Scene, size: int = 64) -> np.ndarray:
-    """uint8 [size, size, 3]; deterministic given the scene."""
-    scale = 4 if size <= 128 else 1  # draw large, downsample: cheap antialiasing
-    img = _background(scene, size * scale)
+def render_scene(scene: Scene, size: int = 64, rng: np.random.Generator | None = None) -> np.ndarray:
+    """uint8 [size, size, 3]; deterministic given the scene (and ``rng``'s state).
+
+    Without ``rng``: this generator's fixed way of drawing. With it: a way of drawing
+    drawn anywhere the words allow (object sizes within their size word, colours
+    within their name, slight rotation, line widths, background grey, pattern period
+    and contrast, anti-aliasing, blur and sensor noise: toyworld.meanings)."""
+    look = _sample_look(rng) if rng is not None else _Look()
+    scale = (look.supersample if size <= 128 else 1)  # draw large, downsample: cheap antialiasing
+    img = _background(scene, size * scale, look)
     d = ImageDraw.Draw(img)
     for o in scene.objects:
-        _draw(d, o, size * scale)
+        _draw(d, o, size * scale, _sample_object_look(o, rng) if rng is not None else _ObjectLook())
     if scale > 1:
         img = img.resize((size, size), Image.Resampling.BOX)
-    return np.asarray(img, dtype=np.uint8)
+    if look.blur:
+        from PIL import ImageFilter
+
+        img = img.filter(ImageFilter.GaussianBlur(look.blur))
+    out = np.asarray(img, dtype=np.uint8)
+    if look.noise:
+        out = np.clip(out + rng.normal(0, look.noise, size=out.shape), 0, 255).astype(np.uint8)
+    return out
 
 
 def mention(obj: SceneObject, with_size: bool = True) -> str:

@@ -98,19 +98,66 @@ def sample_sound(rng: np.random.Generator, n_events: int | None = None,
     return SoundSpec(events, bool(rng.random() < 0.5) if loud is None else loud, int(rng.integers(2**31)))
 
 
-def _event_wave(e: SoundEvent, rng: np.random.Generator) -> np.ndarray:
+@dataclass(frozen=True)
+class _Voice:
+    """Everything about a sound that the words leave open (see toyworld.meanings). The
+    defaults are this generator's fixed point; :func:`render_sound` with an ``rng``
+    draws a voice anywhere in the documented ranges instead (training augmentation)."""
+    pitch_hz: float | None = None  # None: PITCHES[word] * (1 + jitter)
+    phase: float = 0.0
+    additive: bool = False  # square/sawtooth from harmonics below Nyquist, not naive
+    chirp_hz: tuple[float, float] = (300.0, 3000.0)  # (low, high) before jitter
+    linear_chirp: bool = False
+    click_rate: float | None = None
+    click_ring_hz: float = 0.0  # 0: a noise burst per click; else a decaying sine
+    click_ms: float = 4.0
+    chord_root: float = 262.0
+    chord_stagger: float = 0.0  # seconds between the chord's notes' onsets
+    attack: float = 0.01  # seconds
+    release: float = 0.01
+
+
+def _sample_voice(e: SoundEvent, rng: np.random.Generator) -> _Voice:
+    from mmdemo.toyworld import meanings as m
+
+    pitch = e.variant.split()[0] if e.kind == "tone" else None
+    return _Voice(pitch_hz=float(rng.uniform(*m.PITCH_HZ[pitch])) if pitch else None,
+                  phase=float(rng.uniform(0, 2 * np.pi)), additive=bool(rng.random() < 0.5),
+                  chirp_hz=(float(rng.uniform(*m.CHIRP_LOW_HZ)), float(rng.uniform(*m.CHIRP_HIGH_HZ))),
+                  linear_chirp=bool(rng.random() < 0.3),
+                  click_rate=float(rng.uniform(*m.CLICK_RATE_HZ[e.variant])) if e.kind == "clicks" else None,
+                  click_ring_hz=float(rng.uniform(1000, 4000)) if rng.random() < 0.5 else 0.0,
+                  click_ms=float(rng.uniform(2, 7)), chord_root=float(rng.uniform(*m.CHORD_ROOT_HZ)),
+                  chord_stagger=float(rng.uniform(0, 0.04)), attack=float(rng.uniform(0.002, 0.06)),
+                  release=float(rng.uniform(0.01, 0.25)))
+
+
+def _periodic(wave: str, f: float, t: np.ndarray, phase: float, additive: bool) -> np.ndarray:
+    p = 2 * np.pi * f * t + phase
+    if wave == "sine":
+        return np.sin(p)
+    if additive:  # band-limited: harmonics k (odd only for square) at 1/k, below Nyquist
+        ks = np.arange(1, int(SAMPLE_RATE / 2 / f) + 1)
+        ks = ks[ks % 2 == 1] if wave == "square" else ks
+        return sum(np.sin(k * p) / k for k in ks)
+    return np.sign(np.sin(p)) if wave == "square" else 2 * ((p / (2 * np.pi)) % 1.0) - 1
+
+
+def _event_wave(e: SoundEvent, rng: np.random.Generator, voice: _Voice = _Voice()) -> np.ndarray:
     n = int(e.seconds * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
     j = 1.0 + e.jitter
     if e.kind == "tone":
         pitch, wave = e.variant.split()
-        phase = 2 * np.pi * PITCHES[pitch] * j * t
-        x = {"sine": np.sin(phase), "square": np.sign(np.sin(phase)),
-             "sawtooth": 2 * ((phase / (2 * np.pi)) % 1.0) - 1}[wave]
+        x = _periodic(wave, voice.pitch_hz or PITCHES[pitch] * j, t, voice.phase, voice.additive)
     elif e.kind == "chirp":
-        f0, f1 = (300.0 * j, 3000.0 * j) if e.variant == "rising" else (3000.0 * j, 300.0 * j)
-        k = np.log(f1 / f0) / e.seconds  # exponential sweep: even in log-frequency (mel) space
-        x = np.sin(2 * np.pi * f0 * (np.exp(k * t) - 1) / k)
+        lo, hi = voice.chirp_hz[0] * j, voice.chirp_hz[1] * j
+        f0, f1 = (lo, hi) if e.variant == "rising" else (hi, lo)
+        if voice.linear_chirp:
+            x = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t ** 2 / (2 * e.seconds)) + voice.phase)
+        else:
+            k = np.log(f1 / f0) / e.seconds  # exponential sweep: even in log-frequency (mel) space
+            x = np.sin(2 * np.pi * f0 * (np.exp(k * t) - 1) / k + voice.phase)
     elif e.kind == "noise":
         white = rng.standard_normal(n)
         if e.variant == "white":
@@ -121,32 +168,56 @@ def _event_wave(e: SoundEvent, rng: np.random.Generator) -> np.ndarray:
             spec /= np.sqrt(f) if e.variant == "pink" else f
             x = np.fft.irfft(spec, n)
     elif e.kind == "clicks":
-        rate = (3.0 if e.variant == "slow" else 16.0) * j
+        rate = voice.click_rate or (3.0 if e.variant == "slow" else 16.0) * j
         x = np.zeros(n)
-        burst = np.exp(-np.arange(int(0.004 * SAMPLE_RATE)) / 12.0) * rng.standard_normal(int(0.004 * SAMPLE_RATE))
-        for start in (np.arange(0, e.seconds, 1 / rate) * SAMPLE_RATE).astype(int):
+        m = int(voice.click_ms / 1000 * SAMPLE_RATE)
+        decay = np.exp(-np.arange(m) / (m / 3 if voice.click_ring_hz else 12.0))
+        source = (np.sin(2 * np.pi * voice.click_ring_hz * np.arange(m) / SAMPLE_RATE) if voice.click_ring_hz
+                  else rng.standard_normal(m))
+        burst = decay * source
+        offset = 0.0 if voice.click_rate is None else float(rng.uniform(0, 1 / rate))
+        for start in (np.arange(offset, e.seconds, 1 / rate) * SAMPLE_RATE).astype(int):
             seg = x[start:start + len(burst)]
             seg += burst[: len(seg)]
     elif e.kind == "chord":
-        root = 262.0 * j
+        root = voice.chord_root * j
         ratios = (1.0, 1.25, 1.5) if e.variant == "major" else (1.0, 1.2, 1.5)
-        x = sum(np.sin(2 * np.pi * root * r * t) for r in ratios)
+        x = np.zeros(n)
+        for k, r in enumerate(ratios):
+            start = min(n, int(k * voice.chord_stagger * SAMPLE_RATE))
+            x[start:] += np.sin(2 * np.pi * root * r * t[: n - start] + voice.phase * k)
     else:
         raise ValueError(f"unknown sound kind {e.kind}")
     x = x / (np.max(np.abs(x)) + 1e-9)
     if e.kind != "clicks":
-        fade = min(n // 4, int(0.01 * SAMPLE_RATE))
-        ramp = np.linspace(0, 1, fade)
-        x[:fade] *= ramp
-        x[n - fade:] *= ramp[::-1]
+        for seconds, part in ((voice.attack, slice(None)), (voice.release, slice(None, None, -1))):
+            fade = min(n // 4, int(seconds * SAMPLE_RATE))
+            x[part][:fade] *= np.linspace(0, 1, fade)
     return x
 
 
-def render_sound(spec: SoundSpec) -> np.ndarray:
-    """float32 mono at SAMPLE_RATE in [-1, 1]; deterministic given the spec."""
-    rng = np.random.default_rng(spec.seed)
-    x = np.concatenate([_event_wave(e, rng) for e in spec.events])
-    return (x * (0.9 if spec.loud else 0.15)).astype(np.float32)
+def render_sound(spec: SoundSpec, rng: np.random.Generator | None = None) -> np.ndarray:
+    """float32 mono at SAMPLE_RATE in [-1, 1]; deterministic given the spec (and ``rng``'s state).
+
+    Without ``rng``: this generator's fixed voice. With it: pitches anywhere in their
+    word's band, phases, band-limited or naive waves, chirp ends and curves, click
+    rates and click sounds, chord roots and staggered onsets, attack and release, a
+    short gap between events, and a peak anywhere in the loudness word's band
+    (toyworld.meanings)."""
+    from mmdemo.toyworld import meanings
+
+    noise = np.random.default_rng(spec.seed)
+    parts = []
+    for k, e in enumerate(spec.events):
+        if k and rng is not None:
+            parts.append(np.zeros(int(rng.uniform(0.0, 0.15) * SAMPLE_RATE)))
+        parts.append(_event_wave(e, noise, _sample_voice(e, rng) if rng is not None else _Voice()))
+    x = np.concatenate(parts)
+    if rng is None:
+        peak = 0.9 if spec.loud else 0.15
+    else:
+        peak = 10 ** (rng.uniform(*meanings.PEAK_DBFS["loud" if spec.loud else "quiet"]) / 20)
+    return (x * peak).astype(np.float32)
 
 
 def describe(spec: SoundSpec) -> str:

@@ -100,11 +100,13 @@ def question_scene(rng: np.random.Generator, pair: tuple[str, str], size: str | 
 
 
 def make_examples(task: str, n: int, seed: int, split: str = "train", image_size: int = 64,
-                  render: bool = True) -> list[Example]:
+                  render: bool = True, varied: float = 0.0) -> list[Example]:
     """``n`` examples with balanced labels (exactly, when ``n`` is a multiple of the
     label count), shuffled. ``split="train"`` avoids held-out pairs everywhere;
     ``"heldout"`` asks only about held-out pairs. ``render=False`` skips pixels and
-    audio (image and audio are None) for fast statistics over many examples."""
+    audio (image and audio are None) for fast statistics over many examples.
+    ``varied``: the share drawn in a varied look and voice (``render_scene(rng=...)``);
+    the content, labels and texts do not change with it."""
     info = task_info(task)
     if split not in scenes.SPLITS:
         raise MMDemoError("split_unknown", f"Unknown split {split!r}. Available: {', '.join(scenes.SPLITS)}.")
@@ -126,7 +128,8 @@ def make_examples(task: str, n: int, seed: int, split: str = "train", image_size
             spec = sounds.sample_sound(rng, n_events=1, keys=(heard,))
             scene = question_scene(rng, (c, s), None, image_ok, split)
             text = f"a {c} {s} with {sounds.EVENTS[said]}"
-        out.append(Example(scenes.render_scene(scene, size=image_size) if render else None, text,
-                           sounds.render_sound(spec) if render and spec else None,
+        look = np.random.default_rng([seed, k]) if varied and rng.random() < varied else None
+        out.append(Example(scenes.render_scene(scene, size=image_size, rng=look) if render else None, text,
+                           sounds.render_sound(spec, rng=look) if render and spec else None,
                            info.labels[label_idx], scene, spec))
     return [out[i] for i in rng.permutation(n)]

@@ -89,8 +89,20 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
                                        render=(image2, sound2))
         out["second_generator"] = two
         out["robustness_gap"] = robustness_gap(out, two)
+        out["out_of_domain"] = _out_of_domain(clip, coca, audio, seed, image2, sound2)
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
+
+
+def _out_of_domain(clip, coca, audio, seed: int, image2, sound2, n: int = 500) -> dict:
+    """Share of inputs flagged as unlike the bundle's world, by source (training/calibrate.py)."""
+    from mmdemo.toyworld import scenes, sounds
+    from mmdemo.training.calibrate import out_of_domain_report
+
+    rng = np.random.default_rng(seed + 41)
+    images = [Image.fromarray(image2(scenes.sample_scene(rng, split="any"))) for _ in range(n)]
+    waves = [sound2(sounds.sample_sound(rng)) for _ in range(n)]
+    return out_of_domain_report(clip, coca, audio, seed=seed, second_images=images, second_waves=waves, n=n)
 
 
 # (section, metric) pairs compared between the two generators

@@ -27,13 +27,24 @@ def to_pixels(images: np.ndarray) -> torch.Tensor:
     return (x - MEAN) / STD
 
 
-def contrastive_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, keys: list[str]) -> torch.Tensor:
+def contrastive_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, keys: list[str],
+                     negatives: torch.Tensor | None = None, negative_keys: list[str] = ()) -> torch.Tensor:
     """Symmetric InfoNCE where pairs with the same content key are all positives
-    (generated worlds repeat content; punishing identical captions as negatives is noise)."""
+    (generated worlds repeat content; punishing identical captions as negatives is noise).
+
+    ``negatives``: extra texts for the a->b direction only, keyed like ``b`` (hard
+    negatives: the same words bound differently, e.g. colours swapped between objects,
+    which in-batch negatives almost never are)."""
     logits = scale * a @ b.T
     same = torch.tensor([[ki == kj for kj in keys] for ki in keys], dtype=torch.float32)
     targets = same / same.sum(dim=1, keepdim=True)
-    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+    a_to_b, a_targets = logits, targets
+    if negatives is not None and len(negatives):
+        a_to_b = torch.cat([logits, scale * a @ negatives.T], dim=1)
+        hit = torch.tensor([[ki == kj for kj in negative_keys] for ki in keys], dtype=torch.float32)
+        a_targets = torch.cat([same, hit], dim=1)
+        a_targets = a_targets / a_targets.sum(dim=1, keepdim=True)
+    return 0.5 * (F.cross_entropy(a_to_b, a_targets) + F.cross_entropy(logits.T, targets))
 
 
 class AttributeProbe(torch.nn.Module):

@@ -48,14 +48,13 @@ def ends(values: list[float], k: int = 20) -> dict:
 
 
 def clip_stage(opts, out: Path, tok, pools, rng: np.random.Generator, bar, report: dict) -> None:
-    import open_clip
-
     from mmdemo.models.audio_tower import AudioTower, save_audio_tower
+    from mmdemo.models.open_clip_backend import create_untrained
 
-    n_img, n_snd, B = len(pools.scenes), len(pools.sounds), opts.batch_size
+    n_img, n_snd, B, SB = len(pools.scenes), len(pools.sounds), opts.batch_size, opts.sound_batch_size
     # -- 1. CLIP + audio, jointly, through one text tower ------------------------------
     torch.manual_seed(opts.seed)
-    clip = open_clip.create_model(CLIP_NAME)
+    clip = create_untrained(out / f"{CLIP_NAME}.json")
     audio = AudioTower(embed_dim=tiny_configs.EMBED_DIM)
     audio_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
     probe = AttributeProbe(tiny_configs.EMBED_DIM)
@@ -66,18 +65,22 @@ def clip_stage(opts, out: Path, tok, pools, rng: np.random.Generator, bar, repor
     losses = []
     t0 = time.perf_counter()
     for step in (pbar := bar(range(opts.clip_steps), desc="clip+audio")):
+        pools.refresh(opts.refresh_scenes, opts.refresh_sounds)
         i = rng.integers(0, n_img, B)
-        images, texts, keys, drawn = pools.scene_batch(i)
+        images, texts, keys, drawn, negs = pools.scene_batch(i)
         img_raw = clip.encode_image(to_pixels(images))
         img = F.normalize(img_raw, dim=-1)
-        txt = F.normalize(clip.encode_text(tok(texts)), dim=-1)
-        loss_i = contrastive_loss(img, txt, clip.logit_scale.exp().clamp(max=100), keys)
+        # One pass of the text tower over the texts and their hard negatives.
+        both = F.normalize(clip.encode_text(tok(texts + negs)), dim=-1)
+        txt, neg = both[:len(texts)], both[len(texts):]
+        loss_i = contrastive_loss(img, txt, clip.logit_scale.exp().clamp(max=100), keys, neg, negs)
         loss_attr = probe.loss(img_raw, AttributeProbe.targets(drawn))
-        j = rng.integers(0, n_snd, B)
-        stexts, skeys = pools.sound_texts(j)
+        j = rng.integers(0, n_snd, SB)
+        stexts, skeys, snegs = pools.sound_texts(j)
         aud = F.normalize(audio(torch.from_numpy(pools.mels[j].astype(np.float32))), dim=-1)
-        stxt = F.normalize(clip.encode_text(tok(stexts)), dim=-1)
-        loss_a = contrastive_loss(aud, stxt, audio_scale.exp().clamp(max=100), skeys)
+        sboth = F.normalize(clip.encode_text(tok(stexts + snegs)), dim=-1)
+        stxt, sneg = sboth[:len(stexts)], sboth[len(stexts):]
+        loss_a = contrastive_loss(aud, stxt, audio_scale.exp().clamp(max=100), skeys, sneg, snegs)
         _step(opt, sched, loss_i + loss_a + opts.attribute_loss * loss_attr, params)
         losses.append((loss_i.item(), loss_a.item(), loss_attr.item()))
         _show(pbar, step, image=loss_i, audio=loss_a, attrs=loss_attr)
@@ -96,12 +99,14 @@ def clip_stage(opts, out: Path, tok, pools, rng: np.random.Generator, bar, repor
     losses = []
     t0 = time.perf_counter()
     for step in (pbar := bar(range(opts.audio_steps), desc="audio (frozen text)")):
-        j = rng.integers(0, n_snd, B)
-        stexts, skeys = pools.sound_texts(j)
+        pools.refresh(0, opts.refresh_sounds)
+        j = rng.integers(0, n_snd, SB)
+        stexts, skeys, snegs = pools.sound_texts(j)
         with torch.no_grad():
-            stxt = F.normalize(clip.encode_text(tok(stexts)), dim=-1)
+            sboth = F.normalize(clip.encode_text(tok(stexts + snegs)), dim=-1)
         aud = F.normalize(audio(torch.from_numpy(pools.mels[j].astype(np.float32))), dim=-1)
-        loss = contrastive_loss(aud, stxt, audio_scale.exp().clamp(max=100), skeys)
+        loss = contrastive_loss(aud, sboth[:len(stexts)], audio_scale.exp().clamp(max=100), skeys,
+                                sboth[len(stexts):], snegs)
         _step(opt, sched, loss)
         losses.append(loss.item())
         _show(pbar, step, loss=loss)
@@ -112,17 +117,23 @@ def clip_stage(opts, out: Path, tok, pools, rng: np.random.Generator, bar, repor
                      {"text_encoder": CLIP_NAME, "logit_scale": audio_scale.detach().exp().clamp(max=100).item()})
 
 
-def coca_stage(opts, out: Path, tok, pools, bar, report: dict) -> None:
-    import open_clip
+def coca_stage(opts, out: Path, tok, bar, report: dict) -> None:
     from safetensors.torch import load_file
 
-    n_img, B = len(pools.scenes), opts.batch_size
+    from mmdemo.models.open_clip_backend import create_untrained
+
+    from mmdemo.training.tiny_pools import Pools
+
     # -- 3. CoCa captioner ------------------------------------------------------------------
-    # Its own seeded streams, so `--stages coca,heads` trains the same captioner a full
-    # build would (the shared rng has moved on by then in a full build).
+    # Its own seeded streams and scene pool, so `--stages coca,heads` trains the same
+    # captioner a full build would (the CLIP stage's have moved on by then).
     rng = np.random.default_rng(opts.seed + 1)
     torch.manual_seed(opts.seed + 1)
-    coca = open_clip.create_model(COCA_NAME)
+    t0 = time.perf_counter()
+    pools = Pools(opts, np.random.default_rng(opts.seed + 2), bar, with_sounds=False)
+    report["coca_data_seconds"] = round(time.perf_counter() - t0, 1)
+    n_img, B = len(pools.scenes), opts.batch_size
+    coca = create_untrained(out / f"{COCA_NAME}.json")
     # open_clip 3.3 never initialises the caption decoder's output projection (it is
     # torch.empty: arbitrary memory, sometimes 1e19); give it the usual transformer init.
     torch.nn.init.normal_(coca.text_decoder.text_projection, std=coca.text_decoder.width ** -0.5)
@@ -140,6 +151,7 @@ def coca_stage(opts, out: Path, tok, pools, bar, report: dict) -> None:
     losses = []
     t0 = time.perf_counter()
     for step in (pbar := bar(range(opts.coca_steps), desc="coca")):
+        pools.refresh(opts.refresh_scenes, 0)
         i = rng.integers(0, n_img, B)
         caps = [pools.captions[k] for k in i]
         # CoCa predicts text[:, 1:] from text[:, :-1] (teacher forcing) inside forward.

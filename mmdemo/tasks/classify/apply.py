@@ -16,6 +16,7 @@ import numpy as np
 from mmdemo.errors import MMDemoError, Notice
 from mmdemo.media import load_audio, load_image, parse_text_lines
 from mmdemo.scores import ranked, softmax
+from mmdemo.tasks.domain_notices import clip_notice, image_notice
 from mmdemo.tasks.text_notices import unknown_words_notice
 from mmdemo.tasks.classify.datasets import (MAX_AUDIO_SECONDS, MAX_CLASSES, MAX_IMAGE_PIXELS, MAX_LABEL_CHARS,
                                             MAX_TEXT_CHARS, rate_of)
@@ -91,6 +92,12 @@ def _single_features(inputs: Inputs, modalities, clip, audio) -> tuple[dict, dic
     return feats, tokens
 
 
+def _domain_notices(feats: dict, clip, audio) -> list[Notice]:
+    """Inputs unlike the encoders' world, said beside the head's answer."""
+    return ((image_notice(clip, feats["image"]) if "image" in feats else [])
+            + (clip_notice(audio, feats["audio"]) if "audio" in feats else []))
+
+
 def _explanation(raw: dict, modalities: Sequence[str]) -> dict:
     """The head's own account (``FusionHandle.explain``) as names and values to plot."""
     if "modality_weights" in raw:
@@ -144,6 +151,7 @@ def classify(handle, image, text, audio_input, clip, audio=None) -> Classificati
     if "text" in mods:
         notices += unknown_words_notice(clip, [inputs.text])
     feats, tokens = _single_features(inputs, mods, clip, audio)
+    notices += _domain_notices(feats, clip, audio)
     probs = handle.predict(_with_ablations(feats, mods), _with_ablations(tokens, mods) or None)
     full, top = probs[0], int(probs[0].argmax())
     ablation = [{"modality": m, "labels": [{"label": lab, "score": float(s)} for lab, s in zip(handle.labels, p)],
@@ -231,13 +239,17 @@ def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: di
     if "image" in used or "text" in used:
         label_emb = clip.encode_texts(prompts)
     if "image" in used:
-        sims["image"], scale["image"] = clip.encode_images([inputs.image])[0] @ label_emb.T, clip_scale
+        image_emb = clip.encode_images([inputs.image])
+        notices += image_notice(clip, image_emb)
+        sims["image"], scale["image"] = image_emb[0] @ label_emb.T, clip_scale
     if "text" in used:
         sims["text"], scale["text"] = clip.encode_texts([inputs.text])[0] @ label_emb.T, clip_scale
     a_prompts = []
     if "audio" in used:
         a_prompts = audio_prompts(prompts, names, audio, clip)
-        sims["audio"] = audio.encode_waves([inputs.wave])[0] @ audio.encode_texts(a_prompts).T
+        audio_emb = audio.encode_waves([inputs.wave])
+        notices += clip_notice(audio, audio_emb)
+        sims["audio"] = audio_emb[0] @ audio.encode_texts(a_prompts).T
         scale["audio"] = float(audio.logit_scale)
     total = sum(used.values())
     norm_w = {m: used[m] / total for m in used}

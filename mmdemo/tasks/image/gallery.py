@@ -14,6 +14,7 @@ from mmdemo.hashing import file_hash
 from mmdemo.index import EmbeddingCache, EmbeddingIndex
 from mmdemo.media import IMAGE_SUFFIXES, load_image
 from mmdemo.tasks.gallery_files import gallery_files, skipped_notice
+from mmdemo.tasks.domain_notices import image_notice
 from mmdemo.tasks.image.inputs import as_source, load, parse_texts, read_query, result_count, text_notices
 from mmdemo.toyworld.galleries import example_gallery
 
@@ -142,6 +143,7 @@ def search_texts(source: Any, texts: str | Sequence[str], clip, *, k: int = 5, n
     loaded = load(source, name)
     notices = loaded.notices + notices + text_notices(clip, items, "texts")
     img = np.asarray(clip.encode_images([loaded.image]), np.float32)
+    notices += image_notice(clip, img)
     sim = (img @ np.asarray(clip.encode_texts(items), np.float32).T)[0]
     order = np.argsort(-sim, kind="stable")[: result_count(k)]
     return SearchResult([{"label": items[i], "score": float(sim[i])} for i in order], notices)

@@ -1,0 +1,100 @@
+"""Does an input look like the world a model was trained on?
+
+The tiny bundle knows only its generated world: shown a photo or speech it still
+answers, as confidently as ever, in its own words. A :class:`Familiarity` holds the
+mean and covariance of a model's embeddings of held-out in-world inputs and a
+threshold on the Mahalanobis distance from them, calibrated so a chosen share of
+in-world inputs (1% by default) falls beyond it; tasks say so next to a result whose
+input lies beyond it (``tasks/domain_notices.py``).
+
+It is stored beside the weights it belongs to, as ``<weights stem>.familiar.safetensors``
+(``tiny-clip.safetensors`` -> ``tiny-clip.familiar.safetensors``); a model without
+one (every real checkpoint) gets no such notices. numpy only: no torch here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SUFFIX = ".familiar.safetensors"
+# Share of held-out in-world inputs that may be flagged.
+FLAGGED_IN_WORLD = 0.01
+# Shrink the covariance toward its mean variance: in-world embeddings fill a small
+# subspace, and an exact inverse would call every tiny step off it "unfamiliar".
+SHRINK = 0.05
+
+
+def path_for(weights: Path) -> Path:
+    weights = Path(weights)
+    return weights.with_name(weights.name.removesuffix(".safetensors") + SUFFIX)
+
+
+@dataclass
+class Familiarity:
+    mean: np.ndarray  # [D]
+    whiten: np.ndarray  # [D, D]: distance = |(x - mean) @ whiten|
+    threshold: float
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, fit_on: np.ndarray, calibrate_on: np.ndarray, flagged: float = FLAGGED_IN_WORLD,
+            **meta) -> "Familiarity":
+        """Mean and covariance from ``fit_on``; the threshold from ``calibrate_on`` (other
+        in-world inputs, so the threshold is not set on the very points it was fitted to)."""
+        x = np.asarray(fit_on, np.float64)
+        mean = x.mean(axis=0)
+        cov = np.cov(x - mean, rowvar=False)
+        cov = (1 - SHRINK) * cov + SHRINK * np.trace(cov) / len(cov) * np.eye(len(cov))
+        values, vectors = np.linalg.eigh(cov)
+        whiten = vectors / np.sqrt(np.maximum(values, 1e-12))
+        out = cls(mean.astype(np.float32), whiten.astype(np.float32), 0.0, meta)
+        out.threshold = float(np.quantile(out.distance(calibrate_on), 1 - flagged))
+        out.meta.update(flagged_in_world=flagged, fitted_on=len(x), calibrated_on=len(calibrate_on))
+        return out
+
+    def distance(self, embeddings: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance of each embedding [N, D] from the in-world mean."""
+        x = np.asarray(embeddings, np.float32) - self.mean
+        return np.linalg.norm(x @ self.whiten, axis=1)
+
+    def unfamiliar(self, embeddings: np.ndarray) -> list[bool]:
+        return [bool(d > self.threshold) for d in self.distance(embeddings)]
+
+    def save(self, path: Path) -> None:
+        from safetensors.numpy import save
+
+        from mmdemo.atomic import atomic_write_bytes
+
+        data = save({"mean": self.mean, "whiten": self.whiten},
+                    {"threshold": repr(self.threshold), "meta": json.dumps(self.meta)})
+        atomic_write_bytes(Path(path), data)
+
+    @classmethod
+    def load(cls, path: Path) -> "Familiarity":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            return cls(f.get_tensor("mean"), f.get_tensor("whiten"), float(meta["threshold"]),
+                       json.loads(meta.get("meta", "{}")))
+
+
+def load_beside(weights: Path | None) -> Familiarity | None:
+    """The familiarity stored beside ``weights``, or None when there is none or it is
+    unreadable (a notice is a nicety: a broken file must not stop the model loading)."""
+    if weights is None:
+        return None
+    path = path_for(Path(weights))
+    if not path.is_file():
+        return None
+    try:
+        return Familiarity.load(path)
+    except Exception:  # noqa: BLE001 - any unreadable file means "no notices"
+        import logging
+
+        logging.getLogger(__name__).warning("Ignoring unreadable familiarity file %s", path)
+        return None
