@@ -37,7 +37,7 @@ def main(argv=None) -> dict:
     from mmdemo.tasks.classify.features import FeatureCache, dataset_features
     from mmdemo.tasks.classify.training import HEAD_KINDS, train_on_dataset
     from mmdemo.toyworld.tasks import TASKS, make_examples
-    from mmdemo.training.build_tiny import bundle_handles
+    from mmdemo.training.bundle_io import bundle_handles
     from mmdemo.training.fusion_trainer import evaluate_head
 
     clip, audio = bundle_handles(TINY_BUNDLE_DIR, "cpu")

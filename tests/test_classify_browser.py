@@ -31,6 +31,8 @@ def test_classify_a_generated_example_with_a_trained_head(tiny_app, page, exampl
     open_classify(page, tiny_app[1])
     page.get_by_text(row["text"], exact=True).first.click()  # a row of the generated examples table
     expect(page.locator("#classify-text textarea")).to_have_value(row["text"])
+    # The generator's answer sits beside the prediction, so the user can judge the head.
+    expect(page.locator("#classify-expected textarea")).to_have_value(row["label"])
     page.get_by_role("button", name="Classify", exact=True).click()
     info = page.locator("#classify-info")
     expect(info).to_contain_text("tiny-head-scene_qa-", timeout=60_000)
@@ -39,6 +41,9 @@ def test_classify_a_generated_example_with_a_trained_head(tiny_app, page, exampl
     expect(page.locator("#classify-ablation")).to_contain_text("Modality contribution")
     expect(page.locator("#classify-ablation .js-plotly-plot")).to_be_visible()
     expect(page.locator("#classify-explain .js-plotly-plot")).to_be_visible()
+    # A question the user types is no longer the example's: its expected answer goes.
+    page.locator("#classify-text textarea").fill("is there a blue ring?")
+    expect(page.locator("#classify-expected textarea")).to_have_value("")
 
 
 def test_zero_shot_on_a_generated_scene(tiny_app, page, examples):

@@ -410,3 +410,17 @@ def test_cancelled_training_job_reports_its_code(tiny_registry, tmp_path):
     with pytest.raises(MMDemoError, match="cancelled; previously saved heads are unchanged") as err:
         job.result()
     assert err.value.code == "training_cancelled" and not (tmp_path / "heads").exists()
+
+
+def test_patience_decides_how_long_training_goes_on_without_improving(qa_report, clip):
+    _, cache, ds = qa_report
+    short = tasks.train_on_dataset(ds, ["concat"], clip, epochs=60, patience=1, baselines=False, cache=cache)
+    long = tasks.train_on_dataset(ds, ["concat"], clip, epochs=60, patience=20, baselines=False, cache=cache)
+    for report, patience in ((short, 1), (long, 20)):
+        epochs_run = max(row["epoch"] for row in report.history)
+        best = report.leaderboard[0].best_epoch
+        assert epochs_run == 60 or epochs_run == best + patience, (epochs_run, best, patience)
+    assert max(r["epoch"] for r in long.history) > max(r["epoch"] for r in short.history)
+    for bad in (0, 101, None):
+        with pytest.raises(MMDemoError, match="Patience must be between 1 and 100"):
+            tasks.check_training_options(["concat"], 10, 1e-3, bad)

@@ -32,6 +32,7 @@ from mmdemo.atomic import atomic_write_json
 from mmdemo.errors import MMDemoError
 from mmdemo.paths import TINY_BUNDLE_DIR
 from mmdemo.training import tiny_configs
+from mmdemo.training.bundle_io import bundle_handles
 from mmdemo.training.tiny_pools import Pools
 from mmdemo.training.tiny_stages import CLIP_NAME, COCA_NAME, clip_stage, coca_stage
 
@@ -132,21 +133,6 @@ def _late_stages(out, opts, bar, report) -> dict:
     merged["total_seconds"] = round(sum(v for k, v in merged.items() if k.endswith("_seconds") and k != "total_seconds"), 1)
     atomic_write_json(path, merged)
     return merged
-
-
-def bundle_handles(out: Path, device: str = "cpu"):
-    """The bundle's CLIP and audio encoder, loaded the way the app loads them."""
-    from mmdemo.catalog import EntrySpec
-    from mmdemo.models.audio_backend import load_audio
-    from mmdemo.models.open_clip_backend import load_clip
-
-    clip = load_clip(EntrySpec("tiny-clip", "clip", "open_clip", config=out / f"{CLIP_NAME}.json",
-                               weights=out / "tiny-clip.safetensors", tokenizer=out / "tokenizer.json"), device)
-    # The same model id the registry gives the catalog entry (name + weights digest), so
-    # the heads' "trained on" check accepts the bundle's own encoders.
-    audio_spec = EntrySpec("tiny-audio", "audio", "mmdemo", weights=out / "tiny-audio.safetensors")
-    audio = load_audio(audio_spec, device, {"text": clip})
-    return clip, audio
 
 
 def train_bundle_heads(out: Path, opts: BuildOptions, bar) -> dict:

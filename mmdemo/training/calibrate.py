@@ -48,7 +48,7 @@ def _world(n: int, seed: int, varied: float):
 
 
 def _encoders(out: Path):
-    from mmdemo.training.evaluate import load_bundle
+    from mmdemo.training.bundle_io import load_bundle
 
     clip, coca, audio = load_bundle(out)
     return {"tiny-clip": (clip, clip.encode_images), "tiny-coca": (coca, coca.encode_images),

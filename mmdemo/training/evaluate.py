@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from mmdemo.training import tiny_configs
+from mmdemo.training.bundle_io import load_bundle
 
 
 def recall_at(sim: np.ndarray, query_keys: list[str], cand_keys: list[str], ks=(1, 5)) -> dict:
@@ -43,18 +44,6 @@ def caption_scores(generated: list[str], scenes_: list) -> dict:
         exact += text == caption(scene)
     return {"attribute_accuracy": round(right / max(1, total), 4), "exact_match": round(exact / max(1, len(generated)), 4),
             "n": len(generated)}
-
-
-def load_bundle(bundle: Path, device: str = "cpu"):
-    from mmdemo.catalog import EntrySpec
-    from mmdemo.models.open_clip_backend import load_captioner
-    from mmdemo.training.build_tiny import COCA_NAME, bundle_handles
-
-    clip, audio = bundle_handles(bundle, device)
-    coca = load_captioner(EntrySpec("tiny-coca", "captioner", "open_clip", config=bundle / f"{COCA_NAME}.json",
-                                    weights=bundle / "tiny-coca.safetensors", tokenizer=bundle / "tokenizer.json"),
-                          device)
-    return clip, coca, audio
 
 
 def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 300, task_n: int = 1000,
@@ -89,7 +78,7 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
                                        render=(image2, sound2))
         out["second_generator"] = two
         out["robustness_gap"] = robustness_gap(out, two)
-        out["out_of_domain"] = _out_of_domain(clip, coca, audio, seed, image2, sound2)
+        out["out_of_domain"] = _out_of_domain(clip, coca, audio, seed, image2, sound2, n=min(n, 500))
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
 
@@ -207,6 +196,20 @@ def evaluate_heads(bundle: Path, clip, audio, *, seed: int, task_n: int, baselin
     return results
 
 
+def _ood_table(ood: dict | None) -> str:
+    if not ood:
+        return "(not measured: this bundle has no familiarity files)"
+    rows = ["| encoder | threshold | " + " | ".join(("in-world", "second generator", "photos", "speech", "music"))
+            + " |", "|---|---|---|---|---|---|---|"]
+    for name, row in ood.items():
+        if not isinstance(row, dict):
+            continue
+        cells = [row.get(k) for k in ("in_world", "second_generator", "photos", "speech", "music")]
+        rows.append(f"| {name} | {row.get('threshold')} | "
+                    + " | ".join("-" if c is None else f"{c:.1%}" for c in cells) + " |")
+    return "\n".join(rows)
+
+
 def write_model_card(bundle: Path, report: dict, metrics: dict) -> None:
     import json
 
@@ -224,15 +227,26 @@ shapes on patterned backgrounds; synthetic tones, chirps, noises, clicks and cho
 On real photos or recordings its outputs are meaningless.
 
 ## Files ({size / 1e6:.1f} MB in all)
-- `mmdemo-tiny-clip.json`, `tiny-clip.safetensors`: open_clip custom CLIP (ViT 64px/8, 3 layers; text 3 layers), embed dim {tiny_configs.EMBED_DIM}
+- `mmdemo-tiny-clip.json`, `tiny-clip.safetensors`: open_clip custom CLIP (ViT 64px/8 behind a convolutional stem {tiny_configs.CONV_STEM} (`mmdemo_conv_stem`, see `mmdemo/models/conv_stem.py`), 3 layers; text 3 layers), embed dim {tiny_configs.EMBED_DIM}
 - `mmdemo-tiny-coca.json`, `tiny-coca.safetensors`: open_clip CoCa with a word-level vocabulary, decoded by mmdemo's own loop
 - `tokenizer.json`: the word-level tokenizer (vocabulary of the generated world)
 - `tiny-audio.safetensors`: log-mel (64 bands, 4 s window) -> conv + transformer -> tiny-clip's text space
 - `heads/<task>-<kind>.safetensors`: fusion heads (weighted_sum, concat, bilinear, attention, gated) per task
+- `tiny-clip.familiar.safetensors`, `tiny-coca.familiar.safetensors`, `tiny-audio.familiar.safetensors`:
+  where each encoder's in-world inputs lie (mean, covariance, a Mahalanobis threshold), so the tabs can
+  say when an input looks unlike the world (see *Out of domain* below)
 
 ## Training
+Data is a stream: pools of {report['options'].get('image_pool')} scenes and {report['options'].get('sound_pool')} clips, of which
+{report['options'].get('refresh_scenes')} scenes and {report['options'].get('refresh_sounds')} clips are replaced by new ones every step. A share
+{report['options'].get('varied')} of them is drawn in a varied look or voice anywhere inside what the words mean (the
+table below: sizes, colour jitter, rotation, line widths, background grey, pattern period and contrast,
+anti-aliasing, blur, noise; pitches, phases, band-limited or naive waves, chirp ends and curves, click
+rates and sounds, chord roots and onsets, envelopes, gaps, loudness), the rest in the generator's fixed one.
 1. CLIP contrastive on captions, paraphrases and one-object mentions (each with a look-alike decoy
-   scene), jointly with the audio encoder against the same text tower, plus a training-only probe
+   scene), with hard negatives for a share {report['options'].get('hard_negatives')} of each batch (the same words re-bound:
+   colours, shapes or sizes swapped between objects; for sounds a pitch, wave, direction, chord quality,
+   loudness or order changed), jointly with the audio encoder against the same text tower, plus a training-only probe
    that names every object's colour, shape and size left to right from the image embedding
    (weight {report['options'].get('attribute_loss', 0)}; {report['options']['clip_steps']} steps, batch {report['options']['batch_size']});
 2. audio encoder against the frozen text tower ({report['options']['audio_steps']} steps);
@@ -257,6 +271,17 @@ filters and sample rates); `robustness_gap` is second minus first.
 ```json
 {json.dumps(metrics, indent=2)}
 ```
+
+## Out of domain
+The tabs say "this looks unlike anything the model was trained on" next to a result when the
+input's embedding lies farther from the in-world mean (Mahalanobis distance) than a threshold
+set so that 1% of held-out in-world inputs are flagged (`mmdemo/familiarity.py`,
+`training/calibrate.py`). Share of inputs flagged, by source (`out_of_domain` in the JSON
+above): in-world (fresh first-generator inputs), `second_generator`, `photos` (scikit-image's
+bundled photos, whole and four corner crops each), `speech` (espeak-ng sentences) and `music`
+(melodies of plucked notes over a bass line):
+
+{_ood_table(metrics.get('out_of_domain'))}
 
 ## Limits
 Generated world only; 64x64 images; a closed vocabulary (unknown words become `<unk>`);

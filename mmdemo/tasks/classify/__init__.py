@@ -18,7 +18,8 @@ from mmdemo.tasks.classify.features import FEATURE_BATCH, FeatureCache, dataset_
 from mmdemo.tasks.classify.heads import (check_encoders, check_save_name, head_name, import_head,
                                          register_saved_heads, resolve_head, save_trained_head, write_head)
 from mmdemo.tasks.classify.reports import LeaderRow, TrainReport
-from mmdemo.tasks.classify.training import (DEFAULT_EPOCHS, HEAD_KINDS, TrainingJob, TrainingJobs,
+from mmdemo.tasks.classify.training import (DEFAULT_EPOCHS, DEFAULT_PATIENCE, HEAD_KINDS, MAX_PATIENCE, TrainingJob,
+                                            TrainingJobs,
                                             check_training_options, train_on_dataset)
 from mmdemo.toyworld.examples import generated_examples
 

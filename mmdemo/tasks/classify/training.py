@@ -25,12 +25,15 @@ from mmdemo.tasks.classify.reports import LeaderRow, TrainReport
 
 # Early stopping ends most runs sooner; slow learners (gated heads) still improve after 30.
 DEFAULT_EPOCHS = 60
+# Epochs without a better validation loss before training stops (early stopping).
+DEFAULT_PATIENCE = 8
+MAX_PATIENCE = 100
 # mmdemo.models.fusion.HEAD_KINDS, without importing torch when the app is built (a test keeps them equal).
 HEAD_KINDS = ("weighted_sum", "concat", "bilinear", "attention", "gated")
 CANCELLED = "Training was cancelled; previously saved heads are unchanged."
 
 
-def check_training_options(kinds, epochs, lr) -> list[str]:
+def check_training_options(kinds, epochs, lr, patience=DEFAULT_PATIENCE) -> list[str]:
     """The head kinds to train (deduplicated), or an error naming the bad option."""
     kinds = list(dict.fromkeys(kinds or []))
     if not kinds:
@@ -43,11 +46,14 @@ def check_training_options(kinds, epochs, lr) -> list[str]:
         raise MMDemoError("epochs_out_of_range", f"Epochs must be between 1 and 500 (got {epochs}).")
     if lr is None or not 1e-6 <= float(lr) <= 1.0:
         raise MMDemoError("learning_rate_out_of_range", f"The learning rate must be between 1e-6 and 1 (got {lr}).")
+    if patience is None or not 1 <= int(patience) <= MAX_PATIENCE:
+        raise MMDemoError("patience_out_of_range", f"Patience must be between 1 and {MAX_PATIENCE} epochs "
+                                                   f"(got {patience}).")
     return kinds
 
 
 def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epochs: int = DEFAULT_EPOCHS,
-                     lr: float = 1e-3, baselines: bool = True, seed: int = 0, patience: int = 8,
+                     lr: float = 1e-3, baselines: bool = True, seed: int = 0, patience: int = DEFAULT_PATIENCE,
                      cache: FeatureCache | None = None, progress: Callable[[dict], None] | None = None,
                      cancel: threading.Event | None = None) -> TrainReport:
     """Train each head kind (and single-modality baselines) on one shared stratified split.
@@ -56,7 +62,8 @@ def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epo
     the trainer's per-epoch rows ({"stage": "train", "kind", "epoch", ...})."""
     from mmdemo.training.fusion_trainer import stratified_split, train_heads
 
-    kinds = check_training_options(kinds, epochs, lr)
+    kinds = check_training_options(kinds, epochs, lr, patience)
+    patience = int(patience)
     emit = progress or (lambda _row: None)
     t0 = time.perf_counter()
     fs, cached = dataset_features(ds, clip, audio, cache=cache, cancel=cancel,
@@ -111,8 +118,9 @@ class TrainingJob:
     def __init__(self, registry, make_dataset: Callable[[Path, object, Callable[[int, int], None]], Dataset],
                  kinds: Sequence[str], *, epochs: int, lr: float, baselines: bool, save_as: str | None,
                  cache_dir: str | Path, feature_cache: FeatureCache | None = None,
-                 heads: OwnerHeads | None = None):
-        self.kinds = check_training_options(kinds, epochs, lr)
+                 heads: OwnerHeads | None = None, patience: int = DEFAULT_PATIENCE):
+        self.kinds = check_training_options(kinds, epochs, lr, patience)
+        self.patience = int(patience)
         if heads is not None:
             self.save_as = heads.check_name(save_as, "my-head")
         else:
@@ -188,7 +196,7 @@ class TrainingJob:
 
             ds = self.make_dataset(work, audio, on_rows)
             report = train_on_dataset(ds, self.kinds, clip, audio, epochs=self.epochs, lr=self.lr,
-                                      baselines=self.baselines, cache=self.feature_cache,
+                                      patience=self.patience, baselines=self.baselines, cache=self.feature_cache,
                                       progress=self._events.put, cancel=self._cancel)
             if self._cancel.is_set():
                 raise TrainingCancelled("training_cancelled", CANCELLED)

@@ -30,14 +30,18 @@ def render(ctx: ClassifyContext) -> dict:
             button = gr.Button("Classify", variant="primary")
         with gr.Column():
             label = gr.Label(num_top_classes=10, label="Prediction", elem_id="classify-label")
+            # What the generator says the answer is, for a clicked example; cleared when an input changes.
+            expected = gr.Textbox(label="Expected answer (generated example)", interactive=False,
+                                  elem_id="classify-expected")
             info = gr.Markdown(elem_id="classify-info")
     with gr.Row():
         ablation = gr.Plot(label="Modality contribution", elem_id="classify-ablation")
         explain = gr.Plot(label="What the head looked at", elem_id="classify-explain")
-    gr.Examples([[default_head(names, e["task"]), e["image"], e["text"], e["audio"]] for e in ctx.examples],
-                [head, image, text, audio], label="Generated examples (click one, then Classify)")
+    gr.Examples([[default_head(names, e["task"]), e["image"], e["text"], e["audio"], e["label"]] for e in ctx.examples],
+                [head, image, text, audio, expected],
+                label="Generated examples with their expected answers (click one, then Classify)")
     return {"head": head, "image": image, "text": text, "audio": audio, "button": button, "label": label,
-            "info": info, "ablation": ablation, "explain": explain}
+            "expected": expected, "info": info, "ablation": ablation, "explain": explain}
 
 
 def listen(ctx: ClassifyContext, ui: dict) -> None:
@@ -59,6 +63,9 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
     def head_choices(request: gr.Request):
         return gr.update(choices=ctx.fusion_names(request))
 
+    # An input the user changes is no longer the generated example: its answer no longer applies.
+    for event in (ui["image"].upload, ui["image"].clear, ui["text"].input, ui["audio"].upload, ui["audio"].clear):
+        event(lambda: "", None, ui["expected"], api_name=False, queue=False)
     # Heads trained or uploaded in another tab of the same login appear when the list is opened.
     ui["head"].focus(head_choices, None, ui["head"], api_name=False, queue=False)
     ui["button"].click(classify, [ui["head"], ui["image"], ui["text"], ui["audio"]],

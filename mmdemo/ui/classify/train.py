@@ -77,6 +77,9 @@ def render(ctx: ClassifyContext) -> dict:
         kinds = gr.CheckboxGroup(list(tasks.HEAD_KINDS), value=DEFAULT_KINDS, label="Head types",
                                  elem_id="train-kinds")
         epochs = gr.Slider(1, 200, value=tasks.DEFAULT_EPOCHS, step=1, label="Epochs (max; early stopping)")
+        patience = gr.Slider(1, tasks.MAX_PATIENCE, value=tasks.DEFAULT_PATIENCE, step=1,
+                             label="Patience (epochs without a better validation loss before stopping)",
+                             elem_id="train-patience")
         lr = gr.Number(1e-3, label="Learning rate", minimum=1e-6, maximum=1.0)
         name = gr.Textbox("my-head", label="Save the winner as", elem_id="train-name")
         baselines = gr.Checkbox(True, label="Single-modality baselines")
@@ -86,7 +89,7 @@ def render(ctx: ClassifyContext) -> dict:
     board = gr.Dataframe(headers=BOARD_COLUMNS, interactive=False, label="Leaderboard (validation split)",
                          elem_id="train-board")
     return {"files": files, "button": button, "task": task, "n": n, "gen_button": gen_button, "kinds": kinds,
-            "epochs": epochs, "lr": lr, "name": name, "baselines": baselines, "cancel": cancel, "status": status,
+            "epochs": epochs, "patience": patience, "lr": lr, "name": name, "baselines": baselines, "cancel": cancel, "status": status,
             "chart": chart, "board": board}
 
 
@@ -135,20 +138,22 @@ def _stream(ctx: ClassifyContext, job: tasks.TrainingJob, request, progress):
 
 
 def listen(ctx: ClassifyContext, ui: dict, *, download: gr.File, head: gr.Dropdown) -> None:
-    def options(epochs, lr, name, baselines, request) -> dict:
-        return {"epochs": epochs, "lr": lr, "save_as": name, "baselines": baselines, "cache_dir": ctx.cache_dir,
+    def options(epochs, patience, lr, name, baselines, request) -> dict:
+        return {"epochs": epochs, "patience": patience, "lr": lr, "save_as": name, "baselines": baselines, "cache_dir": ctx.cache_dir,
                 "feature_cache": ctx.feature_cache, "heads": ctx.heads_of(request)}
 
     @user_errors
-    def train_upload(files, kinds, epochs, lr, name, baselines, request: gr.Request, progress=gr.Progress()):
+    def train_upload(files, kinds, epochs, lr, name, baselines, patience, request: gr.Request,
+                     progress=gr.Progress()):
         job = tasks.TrainingJob.from_upload(ctx.registry, files, kinds,
-                                            **options(epochs, lr, name, baselines, request))
+                                            **options(epochs, patience, lr, name, baselines, request))
         yield from _stream(ctx, job, request, progress)
 
     @user_errors
-    def train_generated(task, n, kinds, epochs, lr, name, baselines, request: gr.Request, progress=gr.Progress()):
+    def train_generated(task, n, kinds, epochs, lr, name, baselines, patience, request: gr.Request,
+                        progress=gr.Progress()):
         job = tasks.TrainingJob.from_generated(ctx.registry, task, n, kinds,
-                                               **options(epochs, lr, name, baselines, request))
+                                               **options(epochs, patience, lr, name, baselines, request))
         yield from _stream(ctx, job, request, progress)
 
     def cancel_training(request: gr.Request):
@@ -156,7 +161,8 @@ def listen(ctx: ClassifyContext, ui: dict, *, download: gr.File, head: gr.Dropdo
             return "Nothing is training right now."
         return "Cancelling… (the current epoch finishes first)"
 
-    settings = [ui["kinds"], ui["epochs"], ui["lr"], ui["name"], ui["baselines"]]
+    # Patience last: API clients written before it existed keep working (it has a default).
+    settings = [ui["kinds"], ui["epochs"], ui["lr"], ui["name"], ui["baselines"], ui["patience"]]
     outputs = [ui["status"], ui["chart"], ui["board"], ui["confusion"], download, head]
     ui["button"].click(train_upload, [ui["files"], *settings], outputs, api_name="train_heads",
                        concurrency_id=TRAINING_CONCURRENCY_ID, concurrency_limit=1)
