@@ -38,7 +38,7 @@ def _api_words(demo) -> set[str]:
 def test_anonymous_page_is_a_login_form_without_the_api(auth_app):
     demo, url = auth_app
     page = httpx.get(url, headers={"accept": "text/html"})
-    assert page.status_code == 401 and '<form method="post" action="login"' in page.text
+    assert page.status_code == 401 and '<form method="post" action="/login"' in page.text
     assert "gradio_api_info" not in page.text and "gradio_config" not in page.text
     leaked = [w for w in _api_words(demo) if w in page.text]
     assert not leaked and {"models_status", "classify"} <= _api_words(demo)
@@ -46,6 +46,9 @@ def test_anonymous_page_is_a_login_form_without_the_api(auth_app):
     for path in ("gradio_api/info", "config", "gradio_api/info?all_endpoints=true"):
         r = httpx.get(url + path)
         assert r.status_code == 401 and "models_status" not in r.text
+    # A browser refused deeper in gets a form that still posts to the app's /login.
+    deep = httpx.get(url + "gradio_api/info", headers={"accept": "text/html"})
+    assert deep.status_code == 401 and '<form method="post" action="/login"' in deep.text
 
 
 def test_a_browser_logs_in_and_gets_the_app(auth_app):

@@ -45,7 +45,7 @@ class BuildOptions:
     seed: int = 0
     clip_steps: int = 1200
     audio_steps: int = 250
-    coca_steps: int = 1200
+    coca_steps: int = 800
     batch_size: int = 128
     sound_batch_size: int = 96
     # Share of each batch given a hard negative (tiny_pools.rebound): costs text rows.

@@ -62,7 +62,7 @@ LOGIN_PAGE = """<!doctype html>
 label,input,button{{display:block;width:100%;margin:.4rem 0;font-size:1rem}}input{{padding:.4rem}}
 .error{{color:#b00020}}</style></head>
 <body><h1>mmdemo</h1><p>This app needs a login.</p>{error}
-<form method="post" action="login">
+<form method="post" action="{action}">
 <label>Username <input name="username" autocomplete="username" required autofocus></label>
 <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
 <button type="submit">Log in</button></form></body></html>
@@ -105,11 +105,14 @@ class LoginGate:
     def _wants_html(request) -> bool:
         return "text/html" in request.headers.get("accept", "")
 
-    def _form(self, error: str = "", status: int = 200):
+    def _form(self, request, error: str = "", status: int = 200):
         from starlette.responses import HTMLResponse
 
         note = f'<p class="error">{html.escape(error)}</p>' if error else ""
-        return HTMLResponse(LOGIN_PAGE.format(error=note), status_code=status)
+        # Absolute from the app's root: the form may answer a refused request at any
+        # path (/gradio_api/info), where a relative "login" would post elsewhere.
+        action = html.escape(request.scope.get("root_path", "").rstrip("/") + "/login")
+        return HTMLResponse(LOGIN_PAGE.format(error=note, action=action), status_code=status)
 
     async def login(self, request):
         from starlette.responses import JSONResponse, RedirectResponse
@@ -118,7 +121,7 @@ class LoginGate:
         username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
         if not self._valid(username, password):
             if self._wants_html(request):
-                return self._form("Wrong username or password.", 401)
+                return self._form(request, "Wrong username or password.", 401)
             return JSONResponse({"detail": "Incorrect credentials."}, status_code=401)
         token = secrets.token_urlsafe(32)
         with self._lock:
@@ -136,7 +139,7 @@ class LoginGate:
     def login_page(self, request):
         from starlette.responses import RedirectResponse
 
-        return RedirectResponse("./", status_code=303) if self.user(request) else self._form()
+        return RedirectResponse("./", status_code=303) if self.user(request) else self._form(request)
 
     def logout(self, request):
         from starlette.responses import RedirectResponse
@@ -154,7 +157,7 @@ class LoginGate:
         from starlette.responses import JSONResponse
 
         if self._wants_html(request) and request.method in ("GET", "HEAD"):
-            return self._form(status=401)
+            return self._form(request, status=401)
         return JSONResponse({"detail": exc.detail}, status_code=401, headers=getattr(exc, "headers", None))
 
     def app_kwargs(self) -> dict:

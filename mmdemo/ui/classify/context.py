@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmdemo.atomic import atomic_write_bytes
-from mmdemo.hashing import file_hash
+from mmdemo.hashing import content_hash
 from mmdemo.tasks import classify as tasks
 from mmdemo.tasks.classify.heads import HeadStore, OwnerHeads
 
@@ -92,10 +92,13 @@ class ClassifyContext:
 
     def download_copy(self, path: Path) -> Path:
         """A copy of ``path`` for download, written once under a folder named by its content,
-        so two sessions saving heads of the same name never overwrite each other's copy."""
-        dest = self.temp / "downloads" / file_hash(path, 32) / path.name
+        so two sessions saving heads of the same name never overwrite each other's copy.
+        The bytes are read once, then named and written: a head saved again meanwhile
+        can't put one version's bytes under the other's name."""
+        data = path.read_bytes()
+        dest = self.temp / "downloads" / content_hash(data)[:32] / path.name
         if not dest.is_file():
-            atomic_write_bytes(dest, path.read_bytes())
+            atomic_write_bytes(dest, data)
         return dest
 
     def audio_for(self, wanted: bool):
