@@ -2,7 +2,8 @@
 
 The tiny bundle knows only its generated world: shown a photo or speech it still
 answers, as confidently as ever, in its own words. A :class:`Familiarity` holds the
-mean and covariance of a model's embeddings of held-out in-world inputs and a
+mean and covariance of a model's features of held-out in-world inputs (an image
+tower's mean patch token, an audio embedding: whatever the handle measures) and a
 threshold on the Mahalanobis distance from them, calibrated so a chosen share of
 in-world inputs (1% by default) falls beyond it; tasks say so next to a result whose
 input lies beyond it (``tasks/domain_notices.py``).

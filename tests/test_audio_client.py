@@ -76,6 +76,23 @@ def match_warned(client, path, labels=LABELS):
     return predict_with_warnings(client, handle_file(str(path)), labels, "", api_name="/match_audio")
 
 
+def test_speech_is_said_to_sound_unlike_the_world_and_a_generated_clip_is_not(client, tmp_path):
+    """The notice's wiring, on one sentence espeak-ng speaks (.ci/run installs it); the
+    share of speech flagged overall (0.70) is the model card's figure."""
+    import shutil
+    import subprocess
+
+    unlike = "looks unlike anything the model was trained on"
+    tone = write(tmp_path / "tone.wav", sound("tone", "mid sine"))
+    _, warnings = match_warned(client, tone)
+    assert not any(unlike in w for w in warnings)
+    voice = tmp_path / "voice.wav"
+    subprocess.run([shutil.which("espeak-ng"), "-v", "en", "-s", "150", "-w", str(voice),
+                    "the quick brown fox jumps over the lazy dog"], check=True, capture_output=True)
+    result, warnings = match_warned(client, voice)
+    assert top_label(result)[0] and any(unlike in w for w in warnings)  # an answer, and the warning
+
+
 def test_endpoints_are_named(client):
     names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
     assert {"/match_audio", "/search_audio", "/search_texts_by_audio", "/audio_example_clip"} <= names

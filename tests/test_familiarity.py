@@ -53,14 +53,17 @@ class _Model:
     def unfamiliar(self, embs):
         return self.flags[:len(embs)]
 
+    def unfamiliar_images(self, images):
+        return self.flags[:len(images)]
+
 
 def test_notices_name_one_input_or_count_several():
-    (one,) = image_notice(_Model([True]), np.zeros((1, 4)))
+    (one,) = image_notice(_Model([True]), ["img"])
     assert one.code == "input_unfamiliar" and "This image looks unlike" in one
-    (many,) = image_notice(_Model([True, False, True]), np.zeros((3, 4)), many="gallery images")
+    (many,) = image_notice(_Model([True, False, True]), ["a", "b", "c"], many="gallery images")
     assert many.startswith("2 of 3 gallery images look unlike")
-    assert image_notice(_Model([False]), np.zeros((1, 4))) == []
-    assert image_notice(object(), np.zeros((1, 4))) == []  # a model that knows no bounds says nothing
+    assert image_notice(_Model([False]), ["img"]) == []
+    assert image_notice(object(), ["img"]) == []  # a model that knows no bounds says nothing
     assert unfamiliar_notice(None, "image") == []
 
 

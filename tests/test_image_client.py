@@ -372,6 +372,23 @@ def test_words_outside_the_tiny_vocabulary_are_named(client, baseline, singles):
 
 
 
+def test_a_photo_is_said_to_look_unlike_the_world_and_a_scene_is_not(client, baseline, singles, tmp_path):
+    from PIL import Image
+
+    unlike = "looks unlike anything the model was trained on"
+    path = singles[0][0]
+    assert unlike not in rank(client, path, "a red star\na blue circle")[3]
+    assert unlike not in caption(client, path)[1]
+    for name in ("astronaut", "coffee"):
+        shot = tmp_path / f"{name}.png"
+        Image.fromarray(photo(name)).save(shot)
+        assert unlike in rank(client, shot, "a red star\na blue circle")[3], name
+        text, notes = caption(client, shot)
+        assert text.strip() and unlike in notes, name  # still an answer, with the warning beside it
+        assert unlike in search_texts(client, shot, "a red star\na blue circle", 2)[1], name
+    assert_still_serving(client, baseline)
+
+
 def test_text_limits(client, baseline, singles):
     path, true, colour, shape = singles[0]
     long = true + " " + " ".join(["with a very long and rambling description"] * 8)

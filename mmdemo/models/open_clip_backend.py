@@ -10,8 +10,10 @@ inputs moved to the handle's own device, so the task layer never touches torch.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
+import logging
 import shutil
 import tempfile
 import threading
@@ -41,6 +43,26 @@ _REGISTERED_CONFIGS: dict[str, Path] = {}
 
 
 _STEMS: dict[str, list[int] | None] = {}  # model name -> its conv stem's channels (mmdemo/models/conv_stem.py)
+
+
+class _WeightsComeNext(logging.Filter):
+    """open_clip warns "No pretrained weights loaded ... initialized randomly" whenever it
+    builds without a checkpoint; for a conv-stem model the weights are loaded right after
+    the stem is swapped in (and a trainer starts from random on purpose), so the warning
+    would only alarm whoever reads the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _weights_come_next():
+    quiet = _WeightsComeNext()
+    logging.getLogger().addFilter(quiet)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(quiet)
 
 
 @functools.cache
@@ -91,7 +113,8 @@ def create_open_clip(spec: EntrySpec, device: str):
                                                   f"a weights file can fill; got {source.label}.")
         try:
             if stem:  # build, swap the stem in, then load the weights that include it
-                model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, device=device)
+                with _weights_come_next():
+                    model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, device=device)
                 apply_conv_stem(model, stem)
                 if source.kind == FILE:
                     open_clip.load_checkpoint(model, source.location, weights_only=True, device=device)
@@ -118,7 +141,8 @@ def create_untrained(config: Path):
     applied), in train mode: what the tiny bundle's trainers start from."""
     with _OPEN_CLIP_LOCK:
         arch = _register_config(Path(config))
-        model = open_clip.create_model(arch)
+        with _weights_come_next():
+            model = open_clip.create_model(arch)
         if _STEMS.get(arch):
             apply_conv_stem(model, _STEMS[arch])
     return model.train()
@@ -147,10 +171,20 @@ class OpenClipHandle:
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
 
-    def unfamiliar(self, image_embs: np.ndarray) -> list[bool] | None:
-        """Which image embeddings lie outside the world the model was trained on (None:
-        the model does not know its world's bounds)."""
-        return self.familiarity.unfamiliar(image_embs) if self.familiarity is not None else None
+    def familiar_features(self, images: Sequence) -> np.ndarray:
+        """What familiarity is measured on: the mean of the image tower's last-layer patch
+        tokens. Measured on the tiny bundle, it tells photos from scenes far better than
+        the pooled embedding (photos flagged: CoCa 0.80 vs 0.11, CLIP 0.68 vs 0.63, at
+        1-2% of in-world scenes), which a pooler trained to name shapes squeezes into
+        the world."""
+        return self.encode_image_tokens(images)[1].mean(axis=1)
+
+    def unfamiliar_images(self, images: Sequence) -> list[bool] | None:
+        """Which images lie outside the world the model was trained on (None: the model
+        does not know its world's bounds, as no real checkpoint does)."""
+        if self.familiarity is None:
+            return None
+        return self.familiarity.unfamiliar(self.familiar_features(images))
 
     @property
     def logit_scale(self) -> float:
@@ -254,10 +288,6 @@ class OpenClipCaptioner(OpenClipHandle):
             return [False] * len(captions)
         limit = min(int(options.max_length), model_context_length(self.model))
         return [len(encode(c)) >= limit for c in captions]
-
-    def unfamiliar_images(self, images: Sequence) -> list[bool] | None:
-        """:meth:`unfamiliar` for images, through the captioner's own image tower."""
-        return None if self.familiarity is None else self.unfamiliar(self.encode_images(images))
 
 
 def load_clip(spec: EntrySpec, device: str, deps: dict | None = None) -> OpenClipHandle:

@@ -33,9 +33,10 @@ def unfamiliar_notice(flags: Sequence[bool] | None, what: str, *, many: str | No
     return [Notice("input_unfamiliar", text)]
 
 
-def image_notice(model, image_embs: np.ndarray, *, many: str | None = None) -> list[Notice]:
-    find = getattr(model, "unfamiliar", None)
-    return unfamiliar_notice(find(image_embs) if find is not None else None, "image", many=many)
+def image_notice(model, images: Sequence, *, many: str | None = None) -> list[Notice]:
+    """``model`` (a CLIP or captioner handle) judges the images through its own image tower."""
+    find = getattr(model, "unfamiliar_images", None)
+    return unfamiliar_notice(find(list(images)) if find is not None else None, "image", many=many)
 
 
 def clip_notice(audio, window_embs: np.ndarray) -> list[Notice]:

@@ -51,7 +51,7 @@ def _encoders(out: Path):
     from mmdemo.training.bundle_io import load_bundle
 
     clip, coca, audio = load_bundle(out)
-    return {"tiny-clip": (clip, clip.encode_images), "tiny-coca": (coca, coca.encode_images),
+    return {"tiny-clip": (clip, clip.familiar_features), "tiny-coca": (coca, coca.familiar_features),
             "tiny-audio": (audio, audio.encode_waves)}
 
 
@@ -143,17 +143,17 @@ def out_of_domain_report(clip, coca, audio, *, seed: int, second_images, second_
     voice = speech(audio.sample_rate)
     tunes = music(sample_rate=audio.sample_rate)
     out = {}
-    for name, model, encode, sets in (
-            ("image (tiny-clip)", clip, clip.encode_images, {"in_world": images, "second_generator": second_images,
-                                                               "photos": photo}),
-            ("image (tiny-coca)", coca, coca.encode_images, {"in_world": images,
-                                                               "second_generator": second_images, "photos": photo}),
-            ("audio (tiny-audio)", audio, audio.encode_waves, {"in_world": waves, "second_generator": second_waves,
-                                                                "speech": voice, "music": tunes})):
+    for name, model, flag, sets in (
+            ("image (tiny-clip)", clip, clip.unfamiliar_images, {"in_world": images, "second_generator": second_images,
+                                                                   "photos": photo}),
+            ("image (tiny-coca)", coca, coca.unfamiliar_images, {"in_world": images,
+                                                                   "second_generator": second_images, "photos": photo}),
+            ("audio (tiny-audio)", audio, lambda w: audio.unfamiliar(audio.encode_waves(w)),
+             {"in_world": waves, "second_generator": second_waves, "speech": voice, "music": tunes})):
         if getattr(model, "familiarity", None) is None:
             out[name] = None
             continue
-        out[name] = {k: _share(model.unfamiliar(encode(v)) if v else None) for k, v in sets.items()}
+        out[name] = {k: _share(flag(v) if v else None) for k, v in sets.items()}
         out[name]["n"] = {k: (len(v) if v else 0) for k, v in sets.items()}
         out[name]["threshold"] = round(model.familiarity.threshold, 3)
     out["speech_source"] = "espeak-ng" if voice is not None else "espeak-ng not installed: not measured"

@@ -92,9 +92,9 @@ def _single_features(inputs: Inputs, modalities, clip, audio) -> tuple[dict, dic
     return feats, tokens
 
 
-def _domain_notices(feats: dict, clip, audio) -> list[Notice]:
+def _domain_notices(inputs: Inputs, feats: dict, clip, audio) -> list[Notice]:
     """Inputs unlike the encoders' world, said beside the head's answer."""
-    return ((image_notice(clip, feats["image"]) if "image" in feats else [])
+    return ((image_notice(clip, [inputs.image]) if "image" in feats else [])
             + (clip_notice(audio, feats["audio"]) if "audio" in feats else []))
 
 
@@ -151,7 +151,7 @@ def classify(handle, image, text, audio_input, clip, audio=None) -> Classificati
     if "text" in mods:
         notices += unknown_words_notice(clip, [inputs.text])
     feats, tokens = _single_features(inputs, mods, clip, audio)
-    notices += _domain_notices(feats, clip, audio)
+    notices += _domain_notices(inputs, feats, clip, audio)
     probs = handle.predict(_with_ablations(feats, mods), _with_ablations(tokens, mods) or None)
     full, top = probs[0], int(probs[0].argmax())
     ablation = [{"modality": m, "labels": [{"label": lab, "score": float(s)} for lab, s in zip(handle.labels, p)],
@@ -239,9 +239,8 @@ def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: di
     if "image" in used or "text" in used:
         label_emb = clip.encode_texts(prompts)
     if "image" in used:
-        image_emb = clip.encode_images([inputs.image])
-        notices += image_notice(clip, image_emb)
-        sims["image"], scale["image"] = image_emb[0] @ label_emb.T, clip_scale
+        notices += image_notice(clip, [inputs.image])
+        sims["image"], scale["image"] = clip.encode_images([inputs.image])[0] @ label_emb.T, clip_scale
     if "text" in used:
         sims["text"], scale["text"] = clip.encode_texts([inputs.text])[0] @ label_emb.T, clip_scale
     a_prompts = []

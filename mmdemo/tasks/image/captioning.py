@@ -10,7 +10,7 @@ import numpy as np
 
 from mmdemo.errors import Notice
 from mmdemo.models.decode_options import DecodeOptions
-from mmdemo.tasks.domain_notices import image_notice, unfamiliar_notice
+from mmdemo.tasks.domain_notices import image_notice
 from mmdemo.tasks.image.inputs import load, parse_texts, text_notices
 from mmdemo.toyworld import scenes
 
@@ -59,8 +59,7 @@ def caption_image(source: Any, captioner, *, method: str = "beam", num_beams: in
         notices.append(Notice("captions_merged",
                               f"Merged {len(said) - len(unique)} duplicate caption(s) of the {len(said)} generated; "
                               "sampling (top-k/top-p) with a higher temperature gives more variety."))
-    unfamiliar = getattr(captioner, "unfamiliar_images", None)
-    notices += unfamiliar_notice(unfamiliar([loaded.image]) if unfamiliar is not None else None, "image")
+    notices += image_notice(captioner, [loaded.image])
     return CaptionResult(unique or [""], notices)
 
 
@@ -107,7 +106,7 @@ def rank_captions(source: Any, candidates: str | Sequence[str] | None, clip, *, 
     loaded = load(source, name)
     notices = loaded.notices + notices + text_notices(clip, items, "captions")
     img = np.asarray(clip.encode_images([loaded.image]), np.float32)
-    notices += image_notice(clip, img)
+    notices += image_notice(clip, [loaded.image])
     txt = np.asarray(clip.encode_texts(items), np.float32)
     sim = (img @ txt.T)[0]
     probs = np.asarray(clip.zero_shot(img, txt), np.float64)[0]

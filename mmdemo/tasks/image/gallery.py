@@ -143,7 +143,7 @@ def search_texts(source: Any, texts: str | Sequence[str], clip, *, k: int = 5, n
     loaded = load(source, name)
     notices = loaded.notices + notices + text_notices(clip, items, "texts")
     img = np.asarray(clip.encode_images([loaded.image]), np.float32)
-    notices += image_notice(clip, img)
+    notices += image_notice(clip, [loaded.image])
     sim = (img @ np.asarray(clip.encode_texts(items), np.float32).T)[0]
     order = np.argsort(-sim, kind="stable")[: result_count(k)]
     return SearchResult([{"label": items[i], "score": float(sim[i])} for i in order], notices)
