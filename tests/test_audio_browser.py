@@ -30,8 +30,10 @@ def open_audio_tab(page, url, sub=None):
 
 def upload(page, elem_id, path):
     page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
-    # The player replaces the drop zone once the upload is in.
-    expect(page.locator(f"#{elem_id}")).to_contain_text(path.name.split(".")[0])
+    # The player replaces the drop zone once the upload is in (its file name is not
+    # always shown, and a loaded machine takes a while: wait for the player itself).
+    player = page.locator(f"#{elem_id} audio, #{elem_id} [data-testid=waveform-Audio]").first
+    expect(player).to_be_attached(timeout=30_000)
 
 
 def test_match_clip_shows_ranking_pictures_and_timeline(tiny_app, page, two_sounds):

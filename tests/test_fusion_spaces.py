@@ -349,8 +349,10 @@ def test_zero_shot_adds_each_space_logits_at_its_own_scale(encoders, tmp_path):
 
 # --------------------------------------------------------------------------- the bundled heads
 
-# Their predictions on fixed random inputs (below), computed by the code before heads knew
-# about spaces (rounded to 4 decimals).
+# The bundle's heads before heads knew about spaces (two of them are kept in tests/data, the
+# bundle itself has been rebuilt since), and their predictions on fixed random inputs
+# (below), computed by the code of that time (rounded to 4 decimals).
+HEADS_BEFORE_SPACES = Path(__file__).parent / "data" / "heads_before_spaces"
 BUNDLED_BEFORE = {
     "scene_qa-attention": [[0.6434, 0.3566], [0.5702, 0.4298], [0.5034, 0.4966]],
     "scene_qa-bilinear": [[0.7890, 0.2110], [0.8238, 0.1762], [0.7212, 0.2788]],
@@ -370,7 +372,23 @@ BUNDLED_BEFORE = {
 }
 
 
-def test_bundled_heads_predict_as_before():
+def test_heads_saved_before_spaces_predict_as_before():
+    from mmdemo.models.fusion_backend import handle_from_file
+
+    rng = np.random.default_rng(12)
+    feats = {m: _unit(rng.standard_normal((3, 128)).astype(np.float32)) for m in ("image", "text", "audio")}
+    tokens = {"image": rng.standard_normal((3, 64, 128)).astype(np.float32)}
+    files = sorted(HEADS_BEFORE_SPACES.glob("*.safetensors"))
+    assert [p.stem for p in files] == ["scene_qa-gated", "scene_sound_match-concat"]
+    for path in files:
+        handle = handle_from_file(path)
+        assert "dims" not in handle.meta["config"] and "spaces" not in handle.meta["config"]
+        assert handle.head.config() == handle.meta["config"]  # loads into the same config it was saved with
+        got = handle.predict({m: feats[m] for m in handle.modalities}, tokens)
+        np.testing.assert_allclose(got, BUNDLED_BEFORE[path.stem], atol=6e-5, err_msg=path.stem)
+
+
+def test_bundled_heads_load_into_the_config_they_were_saved_with():
     from mmdemo.models.fusion_backend import handle_from_file
     from mmdemo.paths import TINY_BUNDLE_DIR
 
@@ -378,10 +396,9 @@ def test_bundled_heads_predict_as_before():
     feats = {m: _unit(rng.standard_normal((3, 128)).astype(np.float32)) for m in ("image", "text", "audio")}
     tokens = {"image": rng.standard_normal((3, 64, 128)).astype(np.float32)}
     files = sorted(Path(TINY_BUNDLE_DIR, "heads").glob("*.safetensors"))
-    assert [p.stem for p in files] == sorted(BUNDLED_BEFORE)
+    assert [p.stem for p in files] == sorted(BUNDLED_BEFORE)  # every kind for both tasks
     for path in files:
         handle = handle_from_file(path)
-        assert "dims" not in handle.meta["config"] and "spaces" not in handle.meta["config"]
-        assert handle.head.config() == handle.meta["config"]  # loads into the same config it was saved with
+        assert handle.head.config() == handle.meta["config"]
         got = handle.predict({m: feats[m] for m in handle.modalities}, tokens)
-        np.testing.assert_allclose(got, BUNDLED_BEFORE[path.stem], atol=6e-5, err_msg=path.stem)
+        assert got.shape == (3, len(handle.labels)) and np.allclose(got.sum(axis=1), 1, atol=1e-5)
