@@ -6,7 +6,7 @@ import logging
 import numpy as np
 
 from mmdemo.familiarity import Familiarity, load_beside, path_for
-from mmdemo.tasks.domain_notices import clip_notice, image_notice, unfamiliar_notice
+from mmdemo.tasks.domain_notices import clip_notice, image_notice, image_tokens_notice, unfamiliar_notice
 
 
 def _world(n, seed):
@@ -56,6 +56,9 @@ class _Model:
     def unfamiliar_images(self, images):
         return self.flags[:len(images)]
 
+    def unfamiliar_tokens(self, tokens):
+        return self.flags[:len(tokens)]
+
 
 def test_notices_name_one_input_or_count_several():
     (one,) = image_notice(_Model([True]), ["img"])
@@ -65,6 +68,8 @@ def test_notices_name_one_input_or_count_several():
     assert image_notice(_Model([False]), ["img"]) == []
     assert image_notice(object(), ["img"]) == []  # a model that knows no bounds says nothing
     assert unfamiliar_notice(None, "image") == []
+    assert image_tokens_notice(_Model([True]), np.zeros((1, 64, 8)))[0].code == "input_unfamiliar"
+    assert image_tokens_notice(object(), np.zeros((1, 64, 8))) == []
 
 
 def test_a_clip_is_unfamiliar_when_most_of_its_windows_are():

@@ -39,6 +39,12 @@ def image_notice(model, images: Sequence, *, many: str | None = None) -> list[No
     return unfamiliar_notice(find(list(images)) if find is not None else None, "image", many=many)
 
 
+def image_tokens_notice(model, image_tokens: np.ndarray) -> list[Notice]:
+    """:func:`image_notice` for one image whose tokens the caller already has (no second pass)."""
+    find = getattr(model, "unfamiliar_tokens", None)
+    return unfamiliar_notice(find(image_tokens) if find is not None else None, "image")
+
+
 def clip_notice(audio, window_embs: np.ndarray) -> list[Notice]:
     """One clip, heard as windows: unfamiliar when most of its windows are."""
     find = getattr(audio, "unfamiliar", None)

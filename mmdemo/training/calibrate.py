@@ -47,12 +47,13 @@ def _world(n: int, seed: int, varied: float):
     return images, waves
 
 
-def _encoders(out: Path):
+def _features(out: Path) -> dict:
+    """Each encoder's name -> (what its familiarity measures, which inputs: 0 images, 1 clips)."""
     from mmdemo.training.bundle_io import load_bundle
 
     clip, coca, audio = load_bundle(out)
-    return {"tiny-clip": (clip, clip.familiar_features), "tiny-coca": (coca, coca.familiar_features),
-            "tiny-audio": (audio, audio.encode_waves)}
+    return {"tiny-clip": (clip.familiar_features, 0), "tiny-coca": (coca.familiar_features, 0),
+            "tiny-audio": (audio.encode_waves, 1)}
 
 
 def calibrate(out: Path, seed: int, varied: float, n: int, bar=lambda it, **kw: it) -> dict:
@@ -60,9 +61,8 @@ def calibrate(out: Path, seed: int, varied: float, n: int, bar=lambda it, **kw: 
     to fit, ``n`` others to set the threshold); returns the thresholds."""
     sets = [_world(n, seed + 300 + k, varied) for k in bar(range(2), desc="familiarity data")]
     report = {}
-    for name, (_, encode) in _encoders(out).items():
-        k = 1 if name == "tiny-audio" else 0  # images or waves
-        fam = Familiarity.fit(encode(sets[0][k]), encode(sets[1][k]), model=name)
+    for name, (measure, k) in _features(out).items():
+        fam = Familiarity.fit(measure(sets[0][k]), measure(sets[1][k]), model=name)
         fam.save(path_for(out / f"{name}.safetensors"))
         report[name] = round(fam.threshold, 3)
     return report

@@ -149,14 +149,6 @@ def rebound(scene, rng: np.random.Generator):
     return dataclasses.replace(scene, objects=tuple(objs))
 
 
-# Words of one kind that a model must tell apart: a negative changes one to another.
-_SOUND_SIBLINGS = {
-    "tone": lambda v, rng: _swap_tone(v, rng), "chirp": lambda v, rng: {"rising": "falling"}.get(v, "rising"),
-    "noise": lambda v, rng: [c for c in ("white", "pink", "brown") if c != v][rng.integers(2)],
-    "clicks": lambda v, rng: {"slow": "fast"}.get(v, "slow"), "chord": lambda v, rng: {"major": "minor"}.get(v, "major"),
-}
-
-
 def _swap_tone(variant: str, rng: np.random.Generator) -> str:
     from mmdemo.toyworld import sounds
 
@@ -166,6 +158,14 @@ def _swap_tone(variant: str, rng: np.random.Generator) -> str:
     else:
         wave = [w for w in sounds.WAVES if w != wave][rng.integers(2)]
     return f"{pitch} {wave}"
+
+
+# Words of one kind that a model must tell apart: a negative changes one to another.
+_SOUND_SIBLINGS = {
+    "tone": _swap_tone, "chirp": lambda v, rng: {"rising": "falling"}.get(v, "rising"),
+    "noise": lambda v, rng: [c for c in ("white", "pink", "brown") if c != v][rng.integers(2)],
+    "clicks": lambda v, rng: {"slow": "fast"}.get(v, "slow"), "chord": lambda v, rng: {"major": "minor"}.get(v, "major"),
+}
 
 
 def rebound_sound(spec, rng: np.random.Generator):

@@ -47,6 +47,12 @@ def ends(values: list[float], k: int = 20) -> dict:
     return {"first": round(float(np.mean(values[:k])), 4), "last": round(float(np.mean(values[-k:])), 4)}
 
 
+def _texts_and_negatives(clip, tok, texts: list[str], negatives: list[str]):
+    """Normalised text embeddings of ``texts`` and of their hard negatives, in one pass of the text tower."""
+    both = F.normalize(clip.encode_text(tok(texts + negatives)), dim=-1)
+    return both[:len(texts)], both[len(texts):]
+
+
 def clip_stage(opts, out: Path, tok, pools, rng: np.random.Generator, bar, report: dict) -> None:
     from mmdemo.models.audio_tower import AudioTower, save_audio_tower
     from mmdemo.models.open_clip_backend import create_untrained
@@ -70,16 +76,13 @@ def clip_stage(opts, out: Path, tok, pools, rng: np.random.Generator, bar, repor
         images, texts, keys, drawn, negs = pools.scene_batch(i)
         img_raw = clip.encode_image(to_pixels(images))
         img = F.normalize(img_raw, dim=-1)
-        # One pass of the text tower over the texts and their hard negatives.
-        both = F.normalize(clip.encode_text(tok(texts + negs)), dim=-1)
-        txt, neg = both[:len(texts)], both[len(texts):]
+        txt, neg = _texts_and_negatives(clip, tok, texts, negs)
         loss_i = contrastive_loss(img, txt, clip.logit_scale.exp().clamp(max=100), keys, neg, negs)
         loss_attr = probe.loss(img_raw, AttributeProbe.targets(drawn))
         j = rng.integers(0, n_snd, SB)
         stexts, skeys, snegs = pools.sound_texts(j)
         aud = F.normalize(audio(torch.from_numpy(pools.mels[j].astype(np.float32))), dim=-1)
-        sboth = F.normalize(clip.encode_text(tok(stexts + snegs)), dim=-1)
-        stxt, sneg = sboth[:len(stexts)], sboth[len(stexts):]
+        stxt, sneg = _texts_and_negatives(clip, tok, stexts, snegs)
         loss_a = contrastive_loss(aud, stxt, audio_scale.exp().clamp(max=100), skeys, sneg, snegs)
         _step(opt, sched, loss_i + loss_a + opts.attribute_loss * loss_attr, params)
         losses.append((loss_i.item(), loss_a.item(), loss_attr.item()))
@@ -103,10 +106,9 @@ def clip_stage(opts, out: Path, tok, pools, rng: np.random.Generator, bar, repor
         j = rng.integers(0, n_snd, SB)
         stexts, skeys, snegs = pools.sound_texts(j)
         with torch.no_grad():
-            sboth = F.normalize(clip.encode_text(tok(stexts + snegs)), dim=-1)
+            stxt, sneg = _texts_and_negatives(clip, tok, stexts, snegs)
         aud = F.normalize(audio(torch.from_numpy(pools.mels[j].astype(np.float32))), dim=-1)
-        loss = contrastive_loss(aud, sboth[:len(stexts)], audio_scale.exp().clamp(max=100), skeys,
-                                sboth[len(stexts):], snegs)
+        loss = contrastive_loss(aud, stxt, audio_scale.exp().clamp(max=100), skeys, sneg, snegs)
         _step(opt, sched, loss)
         losses.append(loss.item())
         _show(pbar, step, loss=loss)

@@ -16,7 +16,7 @@ import numpy as np
 from mmdemo.errors import MMDemoError, Notice
 from mmdemo.media import load_audio, load_image, parse_text_lines
 from mmdemo.scores import ranked, softmax
-from mmdemo.tasks.domain_notices import clip_notice, image_notice
+from mmdemo.tasks.domain_notices import clip_notice, image_notice, image_tokens_notice
 from mmdemo.tasks.text_notices import unknown_words_notice
 from mmdemo.tasks.classify.datasets import (MAX_AUDIO_SECONDS, MAX_CLASSES, MAX_IMAGE_PIXELS, MAX_LABEL_CHARS,
                                             MAX_TEXT_CHARS, rate_of)
@@ -92,9 +92,10 @@ def _single_features(inputs: Inputs, modalities, clip, audio) -> tuple[dict, dic
     return feats, tokens
 
 
-def _domain_notices(inputs: Inputs, feats: dict, clip, audio) -> list[Notice]:
-    """Inputs unlike the encoders' world, said beside the head's answer."""
-    return ((image_notice(clip, [inputs.image]) if "image" in feats else [])
+def _domain_notices(feats: dict, tokens: dict, clip, audio) -> list[Notice]:
+    """Inputs unlike the encoders' world, said beside the head's answer (from the
+    features and tokens already extracted for it)."""
+    return ((image_tokens_notice(clip, tokens["image"]) if "image" in tokens else [])
             + (clip_notice(audio, feats["audio"]) if "audio" in feats else []))
 
 
@@ -151,7 +152,7 @@ def classify(handle, image, text, audio_input, clip, audio=None) -> Classificati
     if "text" in mods:
         notices += unknown_words_notice(clip, [inputs.text])
     feats, tokens = _single_features(inputs, mods, clip, audio)
-    notices += _domain_notices(inputs, feats, clip, audio)
+    notices += _domain_notices(feats, tokens, clip, audio)
     probs = handle.predict(_with_ablations(feats, mods), _with_ablations(tokens, mods) or None)
     full, top = probs[0], int(probs[0].argmax())
     ablation = [{"modality": m, "labels": [{"label": lab, "score": float(s)} for lab, s in zip(handle.labels, p)],

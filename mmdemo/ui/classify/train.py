@@ -89,8 +89,8 @@ def render(ctx: ClassifyContext) -> dict:
     board = gr.Dataframe(headers=BOARD_COLUMNS, interactive=False, label="Leaderboard (validation split)",
                          elem_id="train-board")
     return {"files": files, "button": button, "task": task, "n": n, "gen_button": gen_button, "kinds": kinds,
-            "epochs": epochs, "patience": patience, "lr": lr, "name": name, "baselines": baselines, "cancel": cancel, "status": status,
-            "chart": chart, "board": board}
+            "epochs": epochs, "patience": patience, "lr": lr, "name": name, "baselines": baselines, "cancel": cancel,
+            "status": status, "chart": chart, "board": board}
 
 
 def _stream(ctx: ClassifyContext, job: tasks.TrainingJob, request, progress):
@@ -139,8 +139,8 @@ def _stream(ctx: ClassifyContext, job: tasks.TrainingJob, request, progress):
 
 def listen(ctx: ClassifyContext, ui: dict, *, download: gr.File, head: gr.Dropdown) -> None:
     def options(epochs, patience, lr, name, baselines, request) -> dict:
-        return {"epochs": epochs, "patience": patience, "lr": lr, "save_as": name, "baselines": baselines, "cache_dir": ctx.cache_dir,
-                "feature_cache": ctx.feature_cache, "heads": ctx.heads_of(request)}
+        return {"epochs": epochs, "patience": patience, "lr": lr, "save_as": name, "baselines": baselines,
+                "cache_dir": ctx.cache_dir, "feature_cache": ctx.feature_cache, "heads": ctx.heads_of(request)}
 
     @user_errors
     def train_upload(files, kinds, epochs, lr, name, baselines, patience, request: gr.Request,
