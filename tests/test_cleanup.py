@@ -59,8 +59,10 @@ def test_a_served_app_removes_its_files_and_anonymous_heads_on_close(temp_root, 
     assert not list((cache / "heads").rglob("*.safetensors"))
 
 
-def test_a_server_stopped_with_sigterm_cleans_up_like_ctrl_c(tmp_path):
-    """How docker, Spaces and systemd stop an app: its temp folders must go too."""
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_server_stopped_with_sigterm_cleans_up_like_ctrl_c(tmp_path, signals):
+    """How docker, Spaces and systemd stop an app: its temp folders must go too, also
+    when a second SIGTERM follows while the first one's cleanup runs."""
     import os
     import signal
     import subprocess
@@ -93,6 +95,10 @@ def test_a_server_stopped_with_sigterm_cleans_up_like_ctrl_c(tmp_path):
                 time.sleep(0.02)
         assert _left(temp), "the app made no temp folder: this test would prove nothing"
         proc.send_signal(signal.SIGTERM)
+        for _ in range(signals - 1):
+            time.sleep(0.3)  # the first one's cleanup is under way
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     finally:
         if proc.poll() is None:

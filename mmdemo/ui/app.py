@@ -212,4 +212,7 @@ def launch(demo: gr.Blocks, settings: Settings, **overrides):
 
 
 def _interrupt(signum, frame):
+    # Once is enough: a second SIGTERM (a supervisor's, or `timeout` passing one on) would
+    # break off the cleanup the first one started and leave the temp folders behind.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
