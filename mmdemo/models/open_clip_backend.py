@@ -9,12 +9,9 @@ inputs moved to the handle's own device, so the task layer never touches torch.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import functools
 import json
 import logging
-import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -25,7 +22,6 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from mmdemo.atomic import atomic_write_json
 from mmdemo.catalog import EntrySpec
 from mmdemo.errors import MMDemoError
 from mmdemo.familiarity import load_beside
@@ -65,14 +61,6 @@ def _weights_come_next():
         logging.getLogger().removeFilter(quiet)
 
 
-@functools.cache
-def _clean_config_dir() -> Path:
-    """The folder of configs open_clip reads without mmdemo's key: made once, gone at exit."""
-    folder = Path(tempfile.mkdtemp(prefix="mmdemo-open-clip-configs-"))
-    atexit.register(shutil.rmtree, str(folder), True)
-    return folder
-
-
 def _register_config(path: Path) -> str:
     """Register a custom architecture JSON with open_clip; returns its model name."""
     if not path.is_file():
@@ -86,10 +74,14 @@ def _register_config(path: Path) -> str:
         clean, stem = split_config(config if isinstance(config, dict) else {})
         if stem is None:
             open_clip.add_model_config(path)
-        else:  # open_clip would refuse mmdemo's key: it reads a copy without it
-            copy = _clean_config_dir() / f"{name}.json"
-            atomic_write_json(copy, clean)
-            open_clip.add_model_config(copy)
+        else:  # open_clip would refuse mmdemo's key: it reads a copy without it.
+            # add_model_config reads the file as it registers it and keeps what it read (a
+            # later rescan skips a file that is gone), so the copy goes at once: a running
+            # app leaves nothing of it in the temp folder.
+            with tempfile.TemporaryDirectory(prefix="mmdemo-open-clip-config-") as folder:
+                copy = Path(folder) / f"{name}.json"
+                copy.write_text(json.dumps(clean))
+                open_clip.add_model_config(copy)
         _REGISTERED_CONFIGS[name] = path
         _STEMS[name] = stem
     return name
