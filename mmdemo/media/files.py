@@ -107,7 +107,8 @@ def safe_extract_zip(
 ) -> tuple[list[Path], list[str]]:
     """Extract a user's zip without letting it escape ``dest_dir`` or fill the disk.
 
-    Members named in ``companions`` (e.g. ``captions.json``) are left out without a notice.
+    Members named in ``companions`` (e.g. ``captions.json``) are extracted beside the
+    files, for the caller to read, but neither returned nor reported as skipped.
 
     Returns ``(paths, notices)``: extracted files in sorted order, and warnings
     such as skipped files. Directories, ``__MACOSX/`` and dotfiles are skipped
@@ -134,6 +135,7 @@ def safe_extract_zip(
         plan: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
         skipped: list[str] = []
         seen: set[str] = set()
+        n_files = 0  # companions don't count
         for info in zf.infolist():
             if _zip_entry_is_unsafe(info.filename):
                 raise MMDemoError(
@@ -153,9 +155,9 @@ def safe_extract_zip(
             rel = _zip_member_path(info.filename)
             if rel is None:
                 continue
-            if allowed is not None and rel.suffix.lower() not in allowed:
-                if rel.name not in companions:
-                    skipped.append(info.filename)
+            companion = rel.name in companions
+            if allowed is not None and rel.suffix.lower() not in allowed and not companion:
+                skipped.append(info.filename)
                 continue
             if info.flag_bits & 0x1:
                 raise MMDemoError("zip_encrypted", f"Zip file {label!r} is password-protected ({info.filename!r}). "
@@ -167,7 +169,8 @@ def safe_extract_zip(
                 continue
             seen.add(key)
             plan.append((info, rel))
-            if len(plan) > max_files:
+            n_files += not companion
+            if n_files > max_files:
                 raise MMDemoError(
                     "zip_too_many_files",
                     f"Zip file {label!r} has too many files (more than {max_files}); at most {max_files} are allowed. "
@@ -225,7 +228,7 @@ def safe_extract_zip(
         except Exception:
             _remove_all(written)
             raise
-    return sorted(written), notices
+    return sorted(p for p in written if p.name not in companions), notices
 
 
 def _remove_all(paths: list[Path]) -> None:

@@ -14,14 +14,31 @@ def gallery_files(files: Any, *, suffixes: Iterable[str], max_files: int, what: 
                   extract_dir: Path | None = None,
                   captions: dict[str, str] | None = None) -> tuple[list[Path], dict[str, str], list[str]]:
     """The files to embed (files, folders and zips expanded), ``{file name: caption}`` from
-    the ``captions.json`` beside them (``captions`` given win), and notices."""
+    the ``captions.json`` beside them, or in a folder above them up to the folder or zip
+    given (the nearest wins), or uploaded among the files (``captions`` given win), and notices."""
     # captions.json belongs beside the files: it is a companion, not a stray file to warn about.
     paths, notices = collect_files(files, suffixes=suffixes, max_files=max_files, what=what,
                                    extract_dir=extract_dir, companions=("captions.json",))
     captions = dict(captions or {})
+    given = [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files or ())
+             if isinstance(f, (str, Path))]
+    roots = [p.resolve() for p in given if p.is_dir()] + ([Path(extract_dir).resolve()] if extract_dir else [])
     for folder in dict.fromkeys(p.parent for p in paths):
         for fname, caption in read_captions(folder).items():
             captions.setdefault(fname, caption)
+        # A zip's captions.json often sits at its root while the files are in a subfolder.
+        here = folder.resolve()
+        root = next((r for r in roots if here != r and here.is_relative_to(r)), None)
+        while root is not None and here != root:
+            here = here.parent
+            for fname, caption in read_captions(here).items():
+                captions.setdefault(fname, caption)
+    # An upload widget puts every file in a folder of its own: a captions.json uploaded with
+    # the files is not beside them, so it is read for all of them.
+    for f in given:
+        if f.name == "captions.json" and f.is_file():
+            for fname, caption in read_captions(f.parent).items():
+                captions.setdefault(fname, caption)
     return paths, captions, list(notices)
 
 
