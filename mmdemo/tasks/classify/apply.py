@@ -16,6 +16,7 @@ import numpy as np
 from mmdemo.errors import MMDemoError, Notice
 from mmdemo.media import load_audio, load_image, parse_text_lines
 from mmdemo.scores import ranked, softmax
+from mmdemo.tasks.prompts import ensemble_embeddings, fill, parse_templates, prompts_for
 from mmdemo.tasks.domain_notices import clip_notice, image_notice, image_tokens_notice
 from mmdemo.tasks.text_notices import unknown_words_notice
 from mmdemo.tasks.classify.datasets import (MAX_AUDIO_SECONDS, MAX_CLASSES, MAX_IMAGE_PIXELS, MAX_LABEL_CHARS,
@@ -81,14 +82,22 @@ class Classification:
                 "ablation": self.ablation, "explanation": self.explanation, "notices": self.notices}
 
 
-def _single_features(inputs: Inputs, modalities, clip, audio) -> tuple[dict, dict]:
+def _single_features(inputs: Inputs, modalities, clip, audio, cache: dict | None = None) -> tuple[dict, dict]:
+    # ``cache`` (the caller's, for one example and one set of encoders) lets several heads
+    # share one encoding of each modality (mmdemo.tasks.compare runs every head at once).
+    cache = {} if cache is None else cache
+    if "image" in modalities and "image" not in cache:
+        cache["image"] = clip.encode_image_tokens([inputs.image])
+    if "text" in modalities and "text" not in cache:
+        cache["text"] = clip.encode_texts([inputs.text])
+    if "audio" in modalities and "audio" not in cache:
+        cache["audio"] = audio.encode_waves([inputs.wave])
     feats, tokens = {}, {}
+    for m in MODALITIES:  # in the order the heads were always given them
+        if m in modalities:
+            feats[m] = cache[m][0] if m == "image" else cache[m]
     if "image" in modalities:
-        feats["image"], tokens["image"] = clip.encode_image_tokens([inputs.image])
-    if "text" in modalities:
-        feats["text"] = clip.encode_texts([inputs.text])
-    if "audio" in modalities:
-        feats["audio"] = audio.encode_waves([inputs.wave])
+        tokens["image"] = cache["image"][1]
     return feats, tokens
 
 
@@ -133,11 +142,15 @@ def _with_ablations(arrays: dict[str, np.ndarray], modalities: Sequence[str]) ->
     return out
 
 
-def classify(handle, image, text, audio_input, clip, audio=None) -> Classification:
+def classify(handle, image, text, audio_input, clip, audio=None, *, inputs: Inputs | None = None,
+             features: dict | None = None) -> Classification:
     """Labels of one example from a fusion head, with each modality's ablation (its
-    features replaced by zeros) and the head's own weights/gates/attention where it has them."""
+    features replaced by zeros) and the head's own weights/gates/attention where it has them.
+    ``inputs`` (already read by :func:`read_inputs`) and ``features`` (a dict the caller keeps)
+    let one example go through several heads with one decode and one encoding per modality."""
     mods = tuple(handle.modalities)
-    inputs = read_inputs(image, text, audio_input, audio_rate=rate_of(audio))
+    if inputs is None:
+        inputs = read_inputs(image, text, audio_input, audio_rate=rate_of(audio))
     missing = [m for m, v in (("image", inputs.image), ("text", inputs.text), ("audio", inputs.wave))
                if m in mods and v is None]
     if missing:
@@ -151,7 +164,7 @@ def classify(handle, image, text, audio_input, clip, audio=None) -> Classificati
         notices.append(Notice("audio_ignored", f"Head {handle.name!r} does not use audio; the clip was ignored."))
     if "text" in mods:
         notices += unknown_words_notice(clip, [inputs.text])
-    feats, tokens = _single_features(inputs, mods, clip, audio)
+    feats, tokens = _single_features(inputs, mods, clip, audio, features)
     notices += _domain_notices(feats, tokens, clip, audio)
     probs = handle.predict(_with_ablations(feats, mods), _with_ablations(tokens, mods) or None)
     full, top = probs[0], int(probs[0].argmax())
@@ -169,10 +182,12 @@ class ZeroShotResult:
     prompts: list[str]
     notices: list[str] = field(default_factory=list)
     audio_prompts: list[str] = field(default_factory=list)  # what the audio was scored against, when it was
+    templates: list[str] = field(default_factory=list)  # the template(s) averaged for each label
 
     def to_dict(self) -> dict:
         return {"labels": self.labels, "per_modality": self.per_modality, "weights": self.weights,
-                "prompts": self.prompts, "audio_prompts": self.audio_prompts, "notices": self.notices}
+                "prompts": self.prompts, "audio_prompts": self.audio_prompts, "templates": self.templates,
+                "notices": self.notices}
 
 
 def shares_clip_space(audio, clip) -> bool:
@@ -193,7 +208,7 @@ def audio_prompts(prompts: list[str], names: list[str], audio, clip) -> list[str
 
 
 def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: dict[str, float] | None = None,
-              template: str = DEFAULT_TEMPLATE) -> ZeroShotResult:
+              template: str = DEFAULT_TEMPLATE, templates: str | Sequence[str] | None = None) -> ZeroShotResult:
     """Score typed labels against a weighted sum of the normalised modality embeddings.
 
     Each modality is scored in its own space: image and text against the CLIP's text
@@ -205,13 +220,18 @@ def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: di
     the cosine of the weighted-sum embedding at that space's scale (for the tiny bundle,
     whose audio was trained into tiny-clip's text space, everything is in the CLIP's space
     at the CLIP's scale, as before); across spaces, each space's weighted logits add up
-    (a weighted product of the per-space distributions)."""
+    (a weighted product of the per-space distributions).
+
+    ``templates`` (one per line), when given, replace ``template``: each label's text
+    embedding is the average of its prompts' (:mod:`mmdemo.tasks.prompts`, the CLIP paper's
+    prompt ensembling); ``prompts`` then holds each label in the first template."""
     names, notices = parse_text_lines(labels, what="labels", max_items=MAX_CLASSES, max_chars=MAX_LABEL_CHARS)
     template = (template or "").strip() or DEFAULT_TEMPLATE
     if template.count("{}") != 1:
         raise MMDemoError("template_invalid", f"The prompt template must contain {{}} exactly once (got "
                                               f"{template!r}), e.g. 'a photo of {{}}'.")
-    prompts = [template.format(n) for n in names]
+    ensemble = parse_templates(templates, modality="image") or [template]
+    prompts = [fill(ensemble[0], n) for n in names]
     inputs = read_inputs(image, text, audio_input, audio_rate=rate_of(audio))
     notices += inputs.notices
     w = {m: float((weights or {}).get(m, 1.0)) for m in MODALITIES}
@@ -234,11 +254,12 @@ def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: di
     # on CLAP never touches the CLIP (on a real profile, a download).
     in_clip = [m for m in used if m != "audio" or shares_clip_space(audio, clip)]
     # One notice for every text read (the tiny audio tower reads with the CLIP's words).
-    notices += unknown_words_notice(clip if in_clip else audio, prompts + ([inputs.text] if "text" in used else []))
+    notices += unknown_words_notice(clip if in_clip else audio, prompts_for(names, ensemble)
+                                    + ([inputs.text] if "text" in used else []))
     clip_scale = float(clip.logit_scale) if in_clip else None
     sims, scale = {}, {}
     if "image" in used or "text" in used:
-        label_emb = clip.encode_texts(prompts)
+        label_emb = ensemble_embeddings(clip.encode_texts, names, ensemble)
     if "image" in used:
         notices += image_notice(clip, [inputs.image])
         sims["image"], scale["image"] = clip.encode_images([inputs.image])[0] @ label_emb.T, clip_scale
@@ -249,7 +270,9 @@ def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: di
         a_prompts = audio_prompts(prompts, names, audio, clip)
         audio_emb = audio.encode_waves([inputs.wave])
         notices += clip_notice(audio, audio_emb)
-        sims["audio"] = audio_emb[0] @ audio.encode_texts(a_prompts).T
+        # Audio in the CLIP's text space gets the same ensemble; a CLAP its own one template.
+        a_templates = ensemble if shares_clip_space(audio, clip) else [AUDIO_TEMPLATE]
+        sims["audio"] = audio_emb[0] @ ensemble_embeddings(audio.encode_texts, names, a_templates).T
         scale["audio"] = float(audio.logit_scale)
     total = sum(used.values())
     norm_w = {m: used[m] / total for m in used}
@@ -259,4 +282,4 @@ def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: di
     fused = fused + sum(scale[m] * norm_w[m] * sims[m] for m in used if m not in in_clip)
     per = {m: [{"label": n, "score": float(p)} for n, p in zip(names, softmax(scale[m] * sims[m]))] for m in used}
     return ZeroShotResult(ranked(softmax(fused), names), per, {m: round(v, 4) for m, v in norm_w.items()},
-                          prompts, notices, a_prompts)
+                          prompts, notices, a_prompts, ensemble)
