@@ -11,7 +11,14 @@ def cmd_match_audio(args) -> int:
     from mmdemo.tasks.audio import match_audio
 
     audio = registry_from(args).for_slot("audio")
-    m = match_audio(args.clip, args.labels, audio, templates=args.template, hop_seconds=args.hop)
+    templates = list(args.template or [])
+    if args.template_set:  # "auto": the set whose words this model's tokenizer knows
+        from mmdemo.tasks import prompts
+
+        chosen = (prompts.pick_builtin(audio, "audio") if args.template_set == "auto"
+                  else prompts.builtin_set("audio", args.template_set))
+        templates += chosen.templates
+    m = match_audio(args.clip, args.labels, audio, templates=templates, hop_seconds=args.hop)
     if args.json:
         print_json(m.to_dict())
         return 0
@@ -56,6 +63,8 @@ def register(sub) -> None:
         s.add_argument("labels", nargs="+", help="labels or descriptions, e.g. 'a rising chirp' 'white noise'")
         s.add_argument("--template", action="append",
                        help="prompt template with {} for the label, e.g. 'the sound of {}'; repeat to average several")
+        s.add_argument("--template-set", help="add a built-in prompt ensemble: 'auto' (the one this model's "
+                                              "words allow), 'tiny-world' or 'generic-audio'")
         s.add_argument("--hop", type=float, default=HOP_SECONDS, help="seconds between windows of long clips")
 
     with task_command(sub, "search-audio", cmd_search_audio, help="search a folder or zip of sounds by text") as s:

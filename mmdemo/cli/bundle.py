@@ -143,6 +143,18 @@ def cmd_eval(args) -> int:
     from mmdemo.training.evaluate import evaluate
 
     bundle = Path(args.bundle or TINY_BUNDLE_DIR)
+    if getattr(args, "only", None) == "prompt_ensemble":  # one section: a minute, not the whole evaluation
+        from mmdemo.training.bundle_io import bundle_handles
+        from mmdemo.training.evaluate import prompt_ensemble
+
+        if args.write_card:
+            from mmdemo.errors import MMDemoError
+
+            raise MMDemoError("eval_only_card", "--write-card needs the whole evaluation; drop --only.")
+        clip, audio = bundle_handles(bundle, "cpu")
+        _print({"seed": args.seed, "prompt_ensemble": prompt_ensemble(clip, audio, seed=args.seed,
+                                                                      n=min(args.n, 500))}, args.json)
+        return 0
     metrics = evaluate(bundle, n=args.n, seed=args.seed)
     if args.write_card:  # after a change to the evaluation itself; the weights stay as they are
         from mmdemo.errors import MMDemoError
@@ -187,4 +199,5 @@ def register(sub) -> None:
     s.add_argument("--json", action="store_true")
     s.add_argument("--write-card", action="store_true",
                    help="also rewrite the bundle's eval.json and MODEL_CARD.md with these numbers")
+    s.add_argument("--only", choices=("prompt_ensemble",), help="run one section only")
     s.set_defaults(func=cmd_eval)

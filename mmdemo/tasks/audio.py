@@ -23,6 +23,7 @@ from mmdemo.hashing import file_hash
 from mmdemo.index import EmbeddingCache
 from mmdemo.media import AUDIO_SUFFIXES, AudioClip, load_audio, parse_text_lines, read_captions
 from mmdemo.scores import softmax
+from mmdemo.tasks import prompts
 from mmdemo.tasks.gallery_files import gallery_files, skipped_notice
 from mmdemo.tasks.domain_notices import clip_notice
 from mmdemo.tasks.text_notices import unknown_words_notice
@@ -34,7 +35,7 @@ MAX_CLIP_SECONDS = 60.0  # the clip matched against text; 29 windows at most
 MAX_GALLERY_SECONDS = 30.0  # per gallery sound
 MAX_GALLERY_FILES = 200
 MAX_LABELS = 100
-MAX_TEMPLATES = 16
+MAX_TEMPLATES = prompts.MAX_TEMPLATES
 DEFAULT_TEMPLATES = ("the sound of {}",)
 # What a gallery tells about each of its sounds; other clip notices (e.g. resampled)
 # would only repeat for every file.
@@ -101,28 +102,15 @@ def embed_clip(audio, clip: AudioClip, hop_seconds: float = HOP_SECONDS, batch_s
 
 
 def parse_templates(templates: str | Sequence[str] | None) -> tuple[list[str], list[str]]:
-    """Prompt templates, one per line, ``{}`` standing for the label. Blank = labels as typed."""
-    if templates is None or (isinstance(templates, str) and not templates.strip()) or (
-            not isinstance(templates, str) and not any(str(t).strip() for t in templates)):
-        return ["{}"], []
-    items, notices = parse_text_lines(templates, what="templates", max_items=MAX_TEMPLATES, max_chars=200)
-    for t in items:
-        if t.count("{}") != 1:
-            raise MMDemoError("template_invalid", f"Template {t!r} must contain {{}} exactly once, where the label "
-                                                  "goes (e.g. 'the sound of {}').")
-    return items, notices
-
-
-def _fill(template: str, label: str) -> str:
-    # str.replace, not str.format: labels and templates may hold other braces.
-    return template.replace("{}", label)
+    """Prompt templates, one per line, ``{}`` standing for the label (checked by
+    :func:`mmdemo.tasks.prompts.parse_templates`). Blank = labels as typed."""
+    return prompts.parse_templates(templates, modality="audio") or ["{}"], []
 
 
 def encode_labels(audio, labels: Sequence[str], templates: Sequence[str] = ("{}",)) -> np.ndarray:
-    """[L, D] text embeddings; several templates are averaged per label (CLIP's prompt ensembling)."""
-    prompts = [_fill(t, label) for label in labels for t in templates]
-    emb = np.asarray(audio.encode_texts(prompts), np.float32).reshape(len(labels), len(templates), -1).mean(axis=1)
-    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    """[L, D] text embeddings; several templates are averaged per label (CLIP's prompt
+    ensembling: :func:`mmdemo.tasks.prompts.ensemble_embeddings`)."""
+    return prompts.ensemble_embeddings(audio.encode_texts, labels, templates)
 
 
 def _load(source: Any, name: str | None, audio, max_seconds: float) -> AudioClip:

@@ -17,6 +17,7 @@ import numpy as np
 from mmdemo.hashing import file_hash
 from mmdemo.media import AUDIO_SUFFIXES, load_audio
 from mmdemo.tasks import audio as tasks
+from mmdemo.tasks import prompts
 from mmdemo.ui.common import MODEL_CONCURRENCY_ID, Galleries, ResultFiles, model_events, user_errors, warn_all
 
 INTRO = ("Match a sound against text, search sounds by text, or texts by a sound. "
@@ -105,7 +106,7 @@ def best_rows(m: tasks.AudioMatch) -> list[list]:
 def match_summary(m: tasks.AudioMatch) -> str:
     src = f"{m.original_sample_rate / 1000:g} kHz, {m.channels} channel{'s' if m.channels > 1 else ''}"
     top = m.best[0]
-    tpl = ", ".join(f"“{t}”" for t in m.templates) if m.templates != ["{}"] else "labels as typed"
+    tpl = prompts.describe(m.templates)
     return (f"**{m.name}**: {m.duration:.1f} s ({src}) → mono {m.sample_rate / 1000:g} kHz, "
             f"{len(m.windows)} window(s). Templates: {tpl}.\n\n"
             f"Best match: **{top['label']}** ({top['score']:.1%}), strongest in {_span(top['start'], top['end'])}.")
@@ -161,6 +162,10 @@ def build(registry, settings):
                         m_templates = gr.Textbox("", lines=2, label="Prompt templates (optional, one per line)",
                                                  placeholder="the sound of {}\na recording of {}",
                                                  info="{} stands for each label; several templates are averaged.")
+                        m_template_set = gr.Dropdown(prompts.builtin_choices("audio"), value=None,
+                                                     label="Built-in template set", elem_id="audio-template-set",
+                                                     info="Fills the templates above; the tiny bundle reads only "
+                                                          "its own words.")
                         with gr.Row():
                             m_button = gr.Button("Match", variant="primary")
                             m_example = gr.Button("Try an example clip (a chirp, then noise)")
@@ -235,6 +240,11 @@ def build(registry, settings):
         def example():
             return _example(players)
 
+        @user_errors
+        def fill_templates(name):
+            return prompts.builtin_set("audio", name).text if name else gr.update()
+
+        m_template_set.change(fill_templates, m_template_set, m_templates, api_name=False, queue=False)
         m_example.click(example, None, m_clip, api_name="audio_example_clip", queue=False)
         t_example.click(example, None, t_clip, api_name=False, queue=False)
         m_button.click(match, [m_clip, m_labels, m_templates], [m_ranked, m_info, m_heard, m_timeline, m_table],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gradio as gr
 
 from mmdemo.tasks import classify as tasks
+from mmdemo.tasks import prompts
 from mmdemo.ui.classify.context import ClassifyContext
 from mmdemo.ui.classify.figures import zero_shot_figure
 from mmdemo.ui.common import MODEL_CONCURRENCY_ID, file_path, image_source, user_errors, warn_all
@@ -23,6 +24,14 @@ def render(ctx: ClassifyContext) -> dict:
                                 label="Labels (one per line)", elem_id="zs-labels")
             template = gr.Textbox(tasks.DEFAULT_TEMPLATE, label="Prompt template",
                                   info="{} stands for each label, e.g. 'a photo of {}'.")
+            # A prompt ensemble (CLIP paper, 3.1.4); empty keeps the single template above.
+            template_set = gr.Dropdown(prompts.builtin_choices("image"), value=None, label="Built-in template set",
+                                       elem_id="zs-template-set",
+                                       info="Fills the ensemble below; the tiny bundle reads only its own words.")
+            templates = gr.Textbox("", lines=3, label="Prompt ensemble (optional, one template per line)",
+                                   elem_id="zs-templates", placeholder="a photo of a small {}\na photo of a large {}",
+                                   info="Each label is scored by the average of its templates' embeddings; "
+                                        "these replace the single template.")
             with gr.Row():
                 weights = [gr.Slider(0, 1, value=v, step=0.05, label=f"{m} weight", elem_id=f"zs-w-{m}")
                            for m, v in (("image", 1.0), ("text", 0.5), ("audio", 0.5))]
@@ -34,6 +43,7 @@ def render(ctx: ClassifyContext) -> dict:
     gr.Examples([[e["image"], "", "\n".join(e["zero_shot_labels"])] for e in ctx.examples if e["task"] == "scene_qa"],
                 [image, text, labels], label="Generated scenes with candidate labels")
     return {"image": image, "text": text, "audio": audio, "labels": labels, "template": template,
+            "template_set": template_set, "templates": templates,
             "weights": weights, "button": button, "label": label, "info": info, "plot": plot}
 
 
@@ -41,19 +51,27 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
     registry = ctx.registry
 
     @user_errors
-    def zero_shot(image, text, audio, labels, template, w_image, w_text, w_audio):
+    def zero_shot(image, text, audio, labels, template, w_image, w_text, w_audio, templates=""):
         audio = file_path(audio)
         z = tasks.zero_shot(image_source(image)[0], text, audio, labels, registry.for_slot("clip", lazy=True),
-                            ctx.audio_for(bool(audio)), template=template,
+                            ctx.audio_for(bool(audio)), template=template, templates=templates,
                             weights={"image": w_image, "text": w_text, "audio": w_audio})
         warn_all(z.notices)
         mix = ", ".join(f"{m} {w:.2f}" for m, w in z.weights.items())
         info = f"Weights used (normalised): {mix}. Prompts like “{z.prompts[0]}”."
+        if len(z.templates) > 1:
+            info += f" Each label is the average of {len(z.templates)} templates' embeddings."
         if z.audio_prompts and z.audio_prompts[0] != z.prompts[0]:  # an audio model in its own space (CLAP)
             info += f" The audio was scored against its own text model, with prompts like “{z.audio_prompts[0]}”."
         return {r["label"]: r["score"] for r in z.labels}, info, zero_shot_figure(z)
 
-    inputs = [ui["image"], ui["text"], ui["audio"], ui["labels"], ui["template"], *ui["weights"]]
+    @user_errors
+    def fill_templates(name):
+        return prompts.builtin_set("image", name).text if name else gr.update()
+
+    ui["template_set"].change(fill_templates, ui["template_set"], ui["templates"], api_name=False, queue=False)
+    # The ensemble comes last, with a default: clients written before it keep working.
+    inputs = [ui["image"], ui["text"], ui["audio"], ui["labels"], ui["template"], *ui["weights"], ui["templates"]]
     outputs = [ui["label"], ui["info"], ui["plot"]]
     ui["button"].click(zero_shot, inputs, outputs, api_name="classify_zero_shot", concurrency_id=MODEL_CONCURRENCY_ID,
                        preprocess=False)
