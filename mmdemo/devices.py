@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+from mmdemo.errors import MMDemoError
+from mmdemo.settings import DEVICES
+
+
+def _present() -> tuple[bool, bool]:
+    """(cuda, mps): which accelerators torch can use here."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    return cuda, mps
+
 
 def resolve_device(requested: str) -> tuple[str, str | None]:
     """Map ``auto|cpu|cuda|mps`` to an available device; returns (device, warning).
@@ -9,10 +21,7 @@ def resolve_device(requested: str) -> tuple[str, str | None]:
     A requested device that is not available falls back to CPU with a warning the
     UI shows, rather than failing: a demo should still run.
     """
-    import torch
-
-    cuda = torch.cuda.is_available()
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    cuda, mps = _present()
     if requested == "auto":
         return ("cuda" if cuda else "mps" if mps else "cpu"), None
     if requested == "cuda" and not cuda:
@@ -20,3 +29,16 @@ def resolve_device(requested: str) -> tuple[str, str | None]:
     if requested == "mps" and not mps:
         return "cpu", "MPS (Apple GPU) was requested but is not available; running on CPU."
     return requested, None
+
+
+def available_devices() -> list[str]:
+    """What a user can pick for a model here: auto and cpu, then cuda and mps when present."""
+    cuda, mps = _present()
+    return ["auto", "cpu"] + (["cuda"] if cuda else []) + (["mps"] if mps else [])
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a device name that is none of auto|cpu|cuda|mps (None = unchanged, fine).
+    An absent accelerator is no error: resolve_device falls back to CPU, with a warning."""
+    if device is not None and device not in DEVICES:
+        raise MMDemoError("device_unknown", f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")

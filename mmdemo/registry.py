@@ -1,8 +1,9 @@
-"""The shared model registry: named models loaded lazily, once, onto one device.
+"""The shared model registry: named models loaded lazily, once, onto a device.
 
 Every tab asks the registry for models by name (or by profile slot). The first
 request loads the entry; concurrent requests for the same entry wait for that one
-load instead of starting their own. Loading is delegated to a backend function
+load instead of starting their own. Entries load on the app's device unless one was
+chosen for them (the Models tab's Device: ``get(name, device=...)``). Loading is delegated to a backend function
 chosen by the entry's (kind, backend); backends are imported only when used so
 that ``import mmdemo`` stays light.
 """
@@ -78,6 +79,10 @@ class _Slot:
     memory_bytes: int = 0
     dtype: str | None = None
     last_used: float = 0.0
+    device: str | None = None  # where the handle lives (set while loaded)
+    # The device chosen for this entry (resolved); None = the app's. Survives eviction by the
+    # memory budget, so a reload goes back where the user put it.
+    pinned: str | None = None
 
 
 def _backend(spec: EntrySpec) -> Callable:
@@ -132,6 +137,21 @@ class Registry:
                 log.warning(warning)
         return self._device
 
+    def place(self, device: str | None) -> tuple[str | None, str | None]:
+        """(device, warning) for a device asked for one entry: ``None`` or ``"auto"`` = the
+        app's device (returned as None: follow it), an unavailable one falls back to CPU with
+        a warning (as ``--device`` does), an unknown name is a user error."""
+        from mmdemo.devices import check_device, resolve_device
+
+        check_device(device)
+        if device in (None, "auto"):
+            return None, None
+        resolved, warning = resolve_device(device)
+        if warning and warning not in self.warnings:  # once, however often it's asked
+            self.warnings.append(warning)
+            log.warning(warning)
+        return resolved, warning
+
     # -- lookup ---------------------------------------------------------------------
     @property
     def profile(self) -> Profile:
@@ -166,28 +186,45 @@ class Registry:
             return self._slots.setdefault(name, _Slot())
 
     # -- loading ----------------------------------------------------------------------
-    def get(self, name: str) -> Any:
-        """The loaded handle for ``name``, loading it on first use (exactly once)."""
+    def get(self, name: str, device: str | None = None) -> Any:
+        """The loaded handle for ``name``, loading it on first use (exactly once).
+
+        ``device`` (auto|cpu|cuda|mps) also chooses where the entry lives from now on: one
+        loaded elsewhere is reloaded there (once, under its lock; requests already holding
+        the old handle finish on it). ``"auto"`` gives it back to the app's device; None
+        (what tasks pass) keeps whatever was chosen."""
         slot = self._slot(name)
-        if slot.state == LOADED:  # fast path, no lock: a loaded handle never changes
+        pin_now = device is not None
+        target = self.place(device)[0] if pin_now else None
+        # Fast path, no lock: a loaded handle never changes (a reload or unload swaps it out,
+        # handle first: one read here before that is still a whole, usable handle).
+        handle = slot.handle
+        if handle is not None and slot.state == LOADED and (
+                not pin_now or (slot.pinned == target and slot.device == (target or self.device))):
             slot.last_used = time.monotonic()
-            return slot.handle
+            return handle
         with slot.lock:
+            if pin_now:
+                slot.pinned = target
+            wanted = slot.pinned or self.device
+            if slot.state == LOADED and slot.device != wanted:
+                log.info("moving %s from %s to %s", name, slot.device, wanted)
+                self._release(slot)
             if slot.state != LOADED:
-                self._load(name, slot)
+                self._load(name, slot, wanted)
             slot.last_used = time.monotonic()
             handle = slot.handle
         self._evict_over_budget(keep=name)
         return handle
 
-    def _load(self, name: str, slot: _Slot) -> None:
+    def _load(self, name: str, slot: _Slot, device: str) -> None:
         spec = self.catalog.entry(name)
         slot.state, slot.error = LOADING, None
         started = time.perf_counter()
         try:
             backend = _backend(spec)
             deps = {key: self.get(dep) for key, dep in self._dependencies(spec).items()}
-            handle = backend(spec, self.device, deps)
+            handle = backend(spec, device, deps)
             # A head trained on other encoders would give meaningless numbers, and
             # silently so: it fails here, visibly on the Models tab too.
             self.check_fits_profile(getattr(handle, "encoder", None) or {}, f"Head {name!r}")
@@ -205,8 +242,9 @@ class Registry:
         slot.load_seconds = time.perf_counter() - started
         if spec.kind in BATCHED_KINDS:
             handle = batched(handle, self.batch_max)
-        slot.handle, slot.state = handle, LOADED
-        log.info("loaded %s on %s in %.2fs", name, self.device, slot.load_seconds)
+        # State last: the unlocked fast path in get() trusts a LOADED slot's handle and device.
+        slot.device, slot.handle, slot.state = device, handle, LOADED
+        log.info("loaded %s on %s in %.2fs", name, device, slot.load_seconds)
 
     def check_fits_profile(self, encoder: dict[str, str], what: str) -> None:
         """Refuse ``what`` (a head) when the encoders it records ({slot: model_id}) are
@@ -244,20 +282,22 @@ class Registry:
 
     # -- unloading ----------------------------------------------------------------------
     def unload(self, name: str) -> bool:
+        """Unload ``name``; its device choice goes too (its next use loads on the app's)."""
         slot = self._slot(name)
         with slot.lock:
+            slot.pinned = None
             if slot.state not in (LOADED, FAILED):
                 return False
             self._release(slot)
         return True
 
     def _release(self, slot: _Slot) -> None:
-        was_loaded = slot.handle is not None
-        slot.handle, slot.state, slot.error = None, NOT_LOADED, None
+        was_loaded, device = slot.handle is not None, slot.device
+        slot.handle, slot.state, slot.error, slot.device = None, NOT_LOADED, None, None
         slot.parameters = slot.memory_bytes = 0
         if was_loaded:
             gc.collect()
-            if self._device == "cuda":
+            if device == "cuda":
                 import torch
 
                 torch.cuda.empty_cache()
@@ -296,7 +336,7 @@ class Registry:
             loaded = slot.state == LOADED
             rows.append(EntryStatus(
                 name=name, kind=spec.kind, state=slot.state, source=spec.weights_source,
-                device=self._device if loaded else None,
+                device=slot.device if loaded else None,
                 dtype=slot.dtype if loaded else None,
                 parameters=slot.parameters if loaded else None,
                 memory_bytes=slot.memory_bytes if loaded else None,
@@ -304,6 +344,12 @@ class Registry:
                 error=slot.error,
             ))
         return rows
+
+    def loaded_device(self, name: str) -> str | None:
+        """Where ``name`` is loaded now (None: not loaded)."""
+        with self._slots_lock:
+            slot = self._slots.get(name)
+        return slot.device if slot is not None and slot.state == LOADED else None
 
     def is_loaded(self, name: str) -> bool:
         with self._slots_lock:

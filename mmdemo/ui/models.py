@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from mmdemo.devices import available_devices
 from mmdemo.errors import MMDemoError
 from mmdemo.paths import REPO_DIR
 from mmdemo.registry import Registry
@@ -52,24 +53,57 @@ def build(registry: Registry, settings=None) -> None:
                              column_widths=["16%", "8%", "8%", "6%", "7%", "9%", "8%", "6%", "22%", "10%"])
         with gr.Row():
             choice = gr.Dropdown(registry.names(), value=_first_choice(registry), label="Model")
+            # Custom values allowed: an API client may ask for an accelerator this machine lacks
+            # and get the CPU fallback with a warning, as --device does, not gradio's refusal.
+            device = gr.Dropdown(available_devices(), value="auto", label="Device", allow_custom_value=True,
+                                 info=f"auto = the app's device ({registry.device})", elem_id="models-device")
             load_btn = gr.Button("Load", variant="primary")
             unload_btn = gr.Button("Unload")
             profile_btn = gr.Button("Load whole profile")
             refresh_btn = gr.Button("Refresh")
 
         def refresh():
+            """Show the model registry: every entry with its state (loaded or not), the device it
+            is loaded on, dtype, parameter count, memory and load time, plus the active profile.
+
+            Returns:
+                The status table (one row per entry) and a Markdown summary of profile and device.
+            """
             return status_rows(registry), summary(registry)
 
         @user_errors
-        def load(name):
+        def load(name, device="auto"):
+            """Load one model of the registry now (models otherwise load on first use),
+            on a chosen device.
+
+            Args:
+                name: the registry entry to load, e.g. "tiny-clip" (see the status table's names).
+                device: auto (the app's device), cpu, cuda or mps; an accelerator that is not
+                    present falls back to CPU with a warning. A model loaded elsewhere moves.
+
+            Returns:
+                The status table (one row per entry, with its device) and the summary.
+            """
             if not name:
                 raise MMDemoError("model_not_picked", "Pick a model to load.")
-            registry.get(name)
-            gr.Info(f"Loaded {name}.")
+            device = device or "auto"
+            _, warning = registry.place(device)  # refuses an unknown device before any load
+            if warning:
+                gr.Warning(warning)
+            registry.get(name, device=device)
+            gr.Info(f"Loaded {name} on {registry.loaded_device(name) or '?'}.")
             return refresh()
 
         @user_errors
         def unload(name):
+            """Unload one model of the registry, freeing its memory; it loads again on next use.
+
+            Args:
+                name: the registry entry to unload.
+
+            Returns:
+                The status table and the summary.
+            """
             if not name:
                 raise MMDemoError("model_not_picked", "Pick a model to unload.")
             if not registry.unload(name):
@@ -78,6 +112,11 @@ def build(registry: Registry, settings=None) -> None:
 
         @user_errors
         def load_profile():
+            """Load every model the active profile uses (CLIP, captioner, audio, fusion heads).
+
+            Returns:
+                The status table and the summary.
+            """
             names = registry.load_profile()
             gr.Info(f"Loaded {len(names)} models of profile {registry.profile_name}.")
             return refresh()
@@ -86,7 +125,7 @@ def build(registry: Registry, settings=None) -> None:
         # The table was drawn when the app was built; opening the tab shows what is loaded now.
         tab.select(refresh, None, outputs, api_name=False, queue=False)
         refresh_btn.click(refresh, None, outputs, api_name="models_status", queue=False)
-        loading = load_btn.click(load, choice, outputs, api_name="load_model", concurrency_id=MODEL_CONCURRENCY_ID)
+        loading = load_btn.click(load, [choice, device], outputs, api_name="load_model", concurrency_id=MODEL_CONCURRENCY_ID)
         # A failed load raises gr.Error; refresh anyway so the table shows the failure.
         loading.failure(refresh, None, outputs, api_name=False, queue=False)
         unload_btn.click(unload, choice, outputs, api_name="unload_model", concurrency_id=MODEL_CONCURRENCY_ID)
