@@ -220,6 +220,31 @@ class OpenClipHandle:
                 tokens.append(out["image_intermediates"][-1].float().cpu().numpy())
         return np.concatenate(pooled), np.concatenate(tokens)
 
+    def model_view(self, image):
+        """``image`` (PIL) as the model sees it: resized and cropped by its own
+        preprocessing, before the tensor conversion (maps are drawn over this)."""
+        from torchvision import transforms as T
+
+        for step in getattr(self.preprocess, "transforms", ()):
+            if isinstance(step, (T.ToTensor, T.Normalize)):
+                break
+            image = step(image)
+        return image.convert("RGB")
+
+    def saliency(self, images: Sequence, texts: Sequence[str], method: str = "chefer",
+                 contrast: Sequence[str] = ()) -> tuple[np.ndarray, dict]:
+        """(maps [N, gh, gw] of where image i matched text i, the token grid's geometry);
+        ``contrast``: other texts the ``chefer`` method explains against
+        (mmdemo/models/saliency.py)."""
+        from mmdemo.models.saliency import saliency_maps, token_geometry
+
+        with torch.no_grad():  # not inference mode: the gradient method reuses these
+            texts_t = self.model.encode_text(self.tokenize(texts).to(self.device), normalize=True)
+            others = (self.model.encode_text(self.tokenize(contrast).to(self.device), normalize=True)
+                      if len(contrast) else None)
+        maps = saliency_maps(self.model, self._pixels(images), texts_t, method, others)
+        return maps, token_geometry(self.model)
+
     # -- texts ---------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenizer(list(texts), context_length=self.context_length)

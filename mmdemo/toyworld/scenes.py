@@ -302,6 +302,13 @@ def render_scene(scene: Scene, size: int = 64, rng: np.random.Generator | None =
     return out
 
 
+def box(obj: SceneObject) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of the square the object is drawn in, as fractions of
+    the image side (this generator's fixed way of drawing)."""
+    r = _SIZE_FRAC[obj.size] / 2
+    return obj.x - r, obj.y - r, obj.x + r, obj.y + r
+
+
 def mention(obj: SceneObject, with_size: bool = True) -> str:
     """"a large red star" (or "a red star")."""
     return f"a {obj.size} {obj.colour} {obj.shape}" if with_size else f"a {obj.colour} {obj.shape}"

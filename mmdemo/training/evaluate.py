@@ -17,6 +17,7 @@ from PIL import Image
 
 from mmdemo.training import tiny_configs
 from mmdemo.training.bundle_io import load_bundle
+from mmdemo.training.saliency_eval import saliency_hit_rate
 
 
 def recall_at(sim: np.ndarray, query_keys: list[str], cand_keys: list[str], ks=(1, 5)) -> dict:
@@ -61,6 +62,7 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
                               image=lambda s: scenes.render_scene(s, size=size), sound=sounds.render_sound))
     out["fusion"] = evaluate_heads(Path(bundle), clip, audio, seed=seed, task_n=task_n, baseline_n=baseline_n)
     out["prompt_ensemble"] = prompt_ensemble(clip, audio, seed=seed, n=min(n, 500))
+    out["saliency"] = saliency_hit_rate(clip, seed=seed, n=min(n, 500))
     if second:
         from mmdemo.media import load_audio
 
