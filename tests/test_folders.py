@@ -74,7 +74,7 @@ def test_a_zip_with_captions_json_at_its_root_and_files_in_a_subfolder(tmp_path,
         zf.write(tmp_path / "src" / "captions.json", "captions.json")
     _, rows = run([z], "rank", clip, extract_dir=tmp_path / "x")
     assert [row.caption for row in rows] == [captions[k] for k in sorted(captions)]
-    assert [row.file for row in rows] == sorted(captions)  # named inside the zip, never by a temp folder
+    assert [row.file for row in rows] == [f"pics/{n}" for n in sorted(captions)]  # never by a temp folder
 
 
 def test_match_audio_over_sounds_with_a_broken_one(tmp_path, audio):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -105,12 +104,15 @@ def parse_task(task: str | None) -> str:
     raise MMDemoError("folder_task_unknown", f"Unknown task {key!r}; pick one of: {', '.join(TASKS.values())}.")
 
 
-def _display_names(paths: list[Path]) -> list[str]:
-    """Paths relative to their common folder: unique, and free of temp-folder names."""
-    if not paths:
-        return []
-    root = Path(os.path.commonpath([str(p.parent) for p in paths]))
-    return [p.relative_to(root).as_posix() for p in paths]
+def _display_names(paths: list[Path], roots: list[Path]) -> list[str]:
+    """A file inside a folder or zip given is named by its path in there; a file given
+    alone by its name (never by an upload's or extraction's temp folder)."""
+    def name(p: Path) -> str:
+        here = p.resolve()
+        root = next((r for r in roots if here.is_relative_to(r)), None)
+        return here.relative_to(root).as_posix() if root is not None else p.name
+
+    return [name(p) for p in paths]
 
 
 class FolderRun:
@@ -134,7 +136,12 @@ class FolderRun:
             [s for s in sources if s is not None] if isinstance(sources, (list, tuple)) else sources,
             suffixes=wanted, max_files=max_files, what=what, extract_dir=extract_dir)
         self.notices += notices
-        self.items = self._items(paths, uses_audio and self.task == "classify")
+        given = [Path(f) for f in (sources if isinstance(sources, (list, tuple)) else [sources])
+                 if isinstance(f, (str, Path))]
+        roots = [p.resolve() for p in given if p.is_dir()]
+        if extract_dir is not None and Path(extract_dir).is_dir():  # one folder per zip in there
+            roots += [d.resolve() for d in Path(extract_dir).iterdir() if d.is_dir()]
+        self.items = self._items(paths, _display_names(paths, roots), uses_audio and self.task == "classify")
         self._prepared = False
 
     # ------------------------------------------------------------------ setup
@@ -166,8 +173,8 @@ class FolderRun:
                                                          "has no audio model.")
             self.text = " ".join(str(o.text or "").split())
 
-    def _items(self, paths: list[Path], pair_sounds: bool) -> list[_Item]:
-        names = dict(zip(paths, _display_names(paths)))
+    def _items(self, paths: list[Path], shown: list[str], pair_sounds: bool) -> list[_Item]:
+        names = dict(zip(paths, shown))
         if not pair_sounds:
             return [_Item(p, names[p], self.captions.get(p.name, "")) for p in paths]
         sounds = {(p.parent, p.stem): p for p in paths if p.suffix.lower() in AUDIO_SUFFIXES}

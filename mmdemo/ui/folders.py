@@ -1,12 +1,179 @@
-"""The Folders tab: whole folders or zips through one task, with a results table and export."""
+"""The Folders tab: a zip (or many files) through one task, with a results table and export.
+
+The handler is a generator over :class:`mmdemo.tasks.folders.FolderRun`: after each batch
+it rewrites this request's ``results.csv`` and ``results.json`` (atomically, in a folder
+of the request's own) and yields the table so far with those files. Stop cancels the
+event between batches; what was yielded last (table and downloads alike) stays, so a
+stopped run keeps the rows done so far.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+
 import gradio as gr
 
+from mmdemo.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 from mmdemo.registry import Registry
+from mmdemo.tasks import folders as tasks
+from mmdemo.tasks.classify.heads import HeadStore
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, file_path, user_errors, warn_all
+
+INTRO = ("Run one task over a whole folder: upload a **zip** (or many files) of images or sounds, pick a task, "
+         f"and get one row per file (up to {tasks.MAX_FOLDER_FILES} files). A file that can't be read is a row "
+         "with its error; **Stop** keeps the rows done so far. A `captions.json` in the zip "
+         "(`{\"file name\": \"caption\"}`) fills the caption column, and with no candidates typed, "
+         "*Rank captions* ranks the folder's own captions.")
+# Table and downloads go to the page at most this often (every batch is still written to disk):
+# a 2,000-row table resent after every 32 files would be most of the traffic.
+YIELD_EVERY_S = 0.5
+# Request folders (results and extracted zips) older than this are removed when a new run starts.
+KEEP_RUNS_S = 3600.0
 
 
-def build(registry: Registry, settings=None) -> None:
+class RunFolders:
+    """One folder per request under this app's temp folder: its results files and, while it
+    runs, its extracted zip. Old ones are pruned as new runs start; all go when the app closes."""
+
+    def __init__(self):
+        self.root = Path(tempfile.mkdtemp(prefix="mmdemo-folders-"))
+        self._lock = threading.Lock()
+        self._remove = weakref.finalize(self, shutil.rmtree, str(self.root), True)
+
+    def new(self) -> Path:
+        cutoff = time.time() - KEEP_RUNS_S
+        with self._lock:
+            for old in self.root.iterdir():
+                try:
+                    if old.stat().st_mtime < cutoff:
+                        shutil.rmtree(old, ignore_errors=True)
+                except OSError:
+                    pass
+            return Path(tempfile.mkdtemp(prefix="run-", dir=self.root))
+
+    def close(self) -> None:
+        self._remove()
+
+
+def _sources(files) -> list:
+    """Unprocessed multi-file payload -> paths (preprocess=False: our loaders judge the files,
+    with our messages, instead of gradio's file-type check)."""
+    items = files if isinstance(files, list) else ([files] if files else [])
+    return [p for p in map(file_path, items) if p]
+
+
+def _status(run: tasks.FolderRun, rows: list, *, done: bool) -> str:
+    errors = sum(1 for r in rows if r.error)
+    head = (f"**Done**: {len(rows)} file(s)" if done else f"**Running**: {len(rows)} of {len(run)} file(s)")
+    lines = [f"{head}, {errors} error(s). Task: {tasks.TASKS[run.task]}."]
+    if done and run.task == "rank" and any(r.caption for r in rows):
+        known = [r for r in rows if r.caption and not r.error]
+        hits = sum(r.answer == r.caption for r in known)
+        lines.append(f"Top caption is the file's own caption for {hits} of {len(known)} captioned file(s).")
+    notices = list(dict.fromkeys(run.notices))
+    if notices:
+        lines.append("**Notes**\n" + "\n".join(f"- {n}" for n in notices))
+    return "\n\n".join(lines)
+
+
+def build(registry: Registry, settings=None):
+    from mmdemo.settings import Settings
+
+    settings = settings or Settings()
+    runs = RunFolders()
+    heads = HeadStore(registry, settings.cache_dir)
+    fusion = registry.names(kind="fusion")
+
+    def owner_heads(request):
+        # The same owners as the Classify tab (its login, else its browser session), so a head
+        # trained there is listed here too.
+        user = getattr(request, "username", None)
+        return heads.of(f"user:{user}" if user else f"session:{getattr(request, 'session_hash', None) or 'local'}")
+
     with gr.Tab("Folders", id="folders"):
-        gr.Markdown("Run a task over a whole folder or zip.")
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column():
+                files = gr.File(file_count="multiple", label="A zip, or several files (captions.json optional)",
+                                file_types=[".zip", ".json"] + sorted(IMAGE_SUFFIXES | AUDIO_SUFFIXES),
+                                elem_id="folders-files")
+                task = gr.Radio([(label, key) for key, label in tasks.TASKS.items()], value="rank", label="Task",
+                                elem_id="folders-task")
+                texts = gr.Textbox("", lines=4, label="Candidate captions or labels (one per line)",
+                                   placeholder="Rank captions: blank = the zip's captions.json, else the built-in "
+                                               "bank. Zero-shot and Match audio: the labels.",
+                                   elem_id="folders-texts")
+                template = gr.Textbox("", label="Prompt template(s), {} = the label",
+                                      placeholder="Zero-shot: 'a {}' when blank; Match audio: one per line, "
+                                                  "averaged", elem_id="folders-template")
+                with gr.Accordion("Classify with a head", open=False):
+                    head = gr.Dropdown(fusion, value=fusion[0] if fusion else None, label="Fusion head",
+                                       allow_custom_value=True, elem_id="folders-head")
+                    text = gr.Textbox("", label="Text every image goes with (blank: its caption)",
+                                      placeholder="is there a red star?", elem_id="folders-text")
+                with gr.Accordion("Captioning", open=False):
+                    method = gr.Radio([("beam search", "beam"), ("greedy", "greedy")], value="beam", label="Decoding")
+                    max_length = gr.Slider(4, 40, value=20, step=1, label="Max length (tokens)")
+                with gr.Row():
+                    run_button = gr.Button("Run", variant="primary", elem_id="folders-run")
+                    stop_button = gr.Button("Stop", variant="stop", elem_id="folders-stop")
+            with gr.Column(scale=2):
+                status = gr.Markdown(elem_id="folders-status")
+                downloads = gr.File(label="Results (CSV and JSON)", file_count="multiple", interactive=False,
+                                    elem_id="folders-downloads")
+                table = gr.Dataframe(headers=list(tasks.COLUMNS), interactive=False, wrap=True,
+                                     label="One row per file", elem_id="folders-table")
+
+        @user_errors
+        def run_folder(files, task, texts, template, head, text, method, max_length, request: gr.Request,
+                       progress=gr.Progress()):
+            """Run a task over every file of an uploaded zip (or files): caption, rank, zero_shot,
+            match_audio or classify. Returns the table [file, answer, score, caption, error], the
+            results as [results.csv, results.json] and a status line; Stop keeps the rows done."""
+            key = tasks.parse_task(task)
+            handle = None
+            if key == "classify":  # the sender's own head of that name, else the registry's
+                handle = owner_heads(request).resolve(head)
+            uses_audio = key == "match_audio" or (handle is not None and "audio" in handle.modalities)
+            models = tasks.FolderModels(
+                clip=registry.for_slot("clip", lazy=True) if key in ("rank", "zero_shot", "classify") else None,
+                captioner=registry.for_slot("captioner", lazy=True) if key == "caption" else None,
+                audio=registry.for_slot("audio", lazy=True) if uses_audio and registry.profile.audio else None)
+            options = tasks.FolderOptions(texts=texts, template=template, head=handle, text=text, method=method,
+                                          max_length=max_length)
+            folder = runs.new()
+            extract = folder / "files"
+            try:
+                run = tasks.FolderRun(_sources(files), key, options, models, extract_dir=extract)
+                warn_all(run.notices)
+                outs = [folder / "results.csv", folder / "results.json"]
+                rows: list = []
+                progress((0, len(run)), desc="Files")
+                yield [], None, _status(run, rows, done=False)
+                shown_at = time.monotonic()
+                for batch in run.batches():
+                    rows += batch
+                    for out in outs:
+                        tasks.write_results(out, rows, run.summary(rows, complete=len(rows) == len(run)))
+                    progress((len(rows), len(run)), desc="Files")
+                    if time.monotonic() - shown_at >= YIELD_EVERY_S or len(rows) == len(run):
+                        shown_at = time.monotonic()
+                        yield ([r.cells() for r in rows], [str(p) for p in outs],
+                               _status(run, rows, done=len(rows) == len(run)))
+            finally:
+                shutil.rmtree(extract, ignore_errors=True)  # results stay for the download
+
+        def head_choices(request: gr.Request):
+            return gr.update(choices=owner_heads(request).names())
+
+        event = run_button.click(run_folder, [files, task, texts, template, head, text, method, max_length],
+                                 [table, downloads, status], api_name="run_folder",
+                                 concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+        stop_button.click(None, None, None, cancels=[event], api_name=False, queue=False)
+        head.focus(head_choices, None, head, api_name=False, queue=False)
+    return runs.close

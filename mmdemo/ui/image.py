@@ -22,6 +22,7 @@ import numpy as np
 from mmdemo.hashing import file_hash
 from mmdemo.media import IMAGE_SUFFIXES, load_image
 from mmdemo.tasks import image as tasks
+from mmdemo.ui import match_maps
 from mmdemo.ui.common import (MODEL_CONCURRENCY_ID, Galleries, ResultFiles, image_source, model_events, user_errors,
                               warn_all)
 
@@ -193,6 +194,7 @@ def build(registry, settings):
                                            elem_id="image-rank-label")
                 r_plot = gr.Plot(label="Ranked captions", elem_id="image-rank-plot")
                 r_notes = gr.Markdown(elem_id="image-rank-notes")
+                r_why = match_maps.image_panel("image-rank")
 
             with gr.Tab("Search images by text", id="image_search"):
                 with gr.Row():
@@ -201,8 +203,8 @@ def build(registry, settings):
                         s_k = gr.Slider(1, 24, value=8, step=1, label="Results")
                         s_files = gr.File(file_count="multiple", type="filepath", label=(
                             f"Your images or a zip (optional; default: {default_count} example scenes; "
-                            f"up to {tasks.MAX_GALLERY_FILES})"),
-                            file_types=sorted(IMAGE_SUFFIXES) + [".zip"], elem_id="image-gallery-files")
+                            f"up to {tasks.MAX_GALLERY_FILES}); a captions.json with them gives their captions"),
+                            file_types=sorted(IMAGE_SUFFIXES) + [".zip", ".json"], elem_id="image-gallery-files")
                         s_button = gr.Button("Search images", variant="primary")
                         s_notes = gr.Markdown(elem_id="image-search-notes")
                     with gr.Column(scale=2):
@@ -229,12 +231,29 @@ def build(registry, settings):
                         t_table = gr.Dataframe(headers=TEXT_COLUMNS, interactive=False, label="Closest texts",
                                                elem_id="image-texts-table")
                         t_notes = gr.Markdown(elem_id="image-texts-notes")
+                t_why = match_maps.image_panel("image-texts")
                 t_heatmap = gr.Plot(label="Similarity heatmap (images x texts)", elem_id="image-heatmap")
 
         # ------------------------------------------------------------------ handlers
 
         @user_errors
         def caption(image, method, num_beams, max_length, temperature, top_k, top_p, num_captions, seed):
+            """Write captions for an image with the profile's captioning model (CoCa-style decoder).
+
+            Args:
+                image: the image to describe (an http(s) URL of a PNG, JPEG, WebP, GIF or BMP file).
+                method: decoding: beam (beam search, default), greedy, top_k or top_p (sampling).
+                num_beams: beams for beam search, 1-8.
+                max_length: most tokens per caption, 4-40.
+                temperature: sampling temperature (top_k/top_p only), 0.1-2; higher = more varied.
+                top_k: sample among this many likeliest tokens (top_k method), 1-100.
+                top_p: sample among the tokens of this much probability mass (top_p method), 0.05-1.
+                num_captions: how many captions, 1-5 (with beam search at most num_beams).
+                seed: random seed for sampling, so a call can be repeated.
+
+            Returns:
+                The captions, one per line, and notes (Markdown) on anything doubtful about the input.
+            """
             source, name = image_source(image)
             res = tasks.caption_image(source, registry.for_slot("captioner", lazy=True), method=method,
                                       num_beams=num_beams, max_length=max_length, temperature=temperature,
@@ -244,6 +263,15 @@ def build(registry, settings):
 
         @user_errors
         def rank(image, candidates):
+            """Rank candidate captions for an image by CLIP similarity (softmax over the candidates).
+
+            Args:
+                image: the image (an http(s) URL of an image file).
+                candidates: candidate captions, one per line; empty = the built-in caption bank.
+
+            Returns:
+                The ranked captions with probabilities ({label, confidences}), a bar chart, and notes (Markdown).
+            """
             source, name = image_source(image)
             res = tasks.rank_captions(source, candidates, registry.for_slot("clip", lazy=True), name=name)
             warn_all(res.notices)
@@ -251,6 +279,18 @@ def build(registry, settings):
 
         @user_errors
         def search_images(query, k, files, progress=gr.Progress()):
+            """Search images by text: rank a gallery of images by CLIP similarity to a description.
+
+            Args:
+                query: what the image shows, e.g. "a red diamond".
+                k: how many images to return, 1-24.
+                files: your images or zips to search (http(s) URLs); none = the built-in example scenes.
+
+            Returns:
+                the best images, each captioned "#rank · similarity · file"
+                a table [rank, image, similarity, caption]
+                notes (Markdown)
+            """
             clip = registry.for_slot("clip", lazy=True)
             with galleries.searched(files, clip, progress) as gallery:
                 res = tasks.search_images(gallery, query, clip, k=k)
@@ -264,6 +304,15 @@ def build(registry, settings):
 
         @user_errors
         def embedding_map(query, k, gallery):
+            """Draw a 2-D map of the gallery's image embeddings with the query and its k best hits marked.
+
+            Args:
+                query: the text query, e.g. "a red diamond".
+                k: how many hits to mark, 1-24.
+
+            Returns:
+                A plotly figure of the map (the gallery last searched in the session, else the example scenes).
+            """
             clip = registry.for_slot("clip", lazy=True)
             if gallery is None or gallery.model_id != clip.model_id:
                 gallery = galleries.default(clip)
@@ -274,6 +323,16 @@ def build(registry, settings):
 
         @user_errors
         def search_texts(image, texts, k):
+            """Search texts by image: rank a list of texts by CLIP similarity to an image.
+
+            Args:
+                image: the image (an http(s) URL of an image file).
+                texts: the texts to rank, one per line.
+                k: how many texts to return, 1-20.
+
+            Returns:
+                A table [rank, text, similarity] of the closest texts, and notes (Markdown).
+            """
             source, name = image_source(image)
             res = tasks.search_texts(source, texts, registry.for_slot("clip", lazy=True), k=k, name=name)
             warn_all(res.notices)
@@ -281,6 +340,16 @@ def build(registry, settings):
 
         @user_errors
         def heatmap(image, more, texts):
+            """Similarity heatmap of images x texts (CLIP cosine similarity).
+
+            Args:
+                image: the first image (an http(s) URL of an image file).
+                more: more images (http(s) URLs), or none.
+                texts: the texts, one per line.
+
+            Returns:
+                A plotly heatmap, one row per image and one column per text.
+            """
             source, _ = image_source(image)
             extra = _file_sources(more)
             h = tasks.similarity_heatmap(([source] if source is not None else []) + extra, texts,
@@ -294,19 +363,31 @@ def build(registry, settings):
         caption_inputs = [c_image, c_method, c_beams, c_max_len, c_temp, c_top_k, c_top_p, c_num, c_seed]
         c_button.click(caption, caption_inputs, [c_captions, c_notes], api_name="caption",
                        concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
-        r_button.click(rank, [c_image, r_candidates], [r_label, r_plot, r_notes], api_name="rank_captions",
-                       concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+        ranking = r_button.click(rank, [c_image, r_candidates], [r_label, r_plot, r_notes], api_name="rank_captions",
+                                 concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+        explain = match_maps.image_explainer(registry, thumbnails)
+        match_maps.listen_image(r_why, explain, (ranking, [r_label]), c_image, match_maps.ranked_labels, contrast=True,
+                                api_name="explain_image_text")
 
         searches = model_events([s_button.click, s_query.submit], search_images, [s_query, s_k, s_files],
                                 [s_gallery, s_table, s_notes, s_state], api_name="search_images")
         model_events([event.success for event in searches], embedding_map, [s_query, s_k, s_state], [s_map],
                      api_name="embedding_map")
 
-        t_button.click(search_texts, [t_image, t_texts, t_k], [t_table, t_notes], api_name="search_texts",
-                       concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False).success(
-            heatmap, [t_image, t_more, t_texts], [t_heatmap], api_name="similarity_heatmap",
-            concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+        text_search = t_button.click(search_texts, [t_image, t_texts, t_k], [t_table, t_notes], api_name="search_texts",
+                                     concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+        text_search.success(heatmap, [t_image, t_more, t_texts], [t_heatmap], api_name="similarity_heatmap",
+                            concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+        match_maps.listen_image(t_why, explain, (text_search, [t_table]), t_image, _table_texts)
     return thumbnails.close  # build_demo runs it when the app closes
+
+
+def _table_texts(table) -> list[str]:
+    """The texts column of a results table (a DataFrame, best first)."""
+    try:
+        return [str(t) for t in table["text"].tolist()]
+    except (KeyError, TypeError, AttributeError):
+        return []
 
 
 def _default_texts(folder: Path) -> list[str]:
