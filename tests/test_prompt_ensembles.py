@@ -228,6 +228,18 @@ def test_the_evaluation_section_reports_single_ensemble_and_gain(clip, audio):
     assert out["image"]["templates"] == len(TINY_IMAGE) and out["audio"]["single_template"] == "{}"
 
 
+def test_cli_eval_runs_the_prompt_ensemble_section_alone(capsys):
+    from mmdemo.cli import main
+
+    assert main(["eval", "--only", "prompt_ensemble", "--n", "20", "--seed", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["seed"] == 3 and set(out) == {"seed", "prompt_ensemble", "second_generator"}
+    for section in (out["prompt_ensemble"], out["second_generator"]["prompt_ensemble"]):
+        assert section["image"]["n"] == section["audio"]["n"] == 20
+    assert main(["eval", "--only", "prompt_ensemble", "--write-card"]) == 2
+    assert "--write-card needs the whole evaluation" in capsys.readouterr().err
+
+
 def test_cli_match_audio_adds_the_built_in_set_the_model_can_read(tmp_path, capsys):
     import soundfile as sf
 

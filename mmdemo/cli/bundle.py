@@ -145,15 +145,20 @@ def cmd_eval(args) -> int:
     bundle = Path(args.bundle or TINY_BUNDLE_DIR)
     if getattr(args, "only", None) == "prompt_ensemble":  # one section: a minute, not the whole evaluation
         from mmdemo.training.bundle_io import bundle_handles
-        from mmdemo.training.evaluate import prompt_ensemble
+        from mmdemo.training.evaluate import prompt_ensemble, second_renderers
 
         if args.write_card:
             from mmdemo.errors import MMDemoError
 
             raise MMDemoError("eval_only_card", "--write-card needs the whole evaluation; drop --only.")
         clip, audio = bundle_handles(bundle, "cpu")
-        _print({"seed": args.seed, "prompt_ensemble": prompt_ensemble(clip, audio, seed=args.seed,
-                                                                      n=min(args.n, 500))}, args.json)
+        # As the whole evaluation runs it, in the same places of its JSON (the second
+        # generator's looks are drawn afresh here: its figures differ a little from a whole run's).
+        n = min(args.n, 500)
+        image2, sound2 = second_renderers(audio, args.seed)
+        _print({"seed": args.seed, "prompt_ensemble": prompt_ensemble(clip, audio, seed=args.seed, n=n),
+                "second_generator": {"prompt_ensemble": prompt_ensemble(clip, audio, seed=args.seed, n=n,
+                                                                        image=image2, sound=sound2)}}, args.json)
         return 0
     metrics = evaluate(bundle, n=args.n, seed=args.seed)
     if args.write_card:  # after a change to the evaluation itself; the weights stay as they are

@@ -52,7 +52,7 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
     """Every metric on the first generator (the one the bundle trained on, fresh seeds),
     then, with ``second``, the same on the second generator (never trained on) under
     ``"second_generator"``, with the gaps (second - first) under ``"robustness_gap"``."""
-    from mmdemo.toyworld import scenes, second_generator, sounds
+    from mmdemo.toyworld import scenes, sounds
 
     started = time.perf_counter()
     clip, coca, audio = load_bundle(Path(bundle), device)
@@ -64,17 +64,7 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
     out["prompt_ensemble"] = prompt_ensemble(clip, audio, seed=seed, n=min(n, 500))
     out["saliency"] = saliency_hit_rate(clip, seed=seed, n=min(n, 500))
     if second:
-        from mmdemo.media import load_audio
-
-        draw = np.random.default_rng(seed + 17)  # the second generator's own choices
-
-        def sound2(spec):
-            sr, wave = second_generator.render_sound(spec, draw)
-            return load_audio((sr, wave), target_sr=audio.sample_rate).wave  # the app's own resampling
-
-        def image2(scene):
-            return second_generator.render_scene(scene, draw, size=size)
-
+        image2, sound2 = second_renderers(audio, seed, size)
         two = _world_metrics(clip, coca, audio, np.random.default_rng(seed), n=n, caption_n=caption_n,
                              image=image2, sound=sound2)
         two["fusion"] = evaluate_heads(Path(bundle), clip, audio, seed=seed, task_n=task_n, baseline_n=0,
@@ -82,8 +72,28 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
         out["second_generator"] = two
         out["robustness_gap"] = robustness_gap(out, two)
         out["out_of_domain"] = _out_of_domain(clip, coca, audio, seed, image2, sound2, n=min(n, 500))
+        # Last: it draws looks from image2/sound2, which would shift the sections above.
+        two["prompt_ensemble"] = prompt_ensemble(clip, audio, seed=seed, n=min(n, 500), image=image2, sound=sound2)
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
+
+
+def second_renderers(audio, seed: int, size: int = tiny_configs.IMAGE_SIZE):
+    """(image(scene), sound(spec)) drawn by the second generator (never trained on), sounds
+    resampled to the audio model's rate as the app does."""
+    from mmdemo.media import load_audio
+    from mmdemo.toyworld import second_generator
+
+    draw = np.random.default_rng(seed + 17)  # the second generator's own choices
+
+    def sound2(spec):
+        sr, wave = second_generator.render_sound(spec, draw)
+        return load_audio((sr, wave), target_sr=audio.sample_rate).wave  # the app's own resampling
+
+    def image2(scene):
+        return second_generator.render_scene(scene, draw, size=size)
+
+    return image2, sound2
 
 
 def _top1(items: np.ndarray, truth: list[int], encode, labels: list[str], templates) -> float:
@@ -107,12 +117,13 @@ def _ensemble_row(items: np.ndarray, truth: list[int], encode, labels: list[str]
             "chance": round(1 / len(labels), 4)}
 
 
-def prompt_ensemble(clip, audio, seed: int, n: int = 500) -> dict:
+def prompt_ensemble(clip, audio, seed: int, n: int = 500, image=None, sound=None) -> dict:
     """Zero-shot accuracy on the generated world, one prompt vs the built-in tiny-world
     prompt ensemble (mmdemo/tasks/prompts.py): images are one-object scenes named by
     colour and shape (the pairs seen in training), sounds single events named by
     ``sounds.sound_classes()``. ``single`` is the app's default without templates (the
-    Classify tab's ``a {}``; the Audio tab's labels as typed)."""
+    Classify tab's ``a {}``; the Audio tab's labels as typed). ``image(scene)``/``sound(spec)``
+    draw the items another way (the second generator), as in :func:`_world_metrics`."""
     from mmdemo.tasks.classify import DEFAULT_TEMPLATE
     from mmdemo.tasks.prompts import builtin_set
     from mmdemo.toyworld import scenes, sounds
@@ -121,13 +132,14 @@ def prompt_ensemble(clip, audio, seed: int, n: int = 500) -> dict:
     labels = [f"{c} {s}" for c in scenes.COLOURS for s in scenes.SHAPES if (c, s) not in scenes.HELD_OUT]
     sc = [scenes.sample_scene(rng, n_objects=1, split="train") for _ in range(n)]
     truth = [labels.index(f"{s.objects[0].colour} {s.objects[0].shape}") for s in sc]
-    images = clip.encode_images([Image.fromarray(scenes.render_scene(s, size=tiny_configs.IMAGE_SIZE)) for s in sc])
+    image = image or (lambda s: scenes.render_scene(s, size=tiny_configs.IMAGE_SIZE))
+    images = clip.encode_images([Image.fromarray(image(s)) for s in sc])
     out = {"image": _ensemble_row(images, truth, clip.encode_texts, labels, DEFAULT_TEMPLATE,
                                   builtin_set("image", "tiny-world").templates)}
     names = sounds.sound_classes()
     specs = [sounds.sample_sound(rng, n_events=1) for _ in range(n)]
     truth = [names.index(sounds.EVENTS[(s.events[0].kind, s.events[0].variant)]) for s in specs]
-    waves = audio.encode_waves([sounds.render_sound(s) for s in specs])
+    waves = audio.encode_waves([(sound or sounds.render_sound)(s) for s in specs])
     out["audio"] = _ensemble_row(waves, truth, audio.encode_texts, names, "{}",
                                  builtin_set("audio", "tiny-world").templates)
     return out
