@@ -103,6 +103,8 @@ def explain_image_text(source: Any, text: str | None, clip, *, method: str = "ch
     matched this text rather than those."""
     method = _check_method(method)
     _check_model(clip)
+    if not (text or "").strip() if isinstance(text, (str, type(None))) else False:
+        raise MMDemoError("text_empty", "Type the text to show on the image (e.g. 'a red star').")
     text, notices = read_query(text, clip)
     others = [t for t in dict.fromkeys(str(c).strip() for c in (contrast or ())) if t and t != text][:MAX_CONTRAST]
     loaded = load(source, name)

@@ -19,6 +19,7 @@ from mmdemo.media import AUDIO_SUFFIXES, load_audio
 from mmdemo.tasks import audio as tasks
 from mmdemo.tasks import prompts
 from mmdemo.ui.common import MODEL_CONCURRENCY_ID, Galleries, ResultFiles, model_events, user_errors, warn_all
+from mmdemo.ui import match_maps
 
 INTRO = ("Match a sound against text, search sounds by text, or texts by a sound. "
          "The tiny bundle only knows generated sounds (tones, chirps, noises, clicks, chords); "
@@ -176,6 +177,7 @@ def build(registry, settings):
                 m_timeline = gr.Plot(label="Similarity over time", elem_id="audio-timeline")
                 m_table = gr.Dataframe(headers=BEST_COLUMNS, interactive=False, label="Best window per label",
                                        elem_id="audio-best-table")
+                m_why = match_maps.audio_panel("audio-match")
 
             with gr.Tab("Search sounds by text", id="audio_search"):
                 with gr.Row():
@@ -209,6 +211,19 @@ def build(registry, settings):
 
         @user_errors
         def match(clip, labels, templates):
+            """Match an audio clip against text labels (zero-shot): which label describes the sound best.
+
+            Args:
+                clip: the sound (an http(s) URL of a WAV, FLAC, OGG or MP3 file).
+                labels: candidate labels, one per line, e.g. "a rising chirp".
+                templates: prompt templates with {} for the label, one per line, averaged; empty = the label alone.
+
+            Returns:
+                the ranked labels with probabilities ({label, confidences})
+                a summary (Markdown)
+                charts of the waveform and log-mel, and of each label's score over time
+                a table [rank, label, probability, similarity, best window]
+            """
             audio = registry.for_slot("audio", lazy=True)
             m = tasks.match_audio(clip, labels, audio, templates=templates)
             warn_all(m.notices)
@@ -217,6 +232,16 @@ def build(registry, settings):
 
         @user_errors
         def search_sounds(query, k, files, progress=gr.Progress()):
+            """Search sounds by text: rank a gallery of audio clips by similarity to a description.
+
+            Args:
+                query: what the sound is, e.g. "a rising chirp".
+                k: how many sounds to return, 1-20.
+                files: your sounds or zips to search (http(s) URLs); none = the built-in example sounds.
+
+            Returns:
+                A table [rank, sound, similarity, caption, best window] and players for the best three.
+            """
             audio = registry.for_slot("audio", lazy=True)
             with galleries.searched(files, audio, progress) as gallery:
                 hits = tasks.search_gallery(gallery, query, audio, k=int(k))
@@ -232,12 +257,27 @@ def build(registry, settings):
 
         @user_errors
         def search_texts(clip, texts, k):
+            """Search texts by audio: rank a list of texts by similarity to a sound.
+
+            Args:
+                clip: the sound (an http(s) URL of an audio file).
+                texts: the texts to rank, one per line.
+                k: how many texts to return, 1-20.
+
+            Returns:
+                A table [rank, text, similarity] of the closest texts.
+            """
             audio = registry.for_slot("audio", lazy=True)
             res = tasks.search_texts_by_audio(clip, texts, audio, k=int(k))
             warn_all(res.notices)
             return [[i + 1, h["label"], round(h["score"], 4)] for i, h in enumerate(res.hits)]
 
         def example():
+            """Make an example clip to try the audio tools with: eight seconds of two generated sounds.
+
+            Returns:
+                The URL of a WAV file (pass it as the clip of match or search_texts).
+            """
             return _example(players)
 
         @user_errors
@@ -247,8 +287,11 @@ def build(registry, settings):
         m_template_set.change(fill_templates, m_template_set, m_templates, api_name=False, queue=False)
         m_example.click(example, None, m_clip, api_name="audio_example_clip", queue=False)
         t_example.click(example, None, t_clip, api_name=False, queue=False)
-        m_button.click(match, [m_clip, m_labels, m_templates], [m_ranked, m_info, m_heard, m_timeline, m_table],
-                       api_name="match_audio", concurrency_id=MODEL_CONCURRENCY_ID)
+        matching = m_button.click(match, [m_clip, m_labels, m_templates],
+                                  [m_ranked, m_info, m_heard, m_timeline, m_table],
+                                  api_name="match_audio", concurrency_id=MODEL_CONCURRENCY_ID)
+        match_maps.listen_audio(m_why, match_maps.audio_explainer(registry), (matching, [m_ranked]), m_clip,
+                                match_maps.ranked_labels, api_name="explain_audio_text")
         model_events([s_button.click, s_query.submit], search_sounds, [s_query, s_k, s_files], [s_table, *s_players],
                      api_name="search_audio")
         t_button.click(search_texts, [t_clip, t_texts, t_k], [t_table],

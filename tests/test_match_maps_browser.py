@@ -1,0 +1,53 @@
+"""Why it matched, in a real browser (Debian's chromium via Playwright) on the tiny bundle:
+the map appears beside a ranking, follows the text and method the user picks, and the
+Audio tab shows when a sound matched."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+from playwright.sync_api import expect
+
+from tests.test_audio_browser import open_audio_tab, sound, upload
+from tests.test_image_browser import open_image_tab, pick_example, scenes  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def map_src(page, prefix):
+    return page.locator(f"#{prefix}-why-map img").first
+
+
+def test_ranking_shows_where_the_best_caption_matched(tiny_app, page, scenes):  # noqa: F811
+    path, caption = scenes[0]
+    open_image_tab(page, tiny_app[1])
+    pick_example(page, "image-caption-examples", 0, path)
+    page.get_by_role("button", name="Rank captions", exact=True).click()
+    picture = map_src(page, "image-rank")
+    expect(picture).to_be_visible(timeout=90_000)
+    first = picture.get_attribute("src")
+    notes = page.locator("#image-rank-why-notes")
+    expect(notes).to_contain_text("cosine similarity")
+    best = page.locator("#image-rank-why-text input").input_value()
+    expect(notes).to_contain_text(best)
+    # Another method redraws the map for the same text.
+    page.get_by_label("patch-token similarity (tokens)").check()
+    expect(notes).to_contain_text("tokens:", timeout=60_000)
+    expect(picture).not_to_have_attribute("src", first)
+    # A text the user types gets its own map.
+    box = page.locator("#image-rank-why-text input")
+    box.fill("a large green ring")
+    box.press("Enter")
+    expect(notes).to_contain_text("a large green ring", timeout=60_000)
+
+
+def test_match_audio_shows_when_the_sound_matched(tiny_app, page, tmp_path):
+    path = tmp_path / "chirp.wav"
+    sf.write(path, np.concatenate([np.zeros(S_RATE, np.float32), sound("chirp", "rising", 2.5)]), S_RATE)
+    open_audio_tab(page, tiny_app[1])
+    upload(page, "audio-match-clip", path)
+    page.get_by_role("button", name="Match", exact=True).click()
+    expect(page.locator("#audio-match-why-map .js-plotly-plot")).to_be_visible(timeout=90_000)
+    expect(page.locator("#audio-match-why-notes")).to_contain_text("cosine similarity", timeout=60_000)
+
+
+from mmdemo.toyworld.sounds import SAMPLE_RATE as S_RATE  # noqa: E402
