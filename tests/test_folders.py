@@ -221,3 +221,16 @@ def test_cli_folder_bad_input_is_a_message_and_a_non_zero_exit(tmp_path, capsys)
     corrupt_png(tmp_path / "bad" / "x.png")
     code, out, _ = cli(capsys, "folder", "rank-captions", tmp_path / "bad")
     assert code == 2 and "x.png: error:" in out  # every file failed: nothing came out
+
+
+def test_cli_index_build_from_a_zip_keeps_its_captions(tmp_path, capsys):
+    captions = write_scenes(tmp_path / "g", n=4)
+    z = zip_folder(tmp_path / "g", tmp_path / "g.zip")
+    index = tmp_path / "g.npz"
+    code, out, _ = cli(capsys, "index", "build", z, "--out", index, "--cache-dir", tmp_path / "c", "--json")
+    assert code == 0 and json.loads(out)["captioned"] == 4
+    code, out, _ = cli(capsys, "search", index, "a large red circle", "-k", "2", "--json")
+    hits = json.loads(out)["hits"]
+    assert hits and all(h["caption"] == captions[h["label"]] for h in hits)
+    code, out, _ = cli(capsys, "index", "build", z, "--out", index, "--cache-dir", tmp_path / "c")
+    assert code == 0 and "4 with a caption from captions.json" in out

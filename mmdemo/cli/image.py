@@ -71,14 +71,16 @@ def cmd_index_build(args) -> int:
     gallery = build_gallery(args.sources, clip, cache_dir=cache_dir, extract_dir=extract_dir,
                             max_files=args.max_files)
     gallery.index.save(out)
+    captioned = sum(1 for it in gallery.index.items if it.get("caption"))  # from captions.json files
     report = {"index": str(out), "model_id": gallery.model_id, "images": len(gallery), "encoded": gallery.encoded,
-              "cached": len(gallery) - gallery.encoded, "notices": gallery.notices}
+              "cached": len(gallery) - gallery.encoded, "captioned": captioned, "notices": gallery.notices}
     if args.json:
         print_json(report)
         return 0
     warn(gallery.notices)
     print(f"Indexed {len(gallery)} image(s) with {gallery.model_id} into {out} "
-          f"({gallery.encoded} encoded, {len(gallery) - gallery.encoded} from the cache).")
+          f"({gallery.encoded} encoded, {len(gallery) - gallery.encoded} from the cache; "
+          f"{captioned} with a caption from captions.json).")
     return 0
 
 
