@@ -37,8 +37,12 @@ def available_devices() -> list[str]:
     return ["auto", "cpu"] + (["cuda"] if cuda else []) + (["mps"] if mps else [])
 
 
-def check_device(device: str | None) -> None:
-    """Refuse a device name that is none of auto|cpu|cuda|mps (None = unchanged, fine).
-    An absent accelerator is no error: resolve_device falls back to CPU, with a warning."""
+def entry_device(device: str | None) -> tuple[str | None, str | None]:
+    """(device, warning) for a device asked for one model: None or "auto" give (None, None),
+    i.e. follow the app's device; an absent accelerator falls back to CPU with a warning; a
+    name that is none of auto|cpu|cuda|mps is a user error."""
     if device is not None and device not in DEVICES:
         raise MMDemoError("device_unknown", f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
+    if device in (None, "auto"):
+        return None, None
+    return resolve_device(device)

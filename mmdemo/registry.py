@@ -80,9 +80,7 @@ class _Slot:
     dtype: str | None = None
     last_used: float = 0.0
     device: str | None = None  # where the handle lives (set while loaded)
-    # The device chosen for this entry (resolved); None = the app's. Survives eviction by the
-    # memory budget, so a reload goes back where the user put it.
-    pinned: str | None = None
+    pinned: str | None = None  # chosen for it (None = the app's); kept through eviction, for the reload
 
 
 def _backend(spec: EntrySpec) -> Callable:
@@ -138,15 +136,11 @@ class Registry:
         return self._device
 
     def place(self, device: str | None) -> tuple[str | None, str | None]:
-        """(device, warning) for a device asked for one entry: ``None`` or ``"auto"`` = the
-        app's device (returned as None: follow it), an unavailable one falls back to CPU with
-        a warning (as ``--device`` does), an unknown name is a user error."""
-        from mmdemo.devices import check_device, resolve_device
+        """(device, warning) for a device asked for one entry (mmdemo.devices.entry_device:
+        None = follow the app's); the warning also goes to the Models tab's summary."""
+        from mmdemo.devices import entry_device
 
-        check_device(device)
-        if device in (None, "auto"):
-            return None, None
-        resolved, warning = resolve_device(device)
+        resolved, warning = entry_device(device)
         if warning and warning not in self.warnings:  # once, however often it's asked
             self.warnings.append(warning)
             log.warning(warning)
@@ -187,12 +181,9 @@ class Registry:
 
     # -- loading ----------------------------------------------------------------------
     def get(self, name: str, device: str | None = None) -> Any:
-        """The loaded handle for ``name``, loading it on first use (exactly once).
-
-        ``device`` (auto|cpu|cuda|mps) also chooses where the entry lives from now on: one
-        loaded elsewhere is reloaded there (once, under its lock; requests already holding
-        the old handle finish on it). ``"auto"`` gives it back to the app's device; None
-        (what tasks pass) keeps whatever was chosen."""
+        """The loaded handle for ``name``, loading it on first use (exactly once). ``device``
+        (auto = the app's, cpu, cuda, mps) also puts it there from now on: loaded elsewhere,
+        it moves (once; requests holding the old handle finish on it). None keeps it where it is."""
         slot = self._slot(name)
         pin_now = device is not None
         target = self.place(device)[0] if pin_now else None
@@ -207,13 +198,16 @@ class Registry:
             if pin_now:
                 slot.pinned = target
             wanted = slot.pinned or self.device
-            if slot.state == LOADED and slot.device != wanted:
+            moved = slot.state == LOADED and slot.device != wanted
+            if moved:
                 log.info("moving %s from %s to %s", name, slot.device, wanted)
                 self._release(slot)
             if slot.state != LOADED:
                 self._load(name, slot, wanted)
             slot.last_used = time.monotonic()
             handle = slot.handle
+        if moved:
+            self._release_dependents(name)
         self._evict_over_budget(keep=name)
         return handle
 
@@ -289,7 +283,21 @@ class Registry:
             if slot.state not in (LOADED, FAILED):
                 return False
             self._release(slot)
+        self._release_dependents(name)
         return True
+
+    def _release_dependents(self, name: str) -> None:
+        """Unload what holds ``name``'s old handle (tiny-audio keeps its CLIP as text side), or that
+        copy stays in memory; they reload with the new one on next use. Without ``name``'s lock held."""
+        with self._slots_lock:
+            loaded = [(n, s) for n, s in self._slots.items() if s.state == LOADED and n != name]
+        for other, slot in loaded:
+            if name in self._dependencies(self.catalog.entry(other)).values():
+                with slot.lock:
+                    if slot.state == LOADED:
+                        log.info("unloading %s: it holds %s's old copy", other, name)
+                        self._release(slot)
+                self._release_dependents(other)
 
     def _release(self, slot: _Slot) -> None:
         was_loaded, device = slot.handle is not None, slot.device

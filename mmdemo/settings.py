@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -45,6 +46,15 @@ class Settings:
     queue_size: int = 64
     concurrency: int | None = None  # model-bound events at once; None = sized for the device
     batch_max: int = DEFAULT_BATCH_MAX  # inputs per batched encode call; 1 = no batching
+    mcp: bool = False  # also serve the named endpoints as MCP tools (needs gradio[mcp])
+
+    def __post_init__(self):
+        if self.mcp and self.auth:
+            # Gradio mounts its MCP server beside the app, outside the login: tools would answer anyone.
+            raise MMDemoError("settings_invalid", "--mcp cannot be combined with --auth: Gradio's MCP server "
+                                                  "does not ask for the login. Run one or the other.")
+        if self.mcp and importlib.util.find_spec("mcp") is None:
+            raise MMDemoError("settings_invalid", "--mcp needs the mcp package: pip install 'gradio[mcp]==6.31.0'.")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -97,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{DEFAULT_CPU_CONCURRENCY} on CPU, {DEFAULT_CONCURRENCY['cuda']} on CUDA; {env} MMDEMO_CONCURRENCY)")
     p.add_argument("--batch-max", help=f"most inputs merged into one model call (default {DEFAULT_BATCH_MAX}; "
                    f"1 = no batching; {env} MMDEMO_BATCH_MAX)")
+    p.add_argument("--mcp", action="store_true", default=None, help="also serve the API as MCP tools for LLM "
+                   f"clients at /gradio_api/mcp/ (needs gradio[mcp]; {env} MMDEMO_MCP=1)")
     return p
 
 
@@ -114,6 +126,7 @@ _ENV = {
     "queue_size": ("MMDEMO_QUEUE_SIZE", int),
     "concurrency": ("MMDEMO_CONCURRENCY", str),
     "batch_max": ("MMDEMO_BATCH_MAX", str),
+    "mcp": ("MMDEMO_MCP", _truthy),
 }
 # Counts given as text by flag or environment: whole numbers >= 1, or a settings_invalid error.
 _COUNTS = {"concurrency": "--concurrency / MMDEMO_CONCURRENCY", "batch_max": "--batch-max / MMDEMO_BATCH_MAX"}

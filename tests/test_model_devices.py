@@ -24,10 +24,11 @@ GATE = threading.Event()
 
 
 class FakeHandle:
-    def __init__(self, device):
+    def __init__(self, device, text=None):
         import torch
 
         self.device = device  # what the backend was asked for; weights stay on CPU here
+        self.text = text  # an audio model's text side: the loaded CLIP it was handed
         self.net = torch.nn.Linear(256, 256)
 
     def modules(self):
@@ -37,7 +38,7 @@ class FakeHandle:
 def recording_loader(spec, device, deps):
     LOADS.append((spec.name, device))
     assert GATE.wait(30), "the test never let the load finish"
-    return FakeHandle(device)
+    return FakeHandle(device, (deps or {}).get("text"))
 
 
 @pytest.fixture
@@ -47,8 +48,12 @@ def reg(monkeypatch):
     LOADS.clear()
     GATE.set()
     monkeypatch.setitem(registry_mod.BACKENDS, ("clip", "fake"), f"{__name__}:recording_loader")
+    monkeypatch.setitem(registry_mod.BACKENDS, ("audio", "fake"), f"{__name__}:recording_loader")
+    monkeypatch.setitem(registry_mod.NEEDS, ("audio", "fake"), ("text",))
     monkeypatch.setattr(devices, "_present", lambda: (True, False))
-    cat = Catalog({n: EntrySpec(n, "clip", "fake") for n in "ab"}, {"p": Profile("p", clip="a")})
+    entries = {n: EntrySpec(n, "clip", "fake") for n in "ab"}
+    entries["snd"] = EntrySpec("snd", "audio", "fake", requires={"text": "a"})  # as tiny-audio on tiny-clip
+    cat = Catalog(entries, {"p": Profile("p", clip="a")})
     return Registry(cat, device="cpu", profile="p")
 
 
@@ -71,6 +76,14 @@ def test_a_loaded_entry_moves_when_another_device_is_chosen_and_auto_brings_it_b
     assert reg.get("a", device="auto").device == "cpu"  # auto = the app's device
     assert LOADS == [("a", "cpu"), ("a", "cuda"), ("a", "cpu")]
     assert reg.warnings == []
+
+
+def test_moving_a_model_unloads_what_holds_its_old_copy(reg):
+    assert reg.get("snd").text.device == "cpu"
+    reg.get("a", device="cuda")
+    # The audio model held the CPU copy of "a": it goes, and comes back with the moved one.
+    assert not reg.is_loaded("snd") and reg.get("snd").text.device == "cuda"
+    assert reg.unload("a") and not reg.is_loaded("snd")
 
 
 def test_eight_concurrent_requests_to_move_an_entry_reload_it_once(reg):

@@ -192,6 +192,8 @@ def launch(demo: gr.Blocks, settings: Settings, **overrides):
         max_file_size=settings.max_upload_bytes,
         show_error=True,
         app_kwargs=app_kwargs,
+        # Explicit, so Gradio's GRADIO_MCP_SERVER variable can't open an MCP route unasked.
+        mcp_server=settings.mcp,
     )
     if settings.auth:
         gate = LoginGate(settings.auth)

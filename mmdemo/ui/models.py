@@ -73,13 +73,12 @@ def build(registry: Registry, settings=None) -> None:
 
         @user_errors
         def load(name, device="auto"):
-            """Load one model of the registry now (models otherwise load on first use),
-            on a chosen device.
+            """Load one model of the registry now (models otherwise load on first use) on a chosen
+            device; one already loaded on another device moves there.
 
             Args:
-                name: the registry entry to load, e.g. "tiny-clip" (see the status table's names).
-                device: auto (the app's device), cpu, cuda or mps; an accelerator that is not
-                    present falls back to CPU with a warning. A model loaded elsewhere moves.
+                name: the registry entry to load, e.g. "tiny-clip" (the status table lists them).
+                device: auto (the app's device), cpu, cuda or mps; an absent one falls back to CPU, with a warning.
 
             Returns:
                 The status table (one row per entry, with its device) and the summary.
@@ -125,7 +124,9 @@ def build(registry: Registry, settings=None) -> None:
         # The table was drawn when the app was built; opening the tab shows what is loaded now.
         tab.select(refresh, None, outputs, api_name=False, queue=False)
         refresh_btn.click(refresh, None, outputs, api_name="models_status", queue=False)
-        loading = load_btn.click(load, [choice, device], outputs, api_name="load_model", concurrency_id=MODEL_CONCURRENCY_ID)
+        # Device last, with a default: clients that send only the name keep working.
+        loading = load_btn.click(load, [choice, device], outputs, api_name="load_model",
+                                 concurrency_id=MODEL_CONCURRENCY_ID)
         # A failed load raises gr.Error; refresh anyway so the table shows the failure.
         loading.failure(refresh, None, outputs, api_name=False, queue=False)
         unload_btn.click(unload, choice, outputs, api_name="unload_model", concurrency_id=MODEL_CONCURRENCY_ID)

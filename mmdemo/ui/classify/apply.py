@@ -49,6 +49,19 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
 
     @user_errors
     def classify(head, image, text, audio, request: gr.Request):
+        """Classify an image + text (+ audio) example with a trained fusion head.
+
+        Args:
+            head: the fusion head's name, e.g. "tiny-head-scene_qa-attention" (the enum lists them).
+            image: the image (an http(s) URL of an image file).
+            text: the text, e.g. a question about the image.
+            audio: a sound (an http(s) URL of an audio file), for heads that take audio; else none.
+
+        Returns:
+            the labels with probabilities ({label, confidences})
+            a summary (Markdown), with how the top label's probability changes when an input is removed
+            charts of each modality's contribution and of the head's weights, gates or attention
+        """
         handle = ctx.resolve_head(head, request)  # the sender's own head of that name, else the registry's
         res = tasks.classify(handle, image_source(image)[0], text, file_path(audio),
                              registry.for_slot("clip", lazy=True), ctx.audio_for("audio" in handle.modalities))

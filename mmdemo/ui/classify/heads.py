@@ -22,6 +22,15 @@ def render() -> dict:
 def listen(ctx: ClassifyContext, ui: dict, *, head: gr.Dropdown) -> None:
     @user_errors
     def upload_head(path, name, request: gr.Request):
+        """Add a trained fusion head (a .safetensors file from train_heads) for this session to classify with.
+
+        Args:
+            path: the head file (an http(s) URL of a .safetensors file).
+            name: the name to give it; empty = the file's own.
+
+        Returns:
+            A status message (Markdown) and the updated list of heads.
+        """
         if not path:
             raise MMDemoError("head_file_missing", "Choose a head file (.safetensors) to upload first.")
         added, replaced = ctx.heads_of(request).import_file(path, name or None)

@@ -145,6 +145,21 @@ def listen(ctx: ClassifyContext, ui: dict, *, download: gr.File, head: gr.Dropdo
     @user_errors
     def train_upload(files, kinds, epochs, lr, name, baselines, patience, request: gr.Request,
                      progress=gr.Progress()):
+        """Train fusion heads on your own data: a CSV (image, text, label and optionally audio columns;
+        media paths relative to the CSV) with its media files, or one zip of both.
+
+        Args:
+            files: the CSV and its media files, or one zip (http(s) URLs).
+            kinds: head kinds to train: weighted_sum, concat, bilinear, attention, gated.
+            epochs: most training epochs.
+            lr: learning rate.
+            name: the name for the trained heads.
+            baselines: also train single-modality baselines, true or false.
+            patience: stop after this many epochs without improvement on the validation split.
+
+        Returns:
+            Status (Markdown), training chart, leaderboard table, confusion matrix, the best head's file, head list.
+        """
         job = tasks.TrainingJob.from_upload(ctx.registry, files, kinds,
                                             **options(epochs, patience, lr, name, baselines, request))
         yield from _stream(ctx, job, request, progress)
@@ -152,11 +167,31 @@ def listen(ctx: ClassifyContext, ui: dict, *, download: gr.File, head: gr.Dropdo
     @user_errors
     def train_generated(task, n, kinds, epochs, lr, name, baselines, patience, request: gr.Request,
                         progress=gr.Progress()):
+        """Train fusion heads on generated examples (scenes with questions, or scenes with sounds).
+
+        Args:
+            task: scene_qa or scene_sound_match.
+            n: how many generated examples.
+            kinds: head kinds to train: weighted_sum, concat, bilinear, attention, gated.
+            epochs: most training epochs.
+            lr: learning rate.
+            name: the name for the trained heads.
+            baselines: also train single-modality baselines, true or false.
+            patience: stop after this many epochs without improvement on the validation split.
+
+        Returns:
+            Status (Markdown), training chart, leaderboard table, confusion matrix, the best head's file, head list.
+        """
         job = tasks.TrainingJob.from_generated(ctx.registry, task, n, kinds,
                                                **options(epochs, patience, lr, name, baselines, request))
         yield from _stream(ctx, job, request, progress)
 
     def cancel_training(request: gr.Request):
+        """Cancel the training this client started (the current epoch finishes first; saved heads stay).
+
+        Returns:
+            A status message.
+        """
         if not ctx.jobs.cancel(session_of(request)):
             return "Nothing is training right now."
         return "Cancelling… (the current epoch finishes first)"

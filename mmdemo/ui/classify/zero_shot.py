@@ -52,6 +52,25 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
 
     @user_errors
     def zero_shot(image, text, audio, labels, template, w_image, w_text, w_audio, templates=""):
+        """Zero-shot classification of image + text (+ audio) against labels, no training: each modality
+        is scored against the labels' prompts, then the scores are fused by the weights.
+
+        Args:
+            image: the image (an http(s) URL of an image file), or none.
+            text: a text, or empty.
+            audio: a sound (an http(s) URL of an audio file), or none.
+            labels: the candidate labels, one per line.
+            template: the prompt template with {} for the label, e.g. "a photo of {}".
+            w_image: the image's weight in the fusion, 0-1.
+            w_text: the text's weight, 0-1.
+            w_audio: the audio's weight, 0-1.
+            templates: more templates, one per line, averaged in embedding space; empty = template alone.
+
+        Returns:
+            the fused labels with probabilities ({label, confidences})
+            a summary (Markdown)
+            a chart of each modality's scores alone
+        """
         audio = file_path(audio)
         z = tasks.zero_shot(image_source(image)[0], text, audio, labels, registry.for_slot("clip", lazy=True),
                             ctx.audio_for(bool(audio)), template=template, templates=templates,
