@@ -134,6 +134,8 @@ def test_what_no_file_can_fix_is_refused_before_any_work(tmp_path, clip):
     fake.write_text("this is not a zip")
     with pytest.raises(MMDemoError, match="not a valid zip") as err:
         F.FolderRun([fake], "rank", F.FolderOptions(), models(clip), extract_dir=tmp_path / "z")
+    with pytest.raises(MMDemoError, match="no audio model"):
+        F.FolderRun([tmp_path / "pics"], "match_audio", F.FolderOptions(texts="a chirp"), models(clip))
     with pytest.raises(MMDemoError, match="Unknown task"):
         F.FolderRun([tmp_path / "pics"], "dance", F.FolderOptions(), models(clip))
     with pytest.raises(MMDemoError, match="Upload a zip"):

@@ -148,6 +148,9 @@ class FolderRun:
 
     def _check_options(self) -> None:
         o = self.options
+        if self.task == "match_audio" and self.models.audio is None:
+            raise MMDemoError("audio_model_missing", "The active profile has no audio model; pick a profile with "
+                                                     "one (e.g. tiny) to match sounds.")
         if self.task == "caption":
             as_int = (lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)  # sliders send 3.0
             self.decode = DecodeOptions(method=str(o.method or "beam").strip().lower(), num_beams=as_int(o.num_beams),
