@@ -40,6 +40,18 @@ def test_ranking_shows_where_the_best_caption_matched(tiny_app, page, scenes):  
     expect(notes).to_contain_text("a large green ring", timeout=60_000)
 
 
+def test_search_shows_where_the_query_matched_the_best_image_and_a_clicked_one(tiny_app, page):
+    open_image_tab(page, tiny_app[1], "Search images by text")
+    page.locator("#image-query textarea, #image-query input").first.fill("a red diamond")
+    page.get_by_role("button", name="Search images", exact=True).click()
+    notes = page.locator("#image-search-why-notes")
+    expect(notes).to_contain_text("'a red diamond'", timeout=90_000)
+    picture = map_src(page, "image-search")
+    first = picture.get_attribute("src")
+    page.locator("#image-results button.thumbnail-item, #image-results .thumbnail-item").nth(1).click()
+    expect(picture).not_to_have_attribute("src", first, timeout=60_000)
+
+
 def test_match_audio_shows_when_the_sound_matched(tiny_app, page, tmp_path):
     path = tmp_path / "chirp.wav"
     sf.write(path, np.concatenate([np.zeros(S_RATE, np.float32), sound("chirp", "rising", 2.5)]), S_RATE)

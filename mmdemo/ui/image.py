@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
 from mmdemo.hashing import file_hash
 from mmdemo.media import IMAGE_SUFFIXES, load_image
 from mmdemo.tasks import image as tasks
 from mmdemo.ui import match_maps
+from mmdemo.ui.image_figures import heatmap_figure, map_figure, rank_figure
 from mmdemo.ui.common import (MODEL_CONCURRENCY_ID, Galleries, ResultFiles, image_source, model_events, user_errors,
                               warn_all)
 
@@ -30,9 +30,7 @@ INTRO = ("Caption an image, rank captions for it, search images by text or texts
          "The tiny bundle only knows generated scenes (coloured shapes on plain, striped, dotted or "
          "checkered backgrounds); a real CLIP/CoCa profile knows photos.")
 
-RANK_BARS = 15
 THUMB_PIXELS = 384  # longest side of result thumbnails sent to the browser
-AXIS_LABEL_CHARS = 32
 METHODS = [("beam search", "beam"), ("greedy", "greedy"), ("top-k sampling", "top_k"),
            ("top-p (nucleus) sampling", "top_p")]
 HIT_COLUMNS = ["rank", "image", "similarity", "caption"]
@@ -55,10 +53,6 @@ def _notes(notices) -> str:
     return "" if not notices else "**Notes**\n" + "\n".join(f"- {n}" for n in notices)
 
 
-def _short(text: str, n: int = AXIS_LABEL_CHARS) -> str:
-    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
-
-
 def _thumbnail(results: ResultFiles, path: str) -> str:
     """The result thumbnail of the image file at ``path``: a WebP file named by the
     image's bytes and the thumbnail size, made on first use only."""
@@ -68,73 +62,6 @@ def _thumbnail(results: ResultFiles, path: str) -> str:
         im.save(f, format="WEBP")
 
     return results.get(f"thumbnail:{THUMB_PIXELS}:webp:{file_hash(path)}".encode(), ".webp", write)
-
-
-# --------------------------------------------------------------------------- figures
-
-
-def rank_figure(res: tasks.RankResult):
-    """The best candidates as horizontal bars of probability, best on top."""
-    import plotly.graph_objects as go
-
-    top = res.ranked[:RANK_BARS]
-    fig = go.Figure(go.Bar(
-        x=[r["score"] for r in top], y=[_short(r["label"], 48) for r in top], orientation="h",
-        text=[f"{r['score']:.1%}" for r in top], textposition="auto",
-        customdata=[[r["label"], r["similarity"]] for r in top],
-        hovertemplate="%{customdata[0]}<br>probability %{x:.1%}<br>cosine %{customdata[1]:.3f}<extra></extra>"))
-    shown = f"top {len(top)} of {len(res.ranked)}" if len(res.ranked) > len(top) else f"{len(top)}"
-    fig.update_layout(title=f"Ranked captions ({shown} candidates)", xaxis=dict(title="probability", tickformat=".0%"),
-                      yaxis=dict(autorange="reversed"), height=max(260, 40 + 26 * len(top)),
-                      margin=dict(l=20, r=20, t=50, b=40))
-    return fig
-
-
-def heatmap_figure(h: tasks.Heatmap):
-    """Images (rows) x texts (columns), cosine similarity written in each cell."""
-    import plotly.graph_objects as go
-
-    sim = np.asarray(h.similarity, np.float64)
-    fig = go.Figure(go.Heatmap(
-        z=sim, x=[f"{j + 1}. {_short(t)}" for j, t in enumerate(h.texts)],
-        y=[f"{i + 1}. {_short(n, 24)}" for i, n in enumerate(h.images)],
-        customdata=[[[n, t] for t in h.texts] for n in h.images], colorscale="Viridis",
-        colorbar=dict(title="cosine"), texttemplate="%{z:.2f}" if sim.size <= 400 else None,
-        hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>cosine %{z:.3f}<extra></extra>"))
-    fig.update_layout(title=f"Similarity heatmap: {len(h.images)} image(s) x {len(h.texts)} text(s)",
-                      yaxis=dict(autorange="reversed"), xaxis=dict(tickangle=-35),
-                      height=max(380, 240 + 50 * len(h.images)), margin=dict(l=20, r=20, t=50, b=40))
-    return fig
-
-
-def map_figure(m: tasks.EmbeddingMap, captions: list[str], hits: list[str]):
-    """The gallery in 2-D (PCA); the query as a star, its top results ringed."""
-    import plotly.graph_objects as go
-
-    pts = np.asarray(m.points, np.float64)
-    hit = set(hits)
-    is_hit = np.array([label in hit for label in m.labels], bool)
-    fig = go.Figure()
-    for mask, name, style in ((~is_hit, "gallery image", dict(size=9, color="#9aa5b1")),
-                              (is_hit, "top result", dict(size=12, color="#1f77b4", line=dict(width=2, color="#ff7f0e")))):
-        if not mask.any():
-            continue
-        idx = np.flatnonzero(mask)
-        fig.add_trace(go.Scatter(
-            x=pts[idx, 0], y=pts[idx, 1], mode="markers", name=name, marker=style,
-            customdata=[[m.labels[i], captions[i] if i < len(captions) else ""] for i in idx],
-            hovertemplate="%{customdata[0]}<br>%{customdata[1]}<extra></extra>"))
-    if m.query_point is not None:
-        q = np.asarray(m.query_point, np.float64)
-        fig.add_trace(go.Scatter(x=[q[0]], y=[q[1]], mode="markers+text", name="query",
-                                 text=[_short(m.query_label, 40)], textposition="top center",
-                                 marker=dict(symbol="star", size=20, color="#d62728", line=dict(width=1, color="black")),
-                                 customdata=[m.query_label], hovertemplate="query: %{customdata}<extra></extra>"))
-    ev = list(m.explained_variance) + [0.0, 0.0]
-    fig.update_layout(title=f"Embedding map: {len(m.labels)} image(s), PCA of the image embeddings",
-                      xaxis_title=f"PC1 ({ev[0]:.0%} of variance)", yaxis_title=f"PC2 ({ev[1]:.0%} of variance)",
-                      height=460, margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.18))
-    return fig
 
 
 # --------------------------------------------------------------------------- the tab
@@ -214,6 +141,10 @@ def build(registry, settings):
                                        elem_id="image-results-table")
                 s_map = gr.Plot(label="Embedding map", elem_id="image-map")
                 s_state = gr.State(None, time_to_live=3600)  # the gallery last searched in this session, for the map
+                # The result whose map is shown: a server-side path (a State, never a path a client sends).
+                s_shown = gr.State([], time_to_live=3600)
+                s_picked = gr.State(None, time_to_live=3600)
+                s_why = match_maps.image_panel("image-search")
 
             with gr.Tab("Search texts by image", id="image_texts"):
                 with gr.Row():
@@ -300,7 +231,8 @@ def build(registry, settings):
             notices = gallery.notices + res.notices
             warn_all(notices)
             rows = [[i + 1, h["label"], round(h["score"], 4), h["caption"]] for i, h in enumerate(res.hits)]
-            return shown, rows, _notes(notices), gallery
+            paths = [p for p, _ in shown]
+            return shown, rows, _notes(notices), gallery, paths, paths[0] if paths else None
 
         @user_errors
         def embedding_map(query, k, gallery):
@@ -360,17 +292,22 @@ def build(registry, settings):
                       or getattr(n, "subject", None) in names])
             return heatmap_figure(h)
 
+        explain = match_maps.image_explainer(registry, thumbnails)
         caption_inputs = [c_image, c_method, c_beams, c_max_len, c_temp, c_top_k, c_top_p, c_num, c_seed]
         c_button.click(caption, caption_inputs, [c_captions, c_notes], api_name="caption",
                        concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
         ranking = r_button.click(rank, [c_image, r_candidates], [r_label, r_plot, r_notes], api_name="rank_captions",
                                  concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
-        explain = match_maps.image_explainer(registry, thumbnails)
         match_maps.listen_image(r_why, explain, (ranking, [r_label]), c_image, match_maps.ranked_labels, contrast=True,
                                 api_name="explain_image_text")
 
         searches = model_events([s_button.click, s_query.submit], search_images, [s_query, s_k, s_files],
-                                [s_gallery, s_table, s_notes, s_state], api_name="search_images")
+                                [s_gallery, s_table, s_notes, s_state, s_shown, s_picked], api_name="search_images")
+        # The query's map over the best result, or over the result the user clicks.
+        match_maps.listen_image(s_why, explain, (searches, [s_query]), s_picked, lambda q: [q])
+        s_gallery.select(_picked_result, s_shown, s_picked, api_name=False, queue=False).success(
+            explain, [s_picked, s_why.text, s_why.method], [s_why.picture, s_why.notes], api_name=False,
+            concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
         model_events([event.success for event in searches], embedding_map, [s_query, s_k, s_state], [s_map],
                      api_name="embedding_map")
 
@@ -380,6 +317,10 @@ def build(registry, settings):
                             concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
         match_maps.listen_image(t_why, explain, (text_search, [t_table]), t_image, _table_texts)
     return thumbnails.close  # build_demo runs it when the app closes
+
+
+def _picked_result(paths, evt: gr.SelectData):
+    return paths[evt.index] if paths and 0 <= evt.index < len(paths) else None
 
 
 def _table_texts(table) -> list[str]:

@@ -105,7 +105,7 @@ def _choices(texts, contrast: bool):
 
 def listen_image(panel: ImagePanel, explain, after, image, texts_of, *, contrast: bool = False,
                  api_name: str | bool = False) -> None:
-    """After ``after`` = (scoring event, its outputs) succeeds, fill the picker with
+    """After ``after`` = (scoring event(s), its outputs) succeeds, fill the picker with
     ``texts_of(*outputs)`` (best first) and draw the best one's map; redraw when the
     user picks another text or method, or presses the panel's button (``api_name``: its
     endpoint). ``image``: the component holding the image explained."""
@@ -118,7 +118,9 @@ def listen_image(panel: ImagePanel, explain, after, image, texts_of, *, contrast
 
     run = dict(fn=explain, inputs=[image, panel.text, panel.method, others], outputs=[panel.picture, panel.notes],
                api_name=False, concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
-    after[0].success(fill, after[1], [panel.text, others], api_name=False, queue=False).success(**run)
+    events = after[0] if isinstance(after[0], (list, tuple)) else [after[0]]
+    for event in events:
+        event.success(fill, after[1], [panel.text, others], api_name=False, queue=False).success(**run)
     panel.text.input(**run)
     panel.button.click(**{**run, "api_name": api_name})
     panel.method.input(**run)
