@@ -63,3 +63,20 @@ def test_match_audio_shows_when_the_sound_matched(tiny_app, page, tmp_path):
 
 
 from mmdemo.toyworld.sounds import SAMPLE_RATE as S_RATE  # noqa: E402
+
+
+def test_classify_shows_where_the_text_matched_the_image(tiny_app, page):
+    from tests.test_classify_browser import examples as _  # noqa: F401 - same generated rows
+    from tests.test_classify_browser import open_classify
+
+    open_classify(page, tiny_app[1])
+    row = page.locator("table tbody tr").first
+    row.click()
+    text = page.locator("#classify-text textarea").input_value()
+    page.get_by_role("button", name="Classify", exact=True).click()
+    if text.strip():
+        expect(page.locator("#classify-why-notes")).to_contain_text(text.strip(), timeout=90_000)
+        expect(page.locator("#classify-why-map img").first).to_be_visible()
+    else:  # an example without text: no map, and no error either
+        expect(page.locator("#classify-info")).to_contain_text("from", timeout=90_000)
+        expect(page.locator(".toast-body.error")).to_have_count(0)

@@ -12,6 +12,7 @@ import gradio as gr
 
 from mmdemo.ui.classify import apply, heads, train, zero_shot
 from mmdemo.ui.classify.context import ClassifyContext
+from mmdemo.ui.common import ResultFiles
 
 INTRO = ("Classify an image with a text (and a sound) through a trained **fusion head**, or **zero-shot** "
          "against labels you type; train your own heads and compare them with single-modality baselines. "
@@ -22,6 +23,7 @@ def build(registry, settings):
     """Lay out the Classify tab inside the current gr.Blocks context; returns what removes
     its temp folder and the anonymous sessions' heads when the app closes."""
     ctx = ClassifyContext.create(registry, settings)
+    maps = ResultFiles(prefix="mmdemo-classify-maps-")  # the "why it matched" pictures
     with gr.Tab("Classify", id="classify"):
         gr.Markdown(INTRO)
         with gr.Tabs():
@@ -35,8 +37,13 @@ def build(registry, settings):
                     train_ui["confusion"] = gr.Plot(label="Confusion matrix", elem_id="train-confusion")
                     with gr.Column():
                         heads_ui = heads.render()
-        apply.listen(ctx, head_ui)
+        apply.listen(ctx, head_ui, maps)
         zero_shot.listen(ctx, zero_shot_ui)
         train.listen(ctx, train_ui, download=heads_ui["download"], head=head_ui["head"])
         heads.listen(ctx, heads_ui, head=head_ui["head"])
-    return ctx.close
+
+    def close() -> None:
+        ctx.close()
+        maps.close()
+
+    return close

@@ -12,7 +12,8 @@ import gradio as gr
 from mmdemo.tasks import classify as tasks
 from mmdemo.ui.classify.context import ClassifyContext, default_head
 from mmdemo.ui.classify.figures import ablation_figure, explanation_figure
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, file_path, image_source, user_errors, warn_all
+from mmdemo.ui import match_maps
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, ResultFiles, file_path, image_source, user_errors, warn_all
 
 
 def render(ctx: ClassifyContext) -> dict:
@@ -37,14 +38,15 @@ def render(ctx: ClassifyContext) -> dict:
     with gr.Row():
         ablation = gr.Plot(label="Modality contribution", elem_id="classify-ablation")
         explain = gr.Plot(label="What the head looked at", elem_id="classify-explain")
+    why = match_maps.image_panel("classify")
     gr.Examples([[default_head(names, e["task"]), e["image"], e["text"], e["audio"], e["label"]] for e in ctx.examples],
                 [head, image, text, audio, expected],
                 label="Generated examples with their expected answers (click one, then Classify)")
     return {"head": head, "image": image, "text": text, "audio": audio, "button": button, "label": label,
-            "expected": expected, "info": info, "ablation": ablation, "explain": explain}
+            "expected": expected, "info": info, "ablation": ablation, "explain": explain, "why": why}
 
 
-def listen(ctx: ClassifyContext, ui: dict) -> None:
+def listen(ctx: ClassifyContext, ui: dict, maps: ResultFiles) -> None:
     registry = ctx.registry
 
     @user_errors
@@ -81,6 +83,9 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
         event(lambda: "", None, ui["expected"], api_name=False, queue=False)
     # Heads trained or uploaded in another tab of the same login appear when the list is opened.
     ui["head"].focus(head_choices, None, ui["head"], api_name=False, queue=False)
-    ui["button"].click(classify, [ui["head"], ui["image"], ui["text"], ui["audio"]],
-                       [ui["label"], ui["info"], ui["ablation"], ui["explain"]],
-                       api_name="classify", concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+    classified = ui["button"].click(classify, [ui["head"], ui["image"], ui["text"], ui["audio"]],
+                                    [ui["label"], ui["info"], ui["ablation"], ui["explain"]],
+                                    api_name="classify", concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+    # Where in the image the CLIP matched the example's text.
+    match_maps.listen_image(ui["why"], match_maps.image_explainer(registry, maps), (classified, [ui["text"]]),
+                            ui["image"], lambda text: [text] if (text or "").strip() else [])
