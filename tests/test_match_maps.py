@@ -243,3 +243,15 @@ def test_explain_audio_text_through_the_api(client, tone_after_silence, scene_pn
         client.predict(handle_file(str(scene_png[0])), text, api_name="/explain_audio_text")
     with pytest.raises(AppError, match="Type the text"):
         client.predict(handle_file(str(path)), "", api_name="/explain_audio_text")
+
+
+def test_cli_eval_reports_the_peak_in_box_rate(capsys):
+    import json
+
+    from mmdemo.cli import main
+
+    assert main(["eval", "--only", "saliency", "--n", "60", "--seed", "5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["saliency"]
+    assert out["n"] == 60 and 0.05 < out["chance"] < 0.2
+    assert out["chefer"] >= 0.75 and out["tokens"] > out["chance"]
+    assert main(["eval", "--only", "saliency", "--write-card"]) == 2

@@ -143,14 +143,21 @@ def cmd_eval(args) -> int:
     from mmdemo.training.evaluate import evaluate
 
     bundle = Path(args.bundle or TINY_BUNDLE_DIR)
+    if getattr(args, "only", None) and args.write_card:
+        from mmdemo.errors import MMDemoError
+
+        raise MMDemoError("eval_only_card", "--write-card needs the whole evaluation; drop --only.")
+    if getattr(args, "only", None) == "saliency":  # the map's peak-in-box rate: seconds
+        from mmdemo.training.bundle_io import bundle_handles
+        from mmdemo.training.saliency_eval import saliency_hit_rate
+
+        clip, _ = bundle_handles(bundle, "cpu")
+        _print({"seed": args.seed, "saliency": saliency_hit_rate(clip, seed=args.seed, n=min(args.n, 500))}, args.json)
+        return 0
     if getattr(args, "only", None) == "prompt_ensemble":  # one section: a minute, not the whole evaluation
         from mmdemo.training.bundle_io import bundle_handles
         from mmdemo.training.evaluate import prompt_ensemble, second_renderers
 
-        if args.write_card:
-            from mmdemo.errors import MMDemoError
-
-            raise MMDemoError("eval_only_card", "--write-card needs the whole evaluation; drop --only.")
         clip, audio = bundle_handles(bundle, "cpu")
         # As the whole evaluation runs it, in the same places of its JSON (the second
         # generator's looks are drawn afresh here: its figures differ a little from a whole run's).
@@ -204,5 +211,5 @@ def register(sub) -> None:
     s.add_argument("--json", action="store_true")
     s.add_argument("--write-card", action="store_true",
                    help="also rewrite the bundle's eval.json and MODEL_CARD.md with these numbers")
-    s.add_argument("--only", choices=("prompt_ensemble",), help="run one section only")
+    s.add_argument("--only", choices=("prompt_ensemble", "saliency"), help="run one section only")
     s.set_defaults(func=cmd_eval)
