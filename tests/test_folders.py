@@ -47,7 +47,9 @@ def test_rank_over_a_folder_reads_its_captions_and_keeps_going_past_a_broken_fil
 
 def test_zero_shot_labels_name_the_colour(scene_dir, clip):
     folder, captions = scene_dir
-    _, rows = run([folder], "zero_shot", clip, texts="red\ngreen\nblue\nyellow", template="a {} shape")
+    # Two templates: averaged per label, as the tabs' prompt ensembles are.
+    _, rows = run([folder], "zero_shot", clip, texts="red\ngreen\nblue\nyellow",
+                  template="a {} shape\nthere is a {} shape")
     good = [row for row in rows if not row.error]
     assert {row.answer for row in good} <= {"red", "green", "blue", "yellow"}
     assert sum(row.answer in captions[row.file] for row in good) >= 6
@@ -78,7 +80,7 @@ def test_a_zip_with_captions_json_at_its_root_and_files_in_a_subfolder(tmp_path,
 
 
 def test_match_audio_over_sounds_with_a_broken_one(tmp_path, audio):
-    descs = write_sounds(tmp_path)
+    write_sounds(tmp_path)
     (tmp_path / "cut.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
     _, rows = run([tmp_path], "match_audio", audio=audio, texts="a rising chirp\nwhite noise\na low tone")
     assert len(rows) == 4
@@ -134,6 +136,8 @@ def test_what_no_file_can_fix_is_refused_before_any_work(tmp_path, clip):
     fake.write_text("this is not a zip")
     with pytest.raises(MMDemoError, match="not a valid zip") as err:
         F.FolderRun([fake], "rank", F.FolderOptions(), models(clip), extract_dir=tmp_path / "z")
+    with pytest.raises(MMDemoError, match="exactly once"):
+        F.FolderRun([tmp_path / "pics"], "zero_shot", F.FolderOptions(texts="red", template="red"), models(clip))
     with pytest.raises(MMDemoError, match="no audio model"):
         F.FolderRun([tmp_path / "pics"], "match_audio", F.FolderOptions(texts="a chirp"), models(clip))
     with pytest.raises(MMDemoError, match="Unknown task"):
@@ -158,7 +162,7 @@ def test_results_files_are_parseable_and_hold_the_rows_so_far(scene_dir, tmp_pat
     assert not list(tmp_path.glob(".*.tmp"))
     # A file name that a spreadsheet would run as a formula is written as text.
     F.write_results(tmp_path / "f.csv", [F.FolderRow("=HYPERLINK(1).png", "a", 0.5)])
-    assert list(csv.reader(open(tmp_path / "f.csv")))[1][0] == "'=HYPERLINK(1).png"
+    assert list(csv.reader((tmp_path / "f.csv").read_text().splitlines()))[1][0] == "'=HYPERLINK(1).png"
     with pytest.raises(MMDemoError, match=r"\.csv or \.json"):
         F.write_results(tmp_path / "r.xlsx", rows)
 
@@ -180,7 +184,7 @@ def test_image_gallery_from_a_zip_or_a_loose_captions_json_shows_captions(tmp_pa
     loose = []
     for i, name in enumerate(list(captions) + ["captions.json"]):
         (tmp_path / f"up{i}").mkdir()
-        loose.append((tmp_path / f"up{i}" / name))
+        loose.append(tmp_path / f"up{i}" / name)
         loose[-1].write_bytes((tmp_path / "g" / name).read_bytes())
     gallery = build_gallery([str(p) for p in loose], clip)
     assert {it["name"]: it["caption"] for it in gallery.index.items} == captions
@@ -200,7 +204,7 @@ def cli(capsys, *argv):
 def test_cli_folder_writes_csv_and_json(scene_dir, tmp_path, capsys):
     folder, captions = scene_dir
     out_csv, out_json = tmp_path / "out" / "results.csv", tmp_path / "results.json"
-    code, out, err = cli(capsys, "folder", "rank-captions", folder, "--out", out_csv, "--out", out_json)
+    code, out, _ = cli(capsys, "folder", "rank-captions", folder, "--out", out_csv, "--out", out_json)
     assert code == 0 and "1 error(s)" in out and "broken.png: error:" in out
     with open(out_csv, newline="") as f:
         table = list(csv.DictReader(f))

@@ -51,7 +51,8 @@ def test_rank_a_zip_gives_a_row_per_file_and_csv_json_downloads(client, scene_zi
     by_suffix = {p.rsplit(".", 1)[-1]: p for p in downloads}
     with open(by_suffix["csv"], newline="") as f:
         assert [r["file"] for r in csv.DictReader(f)] == [r["file"] for r in rows]
-    data = json.loads(open(by_suffix["json"]).read())
+    with open(by_suffix["json"]) as f:
+        data = json.load(f)
     assert data["complete"] is True and data["done"] == 7 and data["errors"] == 1 and data["task"] == "rank"
 
 

@@ -56,7 +56,8 @@ def cmd_folder(args) -> int:
         print_json({**summary, "out": [str(o) for o in args.out], "rows": [r.to_dict() for r in rows]})
     else:
         for r in rows:
-            shown = f"error: {r.error}" if r.error else f"{r.answer}" + ("" if r.score is None else f"  ({r.score:.3f})")
+            score = "" if r.score is None else f"  ({r.score:.3f})"
+            shown = f"error: {r.error}" if r.error else f"{r.answer}{score}"
             print(f"{r.file}: {shown}")
         where = f"; written to {', '.join(map(str, args.out))}" if args.out else ""
         print(f"{summary['done']} file(s), {summary['errors']} error(s){where}.")

@@ -30,7 +30,8 @@ from mmdemo.errors import MMDemoError, Notice
 from mmdemo.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES, load_audio, load_image, parse_text_lines
 from mmdemo.models.decode_options import DecodeOptions
 from mmdemo.scores import softmax
-from mmdemo.tasks.audio import MAX_CLIP_SECONDS, encode_labels, parse_templates, window_bounds
+from mmdemo.tasks import prompts
+from mmdemo.tasks.audio import MAX_CLIP_SECONDS, window_bounds
 from mmdemo.tasks.classify.apply import DEFAULT_TEMPLATE
 from mmdemo.tasks.classify.datasets import MAX_AUDIO_SECONDS, MAX_CLASSES, MAX_IMAGE_PIXELS, MAX_LABEL_CHARS
 from mmdemo.tasks.gallery_files import gallery_files
@@ -66,7 +67,8 @@ class FolderRow:
 @dataclass
 class FolderOptions:
     """What the chosen task needs: ``texts`` are the candidate captions (rank) or the labels
-    (zero_shot, match_audio); ``template`` the prompt(s) with ``{}`` for a label; ``head``
+    (zero_shot, match_audio); ``template`` the prompt template(s), one per line, ``{}`` for
+    the label (several: averaged per label); ``head``
     and ``text`` (the text every image goes with; blank: each file's caption) for classify."""
 
     texts: str | Sequence[str] | None = None
@@ -152,7 +154,9 @@ class FolderRun:
             raise MMDemoError("audio_model_missing", "The active profile has no audio model; pick a profile with "
                                                      "one (e.g. tiny) to match sounds.")
         if self.task == "caption":
-            as_int = (lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)  # sliders send 3.0
+            def as_int(v):
+                return int(v) if isinstance(v, float) and v.is_integer() else v  # sliders send 3.0
+
             self.decode = DecodeOptions(method=str(o.method or "beam").strip().lower(), num_beams=as_int(o.num_beams),
                                         max_length=as_int(o.max_length), num_return=1)
             self.decode.validate({"num_beams": "the number of beams", "max_length": "the max length"})
@@ -160,14 +164,11 @@ class FolderRun:
             self.labels, notices = parse_text_lines(o.texts, what="labels", max_items=MAX_CLASSES,
                                                     max_chars=MAX_LABEL_CHARS)
             self.notices += notices
-            if self.task == "match_audio":
-                self.templates, notices = parse_templates(o.template)
-                self.notices += notices
-            else:
-                self.template = str(o.template or "").strip() or DEFAULT_TEMPLATE
-                if self.template.count("{}") != 1:
-                    raise MMDemoError("template_invalid", f"The prompt template must contain {{}} exactly once (got "
-                                                          f"{self.template!r}), e.g. 'a photo of {{}}'.")
+            # Several templates are averaged per label (prompt ensembles, as the tabs do);
+            # none: the labels as typed for sounds, the Classify tab's default for images.
+            sounds = self.task == "match_audio"
+            self.templates = (prompts.parse_templates(o.template, modality="audio" if sounds else "image")
+                              or ["{}" if sounds else DEFAULT_TEMPLATE])
         elif self.task == "classify":
             if o.head is None:
                 raise MMDemoError("head_missing", "Pick a fusion head to classify with.")
@@ -204,11 +205,9 @@ class FolderRun:
                 self.labels, notices = parse_texts(o.texts, "captions")
                 self.notices += notices
             self.text_emb = np.asarray(m.clip.encode_texts(self.labels), np.float32)
-        elif self.task == "zero_shot":
-            self.text_emb = np.asarray(m.clip.encode_texts([self.template.replace("{}", n) for n in self.labels]),
-                                       np.float32)
-        elif self.task == "match_audio":
-            self.text_emb = encode_labels(m.audio, self.labels, self.templates)
+        elif self.task in ("zero_shot", "match_audio"):
+            encoder = m.clip if self.task == "zero_shot" else m.audio
+            self.text_emb = prompts.ensemble_embeddings(encoder.encode_texts, self.labels, self.templates)
         self._prepared = True
 
     # ------------------------------------------------------------------ running
@@ -241,7 +240,7 @@ class FolderRun:
                 # One input the batch can't take (e.g. a model refusing it) must not fail
                 # the others: answer file by file, and only that one gets the error.
                 answers = []
-                for it, x in loaded:
+                for _, x in loaded:
                     try:
                         answers += self._answer([x])
                     except MMDemoError as exc:
