@@ -74,7 +74,8 @@ def main() -> None:
         single, ensemble = _paired_times(
             lambda: classify.zero_shot(str(path), None, None, labels, clip),
             lambda: classify.zero_shot(str(path), None, None, labels, clip, templates=image_set.text), runs)
-    out = {"runs": runs, "labels": len(IMAGE_LABELS), "image_zero_shot": _row(single, ensemble, len(image_set.templates))}
+    out = {"runs": runs, "labels": len(IMAGE_LABELS),
+           "image_zero_shot": _row(single, ensemble, len(image_set.templates))}
     wave = sounds.render_sound(sounds.SoundSpec((sounds.SoundEvent("chirp", "rising", 3.0, 0.0),), True, 1))
     clip_in = (sounds.SAMPLE_RATE, wave)
     single, ensemble = _paired_times(

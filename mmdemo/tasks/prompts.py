@@ -135,8 +135,8 @@ def parse_templates(templates: str | Sequence[str] | None, *, modality: str = "i
                                                 "Each one costs a text encoding per label; keep the ones that help.")
     for t in items:
         if len(t) > MAX_TEMPLATE_CHARS:
-            raise MMDemoError("template_too_long", f"Prompt template {t[:40]!r}... is {len(t)} characters long (at most "
-                                                   f"{MAX_TEMPLATE_CHARS}); the model would cut it.")
+            raise MMDemoError("template_too_long", f"Prompt template {t[:40]!r}... is {len(t)} characters long "
+                                                   f"(at most {MAX_TEMPLATE_CHARS}); the model would cut it.")
         if t.count("{}") != 1:
             raise MMDemoError("template_invalid", f"Template {t!r} must contain {{}} exactly once, where the label "
                                                   f"goes (e.g. '{_EXAMPLE.get(modality, _EXAMPLE['image'])}').")

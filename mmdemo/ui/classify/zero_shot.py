@@ -64,7 +64,7 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
             w_image: the image's weight in the fusion, 0-1.
             w_text: the text's weight, 0-1.
             w_audio: the audio's weight, 0-1.
-            templates: more templates, one per line, averaged in embedding space; empty = template alone.
+            templates: a prompt ensemble, one template per line, averaged per label; replaces template if given.
 
         Returns:
             the fused labels with probabilities ({label, confidences})
