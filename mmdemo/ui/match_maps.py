@@ -65,8 +65,7 @@ def image_explainer(registry, results: ResultFiles):
             image: the image file.
             text: the text to locate in the image (e.g. "a red star").
             method: "chefer" (gradient-weighted attention) or "tokens" (patch-token similarity).
-            contrast: other candidate texts, one per line (optional); the chefer map then shows
-                where the image matched this text rather than those.
+            contrast: other candidate texts, one per line (optional); the chefer map then shows where the image matched this text rather than those.
 
         Returns:
             The image as the model sees it with the map over it (bright = matched, a ring at
