@@ -3,9 +3,9 @@
 Every tab asks the registry for models by name (or by profile slot). The first
 request loads the entry; concurrent requests for the same entry wait for that one
 load instead of starting their own. Entries load on the app's device unless one was
-chosen for them (the Models tab's Device: ``get(name, device=...)``). Loading is delegated to a backend function
-chosen by the entry's (kind, backend); backends are imported only when used so
-that ``import mmdemo`` stays light.
+chosen for them (the Models tab's Device: ``get(name, device=...)``). Loading is
+delegated to a backend function chosen by the entry's (kind, backend); backends are
+imported only when used so that ``import mmdemo`` stays light.
 """
 
 from __future__ import annotations
