@@ -116,3 +116,22 @@ def test_image_search_over_a_users_zip_shows_its_captions(client, scene_zip, tmp
     files = [handle_file(str(tmp_path / n)) for n in [*loose, "captions.json"]]
     _, table, _ = client.predict("a large red circle", 2, files, api_name="/search_images")
     assert {row[1]: row[3] for row in table["data"]} == loose
+
+
+def test_cancel_keeps_the_rows_streamed_so_far(client, scene_zip, tmp_path):
+    import time
+
+    write_scenes(tmp_path / "many", n=160, captions=False)
+    z = zip_folder(tmp_path / "many", tmp_path / "many.zip")
+    job = client.submit([handle_file(str(z))], "caption", "", "", "", "", "beam", 20, api_name=API)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(out[0]["data"] for out in job.outputs()):
+        time.sleep(0.2)
+    job.cancel()
+    table, downloads, status = job.outputs()[-1]
+    done = len(table["data"])
+    assert 0 < done < 160 and f"Running**: {done} of 160" in status
+    with open(next(p for p in downloads if p.endswith(".json"))) as f:
+        data = json.load(f)
+    assert data["done"] == done and data["complete"] is False and all(r["answer"] for r in data["rows"])
+    assert len(run(client, [scene_zip[0]])[0]["data"]) == 7  # still serving
