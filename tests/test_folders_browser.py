@@ -51,9 +51,10 @@ def test_stop_keeps_the_rows_done_so_far(tiny_app, page, tmp_path):
     status = page.locator("#folders-status")
     expect(status).to_contain_text(re.compile(r"Running: [1-9]\d* of 240"), timeout=90_000)
     page.get_by_role("button", name="Stop", exact=True).click()
+    expect(status).to_contain_text("Stopped: ")
     page.wait_for_timeout(4_000)  # a batch that was under way must not land after Stop
     text = status.inner_text()
-    done = int(re.search(r"Running: (\d+) of 240", text).group(1))
+    done = int(re.search(r"Stopped: (\d+) of 240", text).group(1))
     assert 0 < done < 240, text
     page.wait_for_timeout(4_000)  # a run that went on would add a batch (~3 s) by now
     assert status.inner_text() == text

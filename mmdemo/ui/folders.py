@@ -81,6 +81,10 @@ def _status(run: tasks.FolderRun, rows: list, *, done: bool) -> str:
     return "\n\n".join(lines)
 
 
+def _stopped(status: str | None) -> str:
+    return (status or "").replace("**Running**:", "**Stopped**:", 1)
+
+
 def build(registry: Registry, settings=None):
     from mmdemo.settings import Settings
 
@@ -149,7 +153,11 @@ def build(registry: Registry, settings=None):
             folder = runs.new()
             extract = folder / "files"
             try:
-                run = tasks.FolderRun(_sources(files), key, options, models, extract_dir=extract)
+                try:
+                    run = tasks.FolderRun(_sources(files), key, options, models, extract_dir=extract)
+                except Exception:
+                    shutil.rmtree(folder, ignore_errors=True)  # nothing to download
+                    raise
                 warn_all(run.notices)
                 outs = [folder / "results.csv", folder / "results.json"]
                 rows: list = []
@@ -174,6 +182,7 @@ def build(registry: Registry, settings=None):
         event = run_button.click(run_folder, [files, task, texts, template, head, text, method, max_length],
                                  [table, downloads, status], api_name="run_folder",
                                  concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
-        stop_button.click(None, None, None, cancels=[event], api_name=False, queue=False)
+        # The status line stays as the last batch left it, so it must not keep saying "Running".
+        stop_button.click(_stopped, status, status, cancels=[event], api_name=False, queue=False)
         head.focus(head_choices, None, head, api_name=False, queue=False)
     return runs.close
