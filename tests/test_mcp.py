@@ -163,8 +163,7 @@ def test_bad_input_is_an_error_result_and_the_server_keeps_serving(mcp_app):
     assert CORE_TOOLS <= {t.name for t in with_session(mcp_app[1], lambda s: _tools(s))}
 
 
-def test_without_mcp_there_is_no_mcp_route(test_app):
-    url = test_app[1]
+def assert_no_mcp_route(url: str) -> None:
     initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
                   "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                              "clientInfo": {"name": "test", "version": "1"}}}
@@ -172,6 +171,17 @@ def test_without_mcp_there_is_no_mcp_route(test_app):
     assert answer.status_code == 404
     for path in (MCP_PATH, MCP_PATH + "schema", MCP_PATH + "sse"):
         assert httpx.get(url + path).status_code == 404, path
+
+
+def test_without_mcp_there_is_no_mcp_route(test_app):
+    assert_no_mcp_route(test_app[1])
+
+
+def test_gradios_own_mcp_variable_does_not_open_the_route(test_catalog, launch_app, monkeypatch):
+    """Gradio reads GRADIO_MCP_SERVER when launch() is not told: only --mcp / MMDEMO_MCP decide here."""
+    monkeypatch.setenv("GRADIO_MCP_SERVER", "true")
+    _, url = launch_app(Settings(profile="test", catalog=test_catalog, device="cpu"))
+    assert_no_mcp_route(url)
 
 
 def test_mcp_flag_and_environment_and_refusals():
