@@ -62,3 +62,23 @@ def test_stop_keeps_the_rows_done_so_far(tiny_app, page, tmp_path):
     expect(page.locator("#folders-table [role=grid]")).to_have_attribute("aria-rowcount", str(done + 1))
     table = list(csv.DictReader(io.StringIO(download(page, "results.csv"))))
     assert len(table) == done and all(t["answer"] for t in table)  # the download holds the same rows
+
+
+def test_zero_shot_shows_its_own_inputs_and_answers_with_the_labels(tiny_app, page, tmp_path):
+    captions = write_scenes(tmp_path / "pics", n=4)
+    open_folders(page, tiny_app[1], zip_folder(tmp_path / "pics", tmp_path / "four.zip"))
+    template = page.locator("#folders-template")
+    expect(template).to_be_hidden()  # Rank captions reads no template
+    page.get_by_label("Zero-shot classify").check()
+    expect(template).to_be_visible()
+    expect(page.locator("#folders-texts")).to_contain_text("Labels")
+    page.locator("#folders-texts textarea").fill("red\ngreen\nblue\nyellow")
+    template.locator("textarea, input").first.fill("a {} shape")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.locator("#folders-status")).to_contain_text("Done: 4 file(s), 0 error(s)", timeout=60_000)
+    rows = page.locator("#folders-table").get_by_role("row")
+    # The answer column (the caption column names the colour too, from captions.json).
+    answers = {name: rows.filter(has_text=name).get_by_role("gridcell").nth(1).inner_text().strip()
+               for name in captions}
+    assert set(answers.values()) <= {"red", "green", "blue", "yellow"}
+    assert sum(answers[name] in captions[name] for name in captions) >= 3, answers

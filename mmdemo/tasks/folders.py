@@ -319,9 +319,16 @@ class FolderRun:
 
     def summary(self, rows: Sequence[FolderRow], *, complete: bool) -> dict:
         """What the JSON download holds besides the rows."""
-        return {"task": self.task, "files": len(self.items), "done": len(rows),
-                "errors": sum(1 for r in rows if r.error), "complete": complete,
-                "notices": [str(n) for n in dict.fromkeys(self.notices)]}
+        out = {"task": self.task, "files": len(self.items), "done": len(rows),
+               "errors": sum(1 for r in rows if r.error), "complete": complete,
+               "notices": [str(n) for n in dict.fromkeys(self.notices)]}
+        # What the answers were chosen from, so a results file can be read on its own.
+        for key in ("labels", "templates"):
+            if hasattr(self, key):
+                out[key] = list(getattr(self, key))
+        if self.task == "classify":
+            out["head"] = self.options.head.name
+        return out
 
 
 # --------------------------------------------------------------------------- export

@@ -108,19 +108,19 @@ def build(registry: Registry, settings=None):
                                 elem_id="folders-files")
                 task = gr.Radio([(label, key) for key, label in tasks.TASKS.items()], value="rank", label="Task",
                                 elem_id="folders-task")
-                texts = gr.Textbox("", lines=4, label="Candidate captions or labels (one per line)",
+                texts = gr.Textbox("", lines=4, label="Candidate captions (one per line)",
                                    placeholder="Rank captions: blank = the zip's captions.json, else the built-in "
                                                "bank. Zero-shot and Match audio: the labels.",
                                    elem_id="folders-texts")
-                template = gr.Textbox("", label="Prompt template(s), {} = the label",
+                template = gr.Textbox("", label="Prompt template(s), {} = the label", visible=False,
                                       placeholder="Zero-shot: 'a {}' when blank; Match audio: one per line, "
                                                   "averaged", elem_id="folders-template")
-                with gr.Accordion("Classify with a head", open=False):
+                with gr.Accordion("Classify with a head", open=False, visible=False) as head_box:
                     head = gr.Dropdown(fusion, value=fusion[0] if fusion else None, label="Fusion head",
                                        allow_custom_value=True, elem_id="folders-head")
                     text = gr.Textbox("", label="Text every image goes with (blank: its caption)",
                                       placeholder="is there a red star?", elem_id="folders-text")
-                with gr.Accordion("Captioning", open=False):
+                with gr.Accordion("Captioning", open=False, visible=False) as caption_box:
                     method = gr.Radio([("beam search", "beam"), ("greedy", "greedy")], value="beam", label="Decoding")
                     max_length = gr.Slider(4, 40, value=20, step=1, label="Max length (tokens)")
                 with gr.Row():
@@ -176,6 +176,14 @@ def build(registry: Registry, settings=None):
             finally:
                 shutil.rmtree(extract, ignore_errors=True)  # results stay for the download
 
+        def task_inputs(key):
+            """Show the inputs the picked task reads (the API takes them all)."""
+            labels = key in ("zero_shot", "match_audio")
+            return (gr.update(visible=key in ("rank", "zero_shot", "match_audio"),
+                              label="Labels (one per line)" if labels else "Candidate captions (one per line)"),
+                    gr.update(visible=labels), gr.update(visible=key == "classify", open=key == "classify"),
+                    gr.update(visible=key == "caption"))
+
         def head_choices(request: gr.Request):
             return gr.update(choices=owner_heads(request).names())
 
@@ -185,4 +193,5 @@ def build(registry: Registry, settings=None):
         # The status line stays as the last batch left it, so it must not keep saying "Running".
         stop_button.click(_stopped, status, status, cancels=[event], api_name=False, queue=False)
         head.focus(head_choices, None, head, api_name=False, queue=False)
+        task.change(task_inputs, task, [texts, template, head_box, caption_box], api_name=False, queue=False)
     return runs.close
