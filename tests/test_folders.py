@@ -159,6 +159,7 @@ def test_results_files_are_parseable_and_hold_the_rows_so_far(scene_dir, tmp_pat
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["done"] == 4 and data["files"] == len(captions) + 1 and data["complete"] is False
     assert data["rows"][0]["caption"] == captions[rows[0].file]
+    assert data["labels"] == sorted(set(captions.values()))  # what was ranked: the folder's own captions
     assert not list(tmp_path.glob(".*.tmp"))
     # A file name that a spreadsheet would run as a formula is written as text.
     F.write_results(tmp_path / "f.csv", [F.FolderRow("=HYPERLINK(1).png", "a", 0.5)])
