@@ -1,6 +1,7 @@
 """The Compare tab's API (/compare_models, /compare_heads) through gradio_client on the tiny bundle."""
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,25 @@ def test_picked_heads_and_bad_head_inputs(client, examples):
     _, table, _, _ = client.predict(handle_file(scene["image"]), scene["text"], None, ["tiny-head-scene_qa-concat"],
                                     api_name="/compare_heads")
     assert table["data"][0][-1] == "ok"
+
+
+def test_every_head_includes_this_sessions_own_head_and_no_one_elses(tiny_app, examples):
+    """A head uploaded in the Classify tab is compared in the same session only."""
+    from mmdemo.paths import TINY_BUNDLE_DIR
+
+    mine, other = Client(tiny_app[1], verbose=False), Client(tiny_app[1], verbose=False)
+    name = f"compare-mine-{os.getpid()}"
+    status, _ = mine.predict(handle_file(str(TINY_BUNDLE_DIR / "heads" / "scene_qa-gated.safetensors")), name,
+                             api_name="/upload_head")
+    assert name in status
+    scene = _scene(examples)
+    _, table, _, _ = mine.predict(handle_file(scene["image"]), scene["text"], None, [], api_name="/compare_heads")
+    rows = {row[0]: row for row in table["data"]}
+    assert rows[name][-1] == "ok" and rows[name][1] == "gated"
+    # Same weights as the bundled head it copies: the same answer, side by side.
+    assert rows[name][3:5] == rows["tiny-head-scene_qa-gated"][3:5]
+    _, table, _, _ = other.predict(handle_file(scene["image"]), scene["text"], None, [], api_name="/compare_heads")
+    assert name not in {row[0] for row in table["data"]}
+    _, table, _, _ = other.predict(handle_file(scene["image"]), scene["text"], None, [name],
+                                   api_name="/compare_heads")
+    assert f"No head named '{name}'" in table["data"][0][-1]
