@@ -136,9 +136,23 @@ def build(registry: Registry, settings=None):
         @user_errors
         def run_folder(files, task, texts, template, head, text, method, max_length, request: gr.Request,
                        progress=gr.Progress()):
-            """Run a task over every file of an uploaded zip (or files): caption, rank, zero_shot,
-            match_audio or classify. Returns the table [file, answer, score, caption, error], the
-            results as [results.csv, results.json] and a status line; Stop keeps the rows done."""
+            """Run one task over every file of a zip (or several files): one result row per file.
+
+            Args:
+                files: a zip of images or sounds, or several files (URLs); a captions.json among them gives captions.
+                task: caption, rank (rank captions), zero_shot, match_audio (sounds) or classify (a fusion head).
+                texts: candidate captions (rank; empty = the zip's captions.json) or labels, one per line.
+                template: prompt templates with {} for the label, one per line, averaged (zero_shot, match_audio).
+                head: the fusion head to classify with (classify only), e.g. tiny-head-scene_qa-concat.
+                text: the text every image goes with (classify; empty = each file's caption).
+                method: caption decoding, beam or greedy.
+                max_length: the longest caption in tokens (caption).
+
+            Returns:
+                a table [file, answer, score, caption, error], one row per file (a bad file: its error)
+                the results as [results.csv, results.json]
+                a status line (Markdown): files done, errors, notes
+            """
             key = tasks.parse_task(task)
             handle = None
             if key == "classify":  # the sender's own head of that name, else the registry's
