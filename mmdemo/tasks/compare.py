@@ -93,10 +93,15 @@ def _failed(row: dict, exc: Exception, what: str) -> dict:
     return row
 
 
-def _picked_models(names: Sequence[str] | str | None) -> list[str]:
+def _names(names: Sequence[str] | str | None) -> list[str]:
+    """Picked names, stripped, once each, in order (an API client may send "a, b" or lines)."""
     if isinstance(names, str):
         names = names.replace(",", "\n").splitlines()
-    picked = list(dict.fromkeys(str(n).strip() for n in (names or ()) if n is not None and str(n).strip()))
+    return list(dict.fromkeys(str(n).strip() for n in (names or ()) if n is not None and str(n).strip()))
+
+
+def _picked_models(names: Sequence[str] | str | None) -> list[str]:
+    picked = _names(names)
     if len(picked) < MIN_MODELS:
         raise MMDemoError("compare_too_few_models", f"Pick at least {MIN_MODELS} different models to compare "
                                                     f"(got {len(picked)}).")
@@ -197,9 +202,7 @@ class RegistryHeads:
 
 
 def _picked_heads(heads, names: Sequence[str] | str | None) -> tuple[list[str], list[str]]:
-    if isinstance(names, str):
-        names = names.replace(",", "\n").splitlines()
-    picked = list(dict.fromkeys(str(n).strip() for n in (names or ()) if n is not None and str(n).strip()))
+    picked = _names(names)
     if picked:
         if len(picked) > MAX_HEADS:
             raise MMDemoError("compare_too_many_heads", f"Pick at most {MAX_HEADS} heads (got {len(picked)}), or "
