@@ -223,6 +223,20 @@ def build(registry: Registry, settings=None):
 
         @user_errors
         def compare_models(image, texts, models, mode, progress=gr.Progress()):
+            """Compare models side by side: one image through 2-4 CLIP or CoCa models of the registry.
+
+            Args:
+                image: the image (a file or http(s) URL).
+                texts: candidate texts, one per line (up to 20), that every model ranks; ignored for captions.
+                models: 2 to 4 registry entry names, e.g. ["tiny-clip", "tiny-coca"].
+                mode: "rank" (each model's probability for every candidate) or "caption" (captioners write one).
+
+            Returns:
+                a summary (Markdown): whether the models agree
+                a table, one row per model: answer, probability, one column per candidate, seconds, error
+                a bar chart of each model's probabilities (rank mode)
+                every row as JSON (scores, similarities, captions, errors)
+            """
             source, name = image_source(image)
             res = tasks.compare_models(registry, models, source, texts, mode=mode, name=name,
                                        progress=lambda done, total, model: progress((done, total),
@@ -232,6 +246,20 @@ def build(registry: Registry, settings=None):
 
         @user_errors
         def compare_heads(image, text, audio, heads, request: gr.Request):
+            """Compare fusion heads side by side: one image + text (+ sound) through every head, or those picked.
+
+            Args:
+                image: the image (a file or http(s) URL), or none.
+                text: the text, e.g. a question "is there a red star?".
+                audio: a sound (a file or http(s) URL) for heads that use audio, or none.
+                heads: head names to compare; an empty list compares every head.
+
+            Returns:
+                a summary (Markdown): how many heads ran and what most of them say
+                a table, one row per head: prediction, probability, each input's contribution, the head's own view
+                a chart of each input's contribution per head
+                every row as JSON (labels, contributions, explanations, reasons a head did not run)
+            """
             audio = file_path(audio)
             audio_model = registry.for_slot("audio", lazy=True) if audio and registry.profile.audio else None
             res = tasks.compare_heads(heads_of(store, request), image_source(image)[0], text, audio,
