@@ -62,6 +62,18 @@ def test_match_audio_shows_when_the_sound_matched(tiny_app, page, tmp_path):
     expect(page.locator("#audio-match-why-notes")).to_contain_text("cosine similarity", timeout=60_000)
 
 
+def test_search_texts_by_audio_shows_when_the_best_text_matched(tiny_app, page, tmp_path):
+    path = tmp_path / "noise.wav"
+    sf.write(path, sound("noise", "white", 3.0), S_RATE)
+    open_audio_tab(page, tiny_app[1], "Search texts by audio")
+    upload(page, "audio-texts-clip", path)
+    page.get_by_role("button", name="Search texts", exact=True).click()
+    expect(page.locator("#audio-texts-why-map .js-plotly-plot")).to_be_visible(timeout=90_000)
+    best = page.locator("#audio-texts-why-text input").input_value()
+    assert best
+    expect(page.locator("#audio-texts-why-notes")).to_contain_text(best)
+
+
 from mmdemo.toyworld.sounds import SAMPLE_RATE as S_RATE  # noqa: E402
 
 

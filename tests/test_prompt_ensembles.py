@@ -217,7 +217,7 @@ def test_match_audio_with_the_built_in_set(audio):
 
 
 def test_the_evaluation_section_reports_single_ensemble_and_gain(clip, audio):
-    from mmdemo.training.evaluate import prompt_ensemble
+    from mmdemo.tasks.world_eval import prompt_ensemble
 
     out = prompt_ensemble(clip, audio, seed=5, n=24)
     assert set(out) == {"image", "audio"}

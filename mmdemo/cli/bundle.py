@@ -129,9 +129,10 @@ def cmd_build_tiny(args) -> int:
             overrides[key] = getattr(args, key)
     report = build(BuildOptions(), **overrides)
     if not args.smoke and "heads" in report:  # the bundle is complete: evaluate it, write the card
+        from mmdemo.tasks.world_eval import SECTIONS
         from mmdemo.training.evaluate import evaluate, write_model_card
 
-        metrics = evaluate(Path(report["options"]["out"]))
+        metrics = evaluate(Path(report["options"]["out"]), sections=SECTIONS)
         write_model_card(Path(report["options"]["out"]), report, metrics)
         report["eval"] = metrics
     _print(report, True)
@@ -140,6 +141,7 @@ def cmd_build_tiny(args) -> int:
 
 def cmd_eval(args) -> int:
     from mmdemo.paths import TINY_BUNDLE_DIR
+    from mmdemo.tasks.world_eval import SECTIONS
     from mmdemo.training.evaluate import evaluate
 
     bundle = Path(args.bundle or TINY_BUNDLE_DIR)
@@ -148,15 +150,16 @@ def cmd_eval(args) -> int:
 
         raise MMDemoError("eval_only_card", "--write-card needs the whole evaluation; drop --only.")
     if getattr(args, "only", None) == "saliency":  # the map's peak-in-box rate: seconds
+        from mmdemo.tasks.world_eval import saliency_hit_rate
         from mmdemo.training.bundle_io import bundle_handles
-        from mmdemo.training.saliency_eval import saliency_hit_rate
 
         clip, _ = bundle_handles(bundle, "cpu")
         _print({"seed": args.seed, "saliency": saliency_hit_rate(clip, seed=args.seed, n=min(args.n, 500))}, args.json)
         return 0
     if getattr(args, "only", None) == "prompt_ensemble":  # one section: a minute, not the whole evaluation
+        from mmdemo.tasks.world_eval import prompt_ensemble
         from mmdemo.training.bundle_io import bundle_handles
-        from mmdemo.training.evaluate import prompt_ensemble, second_renderers
+        from mmdemo.training.evaluate import second_renderers
 
         clip, audio = bundle_handles(bundle, "cpu")
         # As the whole evaluation runs it, in the same places of its JSON (the second
@@ -167,7 +170,7 @@ def cmd_eval(args) -> int:
                 "second_generator": {"prompt_ensemble": prompt_ensemble(clip, audio, seed=args.seed, n=n,
                                                                         image=image2, sound=sound2)}}, args.json)
         return 0
-    metrics = evaluate(bundle, n=args.n, seed=args.seed)
+    metrics = evaluate(bundle, n=args.n, seed=args.seed, sections=SECTIONS)
     if args.write_card:  # after a change to the evaluation itself; the weights stay as they are
         from mmdemo.errors import MMDemoError
         from mmdemo.training.evaluate import write_model_card

@@ -17,7 +17,6 @@ from PIL import Image
 
 from mmdemo.training import tiny_configs
 from mmdemo.training.bundle_io import load_bundle
-from mmdemo.training.saliency_eval import saliency_hit_rate
 
 
 def recall_at(sim: np.ndarray, query_keys: list[str], cand_keys: list[str], ks=(1, 5)) -> dict:
@@ -48,10 +47,14 @@ def caption_scores(generated: list[str], scenes_: list) -> dict:
 
 
 def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 300, task_n: int = 1000,
-             baseline_n: int = 2000, device: str = "cpu", second: bool = True) -> dict:
+             baseline_n: int = 2000, device: str = "cpu", second: bool = True, sections: dict | None = None) -> dict:
     """Every metric on the first generator (the one the bundle trained on, fresh seeds),
     then, with ``second``, the same on the second generator (never trained on) under
-    ``"second_generator"``, with the gaps (second - first) under ``"robustness_gap"``."""
+    ``"second_generator"``, with the gaps (second - first) under ``"robustness_gap"``.
+
+    ``sections``: {name: (fn, also_second)} of evaluations of the app's own features,
+    which live in the task layer above this one (``mmdemo.tasks.world_eval.SECTIONS``,
+    handed in by the CLI): ``fn(clip, audio, seed=, n=, image=, sound=)`` -> dict."""
     from mmdemo.toyworld import scenes, sounds
 
     started = time.perf_counter()
@@ -61,8 +64,8 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
     out.update(_world_metrics(clip, coca, audio, np.random.default_rng(seed), n=n, caption_n=caption_n,
                               image=lambda s: scenes.render_scene(s, size=size), sound=sounds.render_sound))
     out["fusion"] = evaluate_heads(Path(bundle), clip, audio, seed=seed, task_n=task_n, baseline_n=baseline_n)
-    out["prompt_ensemble"] = prompt_ensemble(clip, audio, seed=seed, n=min(n, 500))
-    out["saliency"] = saliency_hit_rate(clip, seed=seed, n=min(n, 500))
+    for name, (fn, _) in (sections or {}).items():
+        out[name] = fn(clip, audio, seed=seed, n=min(n, 500))
     if second:
         image2, sound2 = second_renderers(audio, seed, size)
         two = _world_metrics(clip, coca, audio, np.random.default_rng(seed), n=n, caption_n=caption_n,
@@ -72,8 +75,10 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
         out["second_generator"] = two
         out["robustness_gap"] = robustness_gap(out, two)
         out["out_of_domain"] = _out_of_domain(clip, coca, audio, seed, image2, sound2, n=min(n, 500))
-        # Last: it draws looks from image2/sound2, which would shift the sections above.
-        two["prompt_ensemble"] = prompt_ensemble(clip, audio, seed=seed, n=min(n, 500), image=image2, sound=sound2)
+        # Last: they draw looks from image2/sound2, which would shift the sections above.
+        for name, (fn, also_second) in (sections or {}).items():
+            if also_second:
+                two[name] = fn(clip, audio, seed=seed, n=min(n, 500), image=image2, sound=sound2)
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
 
@@ -94,55 +99,6 @@ def second_renderers(audio, seed: int, size: int = tiny_configs.IMAGE_SIZE):
         return second_generator.render_scene(scene, draw, size=size)
 
     return image2, sound2
-
-
-def _top1(items: np.ndarray, truth: list[int], encode, labels: list[str], templates) -> float:
-    from mmdemo.tasks.prompts import ensemble_embeddings
-
-    pred = (items @ ensemble_embeddings(encode, labels, list(templates)).T).argmax(axis=1)
-    return round(float(np.mean(pred == np.asarray(truth))), 4)
-
-
-def _ensemble_row(items: np.ndarray, truth: list[int], encode, labels: list[str], single: str, ensemble) -> dict:
-    """Top-1 zero-shot accuracy with ``single`` (what the app does without templates) vs
-    the averaged ``ensemble``, and each of its templates alone (is the average better than
-    just picking the best one?)."""
-    alone = {t: _top1(items, truth, encode, labels, [t]) for t in ensemble}
-    best = max(alone, key=alone.get)
-    row = {"single": _top1(items, truth, encode, labels, [single]),
-           "ensemble": _top1(items, truth, encode, labels, ensemble)}
-    return {**row, "gain": round(row["ensemble"] - row["single"], 4), "single_template": single,
-            "templates": len(ensemble), "best_template": best, "best_template_accuracy": alone[best],
-            "worst_template_accuracy": min(alone.values()), "classes": len(labels), "n": len(truth),
-            "chance": round(1 / len(labels), 4)}
-
-
-def prompt_ensemble(clip, audio, seed: int, n: int = 500, image=None, sound=None) -> dict:
-    """Zero-shot accuracy on the generated world, one prompt vs the built-in tiny-world
-    prompt ensemble (mmdemo/tasks/prompts.py): images are one-object scenes named by
-    colour and shape (the pairs seen in training), sounds single events named by
-    ``sounds.sound_classes()``. ``single`` is the app's default without templates (the
-    Classify tab's ``a {}``; the Audio tab's labels as typed). ``image(scene)``/``sound(spec)``
-    draw the items another way (the second generator), as in :func:`_world_metrics`."""
-    from mmdemo.tasks.classify import DEFAULT_TEMPLATE
-    from mmdemo.tasks.prompts import builtin_set
-    from mmdemo.toyworld import scenes, sounds
-
-    rng = np.random.default_rng(seed + 53)  # draws of its own, apart from the other sections'
-    labels = [f"{c} {s}" for c in scenes.COLOURS for s in scenes.SHAPES if (c, s) not in scenes.HELD_OUT]
-    sc = [scenes.sample_scene(rng, n_objects=1, split="train") for _ in range(n)]
-    truth = [labels.index(f"{s.objects[0].colour} {s.objects[0].shape}") for s in sc]
-    image = image or (lambda s: scenes.render_scene(s, size=tiny_configs.IMAGE_SIZE))
-    images = clip.encode_images([Image.fromarray(image(s)) for s in sc])
-    out = {"image": _ensemble_row(images, truth, clip.encode_texts, labels, DEFAULT_TEMPLATE,
-                                  builtin_set("image", "tiny-world").templates)}
-    names = sounds.sound_classes()
-    specs = [sounds.sample_sound(rng, n_events=1) for _ in range(n)]
-    truth = [names.index(sounds.EVENTS[(s.events[0].kind, s.events[0].variant)]) for s in specs]
-    waves = audio.encode_waves([(sound or sounds.render_sound)(s) for s in specs])
-    out["audio"] = _ensemble_row(waves, truth, audio.encode_texts, names, "{}",
-                                 builtin_set("audio", "tiny-world").templates)
-    return out
 
 
 def _out_of_domain(clip, coca, audio, seed: int, image2, sound2, n: int = 500) -> dict:

@@ -208,6 +208,7 @@ def build(registry, settings):
                             t_example = gr.Button("Try an example clip")
                     t_table = gr.Dataframe(headers=TEXT_COLUMNS, interactive=False, label="Closest texts",
                                            elem_id="audio-texts-table")
+                t_why = match_maps.audio_panel("audio-texts")
 
         @user_errors
         def match(clip, labels, templates):
@@ -256,7 +257,7 @@ def build(registry, settings):
             return (rows, *shown)
 
         @user_errors
-        def search_texts(clip, texts, k):
+        def search_texts_by_audio(clip, texts, k):
             """Search texts by audio: rank a list of texts by similarity to a sound.
 
             Args:
@@ -276,7 +277,7 @@ def build(registry, settings):
             """Make an example clip to try the audio tools with: eight seconds of two generated sounds.
 
             Returns:
-                The URL of a WAV file (pass it as the clip of match or search_texts).
+                The URL of a WAV file (pass it as the clip of match or search_texts_by_audio).
             """
             return _example(players)
 
@@ -290,10 +291,12 @@ def build(registry, settings):
         matching = m_button.click(match, [m_clip, m_labels, m_templates],
                                   [m_ranked, m_info, m_heard, m_timeline, m_table],
                                   api_name="match_audio", concurrency_id=MODEL_CONCURRENCY_ID)
-        match_maps.listen_audio(m_why, match_maps.audio_explainer(registry), (matching, [m_ranked]), m_clip,
+        explain_audio = match_maps.audio_explainer(registry)
+        match_maps.listen_audio(m_why, explain_audio, (matching, [m_ranked]), m_clip,
                                 match_maps.ranked_labels, api_name="explain_audio_text")
         model_events([s_button.click, s_query.submit], search_sounds, [s_query, s_k, s_files], [s_table, *s_players],
                      api_name="search_audio")
-        t_button.click(search_texts, [t_clip, t_texts, t_k], [t_table],
-                       api_name="search_texts_by_audio", concurrency_id=MODEL_CONCURRENCY_ID)
+        text_search = t_button.click(search_texts_by_audio, [t_clip, t_texts, t_k], [t_table],
+                                     api_name="search_texts_by_audio", concurrency_id=MODEL_CONCURRENCY_ID)
+        match_maps.listen_audio(t_why, explain_audio, (text_search, [t_table]), t_clip, match_maps.table_texts)
     return players.close  # build_demo runs it when the app closes

@@ -231,6 +231,46 @@ class Galleries:
             shutil.rmtree(extract_dir, ignore_errors=True)
 
 
+class SessionValues:
+    """One value per browser or client session (Gradio's ``session_hash``), kept
+    server-side for ``max_age_s`` after its last use, at most ``max_sessions`` of them.
+
+    What a gr.State does, for an API endpoint that must not return a State: Gradio
+    6.31's MCP server fails on an endpoint that does (``mcp.py`` ``pop_returned_state``
+    pops by an index the client's data no longer has)."""
+
+    def __init__(self, max_age_s: float = 3600.0, max_sessions: int = 256):
+        self.max_age_s, self.max_sessions = float(max_age_s), int(max_sessions)
+        self._values: dict[str, tuple[Any, float]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(request) -> str | None:
+        return getattr(request, "session_hash", None) if request is not None else None
+
+    def put(self, request, value: Any) -> None:
+        key = self._key(request)
+        if key is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._values.pop(key, None)
+            self._values[key] = (value, now)
+            stale = [k for k, (_, t) in self._values.items() if now - t > self.max_age_s]
+            for k in stale:
+                del self._values[k]
+            while len(self._values) > self.max_sessions:  # the least recently stored go first
+                del self._values[next(iter(self._values))]
+
+    def get(self, request, default: Any = None) -> Any:
+        key = self._key(request)
+        with self._lock:
+            found = self._values.get(key) if key is not None else None
+            if found is None or time.monotonic() - found[1] > self.max_age_s:
+                return default
+            return found[0]
+
+
 def warn_all(notices) -> None:
     for notice in notices or ():
         gr.Warning(notice)

@@ -23,8 +23,8 @@ from mmdemo.media import IMAGE_SUFFIXES, load_image
 from mmdemo.tasks import image as tasks
 from mmdemo.ui import match_maps
 from mmdemo.ui.image_figures import heatmap_figure, map_figure, rank_figure
-from mmdemo.ui.common import (MODEL_CONCURRENCY_ID, Galleries, ResultFiles, image_source, model_events, user_errors,
-                              warn_all)
+from mmdemo.ui.common import (MODEL_CONCURRENCY_ID, Galleries, ResultFiles, SessionValues, image_source, model_events,
+                              user_errors, warn_all)
 
 INTRO = ("Caption an image, rank captions for it, search images by text or texts by an image. "
          "The tiny bundle only knows generated scenes (coloured shapes on plain, striped, dotted or "
@@ -140,11 +140,11 @@ def build(registry, settings):
                 s_table = gr.Dataframe(headers=HIT_COLUMNS, interactive=False, label="Matching images",
                                        elem_id="image-results-table")
                 s_map = gr.Plot(label="Embedding map", elem_id="image-map")
-                s_state = gr.State(None, time_to_live=3600)  # the gallery last searched in this session, for the map
                 # The result whose map is shown: a server-side path (a State, never a path a client sends).
                 s_shown = gr.State([], time_to_live=3600)
                 s_picked = gr.State(None, time_to_live=3600)
                 s_why = match_maps.image_panel("image-search")
+                s_api = gr.Button(visible=False)  # /search_images for API clients and agents (see search_and_keep)
 
             with gr.Tab("Search texts by image", id="image_texts"):
                 with gr.Row():
@@ -208,8 +208,23 @@ def build(registry, settings):
             warn_all(res.notices)
             return {r["label"]: r["score"] for r in res.ranked}, rank_figure(res), _notes(res.notices)
 
+        searched = SessionValues()  # each session's last searched gallery, for its embedding map
+
+        def _search(query, k, files, progress, request):
+            clip = registry.for_slot("clip", lazy=True)
+            with galleries.searched(files, clip, progress) as gallery:
+                res = tasks.search_images(gallery, query, clip, k=k)
+                # Thumbnails now: extracted zip members are gone once this returns.
+                shown = [(_thumbnail(thumbnails, h["path"]), f"#{i + 1} · {h['score']:.3f} · {h['label']}")
+                         for i, h in enumerate(res.hits)]
+            notices = gallery.notices + res.notices
+            warn_all(notices)
+            rows = [[i + 1, h["label"], round(h["score"], 4), h["caption"]] for i, h in enumerate(res.hits)]
+            searched.put(request, gallery)
+            return shown, rows, _notes(notices)
+
         @user_errors
-        def search_images(query, k, files, progress=gr.Progress()):
+        def search_images(query, k, files, request: gr.Request = None, progress=gr.Progress()):
             """Search images by text: rank a gallery of images by CLIP similarity to a description.
 
             Args:
@@ -222,20 +237,19 @@ def build(registry, settings):
                 a table [rank, image, similarity, caption]
                 notes (Markdown)
             """
-            clip = registry.for_slot("clip", lazy=True)
-            with galleries.searched(files, clip, progress) as gallery:
-                res = tasks.search_images(gallery, query, clip, k=k)
-                # Thumbnails now: extracted zip members are gone once this returns.
-                shown = [(_thumbnail(thumbnails, h["path"]), f"#{i + 1} · {h['score']:.3f} · {h['label']}")
-                         for i, h in enumerate(res.hits)]
-            notices = gallery.notices + res.notices
-            warn_all(notices)
-            rows = [[i + 1, h["label"], round(h["score"], 4), h["caption"]] for i, h in enumerate(res.hits)]
-            paths = [p for p, _ in shown]
-            return shown, rows, _notes(notices), gallery, paths, paths[0] if paths else None
+            return _search(query, k, files, progress, request)
 
         @user_errors
-        def embedding_map(query, k, gallery):
+        def search_and_keep(query, k, files, request: gr.Request = None, progress=gr.Progress()):
+            # The page's search: also keeps the results' paths, server-side in States, for their
+            # maps. Not the API endpoint: Gradio 6.31's MCP server fails on an endpoint that
+            # returns a State (see SessionValues).
+            shown, rows, notes = _search(query, k, files, progress, request)
+            paths = [p for p, _ in shown]
+            return shown, rows, notes, paths, paths[0] if paths else None
+
+        @user_errors
+        def embedding_map(query, k, request: gr.Request = None):
             """Draw a 2-D map of the gallery's image embeddings with the query and its k best hits marked.
 
             Args:
@@ -246,6 +260,7 @@ def build(registry, settings):
                 A plotly figure of the map (the gallery last searched in the session, else the example scenes).
             """
             clip = registry.for_slot("clip", lazy=True)
+            gallery = searched.get(request)
             if gallery is None or gallery.model_id != clip.model_id:
                 gallery = galleries.default(clip)
             hits = tasks.search_images(gallery, query, clip, k=k).hits
@@ -301,34 +316,28 @@ def build(registry, settings):
         match_maps.listen_image(r_why, explain, (ranking, [r_label]), c_image, match_maps.ranked_labels, contrast=True,
                                 api_name="explain_image_text")
 
-        searches = model_events([s_button.click, s_query.submit], search_images, [s_query, s_k, s_files],
-                                [s_gallery, s_table, s_notes, s_state, s_shown, s_picked], api_name="search_images")
+        searches = model_events([s_button.click, s_query.submit], search_and_keep, [s_query, s_k, s_files],
+                                [s_gallery, s_table, s_notes, s_shown, s_picked], api_name=False)
+        s_api.click(search_images, [s_query, s_k, s_files], [s_gallery, s_table, s_notes], api_name="search_images",
+                    concurrency_id=MODEL_CONCURRENCY_ID)
         # The query's map over the best result, or over the result the user clicks.
         match_maps.listen_image(s_why, explain, (searches, [s_query]), s_picked, lambda q: [q])
         s_gallery.select(_picked_result, s_shown, s_picked, api_name=False, queue=False).success(
             explain, [s_picked, s_why.text, s_why.method], [s_why.picture, s_why.notes], api_name=False,
             concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
-        model_events([event.success for event in searches], embedding_map, [s_query, s_k, s_state], [s_map],
+        model_events([event.success for event in searches], embedding_map, [s_query, s_k], [s_map],
                      api_name="embedding_map")
 
         text_search = t_button.click(search_texts, [t_image, t_texts, t_k], [t_table, t_notes], api_name="search_texts",
                                      concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
         text_search.success(heatmap, [t_image, t_more, t_texts], [t_heatmap], api_name="similarity_heatmap",
                             concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
-        match_maps.listen_image(t_why, explain, (text_search, [t_table]), t_image, _table_texts)
+        match_maps.listen_image(t_why, explain, (text_search, [t_table]), t_image, match_maps.table_texts)
     return thumbnails.close  # build_demo runs it when the app closes
 
 
 def _picked_result(paths, evt: gr.SelectData):
     return paths[evt.index] if paths and 0 <= evt.index < len(paths) else None
-
-
-def _table_texts(table) -> list[str]:
-    """The texts column of a results table (a DataFrame, best first)."""
-    try:
-        return [str(t) for t in table["text"].tolist()]
-    except (KeyError, TypeError, AttributeError):
-        return []
 
 
 def _default_texts(folder: Path) -> list[str]:

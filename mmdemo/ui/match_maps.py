@@ -96,6 +96,14 @@ def ranked_labels(label) -> list[str]:
     return [str(k) for k, _ in sorted(pairs, key=lambda kv: -float(kv[1] or 0))]
 
 
+def table_texts(table) -> list[str]:
+    """The "text" column of a results table (a DataFrame, best first)."""
+    try:
+        return [str(t) for t in table["text"].tolist()]
+    except (KeyError, TypeError, AttributeError):
+        return []
+
+
 def _choices(texts, contrast: bool):
     texts = [str(t) for t in texts if str(t).strip()]
     top = texts[0] if texts else None
@@ -210,6 +218,10 @@ def listen_audio(panel: AudioPanel, explain, after, audio, texts_of, *, api_name
 
     run = dict(fn=explain, inputs=[audio, panel.text], outputs=[panel.plot, panel.notes], api_name=False,
                concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
-    after[0].success(fill, after[1], [panel.text], api_name=False, queue=False).success(**run)
+    def after_scoring(audio_, text):
+        return explain(audio_, text) if (text or "").strip() else (None, "")
+
+    after[0].success(fill, after[1], [panel.text], api_name=False, queue=False).success(
+        **{**run, "fn": after_scoring})
     panel.text.input(**run)
     panel.button.click(**{**run, "api_name": api_name})

@@ -50,7 +50,7 @@ def listen(ctx: ClassifyContext, ui: dict, maps: ResultFiles) -> None:
     registry = ctx.registry
 
     @user_errors
-    def classify(head, image, text, audio, request: gr.Request):
+    def classify(head, image, text, audio=None, request: gr.Request = None):
         """Classify an image + text (+ audio) example with a trained fusion head.
 
         Args:

@@ -51,7 +51,8 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
     registry = ctx.registry
 
     @user_errors
-    def zero_shot(image, text, audio, labels, template, w_image, w_text, w_audio, templates=""):
+    def zero_shot(image=None, text="", audio=None, labels="", template=tasks.DEFAULT_TEMPLATE, w_image=1.0, w_text=0.5,
+                  w_audio=0.5, templates=""):
         """Zero-shot classification of image + text (+ audio) against labels, no training: each modality
         is scored against the labels' prompts, then the scores are fused by the weights.
 
