@@ -18,7 +18,7 @@ from mmdemo.settings import Settings
 TITLE = "mmdemo — try multimodal models"
 # Tab modules in mmdemo/ui/, in page order; each exposes build(registry, settings), which may
 # return a callable that frees what the tab made (temp folders) when the app closes.
-TABS = ("image", "audio", "classify", "folders", "compare", "models")
+TABS = ("image", "audio", "mixed_gallery", "classify", "folders", "compare", "models")
 # Uploads and results in Gradio's cache: every 10 minutes, delete those older than an hour;
 # all of them when the server stops.
 DELETE_CACHE = (600, 3600)
