@@ -222,7 +222,9 @@ def _args_for(endpoint: str, rng: random.Random, http: bool = False) -> tuple:
         return rng.choice(QUERIES), 8, None
     if endpoint == "match_audio":
         return _file_arg(str(rng.choice(SOUNDS)), http), AUDIO_LABELS, ""
-    return image, "", None, CLASS_LABELS, "a {}", 1, 1, 1
+    # The REST API takes every input (gradio_client fills the defaults, plain HTTP does not):
+    # the last one is the prompt ensemble (none).
+    return image, "", None, CLASS_LABELS, "a {}", 1, 1, 1, ""
 
 
 def bad_downloads(result, client=None) -> int:

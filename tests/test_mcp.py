@@ -27,9 +27,6 @@ MCP_PATH = "gradio_api/mcp/"
 CORE_TOOLS = {"caption", "rank", "search_images", "search_texts", "match", "search_sounds", "search_texts_by_audio",
               "classify", "zero_shot", "load", "explain_image_text", "explain_audio_text"}
 GRADIO_FILE_NOTE = "If a user passes a file as an input, use the upload_file_to_gradio tool"
-# The Compare tab's handlers (issue 15 item 2) were being written beside this test without
-# docstrings; their tools say nothing of their own until they get one. Empty this set then.
-AWAITING_DOCSTRINGS = {"compare_models", "compare_heads"}
 LABELS = "a rising chirp\na burst of white noise\na low sine tone"
 
 
@@ -86,7 +83,7 @@ def test_tools_are_listed_with_descriptions_from_the_docstrings(mcp_app):
     # Every tool says what it does in its own words (Gradio adds a sentence about files to any
     # tool with a file input, docstring or not: that one does not count).
     own = {n: (t.description or "").split(GRADIO_FILE_NOTE)[0].strip() for n, t in tools.items()}
-    assert [n for n, d in own.items() if not d and n not in AWAITING_DOCSTRINGS] == []
+    assert [n for n, d in own.items() if not d] == []
     assert tools["caption"].description.startswith("Write captions for an image")
     assert "Returns:" in tools["match"].description and "confidences" in tools["match"].description
     # Argument descriptions come from each docstring's Args: section.

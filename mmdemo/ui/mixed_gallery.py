@@ -153,7 +153,7 @@ def build(registry, settings):
         table = gr.Dataframe(headers=COLUMNS, interactive=False, label="Ranked results", elem_id="mixed-table")
 
         @user_errors
-        def search(by, query, image, sound, k, files, progress=gr.Progress()):
+        def search_mixed(by, query, image, sound, k, files, progress=gr.Progress()):
             """Search one gallery of images and sounds by a text, an image or a sound.
 
             Args:
@@ -198,7 +198,7 @@ def build(registry, settings):
             return shown, best_sound, text, rows
 
         for i, trigger in enumerate((button.click, query.submit)):
-            trigger(search, [by, query, image, sound, k, files], [gallery, player, notes, table],
+            trigger(search_mixed, [by, query, image, sound, k, files], [gallery, player, notes, table],
                     api_name="search_mixed" if i == 0 else False, concurrency_id=MODEL_CONCURRENCY_ID,
                     preprocess=False)
         # Giving an input picks it as the query.
