@@ -16,7 +16,7 @@ import gradio as gr
 from mmdemo.registry import Registry
 from mmdemo.tasks import compare as tasks
 from mmdemo.tasks.classify import MODALITIES, generated_examples
-from mmdemo.tasks.classify.heads import HeadStore, OwnerHeads
+from mmdemo.tasks.classify.heads import HeadStore, OwnerHeads, owner_of
 from mmdemo.ui.common import MODEL_CONCURRENCY_ID, file_path, image_source, user_errors, warn_all
 
 INTRO = ("One input through several models or through every fusion head, **side by side**: one table of "
@@ -41,8 +41,7 @@ def heads_of(store: HeadStore, request) -> OwnerHeads:
     """The heads the sender sees: the registry's and their own. The owner is named as the
     Classify tab names it (``ClassifyContext.heads_of``): a login, else the browser session;
     this tab only reads heads, so it makes no folder that would need removing."""
-    user = getattr(request, "username", None)
-    return store.of(f"user:{user}" if user else f"session:{getattr(request, 'session_hash', None) or 'local'}")
+    return store.of(owner_of(request))
 
 
 # --------------------------------------------------------------------------- tables and charts

@@ -21,7 +21,7 @@ import gradio as gr
 from mmdemo.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 from mmdemo.registry import Registry
 from mmdemo.tasks import folders as tasks
-from mmdemo.tasks.classify.heads import HeadStore
+from mmdemo.tasks.classify.heads import HeadStore, owner_of
 from mmdemo.ui.common import MODEL_CONCURRENCY_ID, file_path, user_errors, warn_all
 
 INTRO = ("Run one task over a whole folder: upload a **zip** (or many files) of images or sounds, pick a task, "
@@ -94,10 +94,8 @@ def build(registry: Registry, settings=None):
     fusion = registry.names(kind="fusion")
 
     def owner_heads(request):
-        # The same owners as the Classify tab (its login, else its browser session), so a head
-        # trained there is listed here too.
-        user = getattr(request, "username", None)
-        return heads.of(f"user:{user}" if user else f"session:{getattr(request, 'session_hash', None) or 'local'}")
+        # The same owners as the Classify tab (owner_of), so a head trained there is listed here too.
+        return heads.of(owner_of(request))
 
     with gr.Tab("Folders", id="folders"):
         gr.Markdown(INTRO)

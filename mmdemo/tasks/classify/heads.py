@@ -162,6 +162,13 @@ def owner_key(owner: str) -> str:
     return hashlib.sha256(f"mmdemo-head-owner:{owner}".encode()).hexdigest()[:32]
 
 
+def owner_of(request) -> str:
+    """Whose heads a request may see and save (every tab asks this one place): its login,
+    kept across restarts, or else its browser session (``request``: Gradio's, duck-typed)."""
+    user = getattr(request, "username", None)
+    return f"user:{user}" if user else f"session:{getattr(request, 'session_hash', None) or 'local'}"
+
+
 class HeadStore:
     """Users' own heads under ``cache_dir/heads/owners/<owner_key>/<name>.safetensors``,
     kept out of the shared registry (which every session lists). Files are written

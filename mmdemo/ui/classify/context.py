@@ -14,7 +14,7 @@ from pathlib import Path
 from mmdemo.atomic import atomic_write_bytes
 from mmdemo.hashing import content_hash
 from mmdemo.tasks import classify as tasks
-from mmdemo.tasks.classify.heads import HeadStore, OwnerHeads
+from mmdemo.tasks.classify.heads import HeadStore, OwnerHeads, owner_of
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,10 @@ class ClassifyContext:
     def heads_of(self, request) -> OwnerHeads:
         """The heads namespace of whoever sent ``request``: their login (kept across restarts)
         or, anonymous, their browser session (removed when the app closes)."""
-        user = getattr(request, "username", None)
-        if user:
-            return self.heads.of(f"user:{user}")
-        heads = self.heads.of(f"session:{getattr(request, 'session_hash', None) or 'local'}")
-        self.session_folders.add(heads.folder)
+        owner = owner_of(request)
+        heads = self.heads.of(owner)
+        if owner.startswith("session:"):  # an anonymous session's heads go when the app closes
+            self.session_folders.add(heads.folder)
         return heads
 
     def fusion_names(self, request=None) -> list[str]:
