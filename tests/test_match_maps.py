@@ -151,6 +151,16 @@ def test_any_open_clip_vit_gets_a_map(patchify_clip, method):
     assert res.heat.shape == (32, 32) and np.isfinite(res.heat).all()
 
 
+def test_a_coca_gets_the_gradient_map_and_a_clear_no_for_patch_tokens(captioner):
+    """A CoCa pools with attention: its patch tokens are not in the projected space."""
+    scene = _two_object_scenes(1, seed=9)[0]
+    image = Image.fromarray(scenes.render_scene(scene))
+    res = maps.explain_image_text(image, scenes.mention(scene.objects[0]), captioner, method="chefer")
+    assert res.heat.shape == (64, 64) and res.heat.max() == pytest.approx(1.0)
+    with pytest.raises(MMDemoError, match="Use the 'chefer' method"):
+        maps.explain_image_text(image, scenes.mention(scene.objects[0]), captioner, method="tokens")
+
+
 # --------------------------------------------------------------------------- sounds
 
 

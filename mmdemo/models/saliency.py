@@ -81,6 +81,12 @@ def _blocks_before_last(visual, blocks, pixels: torch.Tensor) -> torch.Tensor:
 def token_maps(model, pixels: torch.Tensor, text_embs: torch.Tensor) -> np.ndarray:
     """Cosine of each patch's projected token (the last block's value path) with its text, [N, gh, gw]."""
     visual, blocks = _vit(model)
+    if getattr(visual, "attn_pool", None) is not None:
+        # A CoCa's tower pools with attention before its final norm and projection, so its
+        # patch tokens are not in the space those map into (and may not even fit them).
+        raise MMDemoError("saliency_unsupported", "Patch-token similarity needs a CLIP whose patch tokens share "
+                                                  "the pooled token's projection; this model pools with attention "
+                                                  "(a CoCa). Use the 'chefer' method.")
     last = blocks[-1]
     with torch.inference_mode():
         x = _blocks_before_last(visual, blocks, pixels)
