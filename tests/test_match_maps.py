@@ -2,6 +2,8 @@
 on the shipped tiny bundle, on a plain open_clip ViT (random, patchify), and through
 the API with bad input."""
 
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -192,7 +194,7 @@ def test_the_audio_map_finds_when_and_in_which_band(audio, tone_after_silence):
     assert res.time_profile[during].mean() > 0.05
     band = int(np.argmax(res.band_profile))
     lo, hi = res.band_edges[band], res.band_edges[band + 1]
-    assert hi <= 2000  # a "mid" tone: the strongest band is low in the spectrum, not hiss
+    assert lo <= sounds.PITCHES["mid"] <= hi  # the band that holds the 440 Hz tone matters most
     assert res.grid.shape == (maps.GRID_BANDS, maps.GRID_SLICES) and res.grid.max() > 0.05
 
 
@@ -244,15 +246,25 @@ def test_bad_map_requests_get_a_message_and_the_server_serves_on(client, scene_p
     assert Image.open(picture).size == (maps.OVERLAY_PIXELS, maps.OVERLAY_PIXELS)
 
 
-def test_explain_audio_text_through_the_api(client, tone_after_silence, scene_png):
+def test_explain_audio_text_through_the_api(client, tone_after_silence, scene_png, tmp_path):
     path, text, _ = tone_after_silence
-    plot, notes = client.predict(handle_file(str(path)), text, api_name="/explain_audio_text")
-    assert plot["type"] == "plotly" and "Heatmap" in plot["plot"] or "heatmap" in plot["plot"]
+    plot, notes = client.predict(handle_file(str(path)), text, "", api_name="/explain_audio_text")
+    figure = json.loads(plot["plot"])
+    assert [t["type"] for t in figure["data"]] == ["heatmap", "bar", "bar"]
     assert text in notes
+    # The templates a match used: the same embedding, so the same cosine as match_audio's.
+    _, templated = client.predict(handle_file(str(path)), text, "the sound of {}", api_name="/explain_audio_text")
+    assert templated != notes
+    short = tmp_path / "blip.wav"
+    sf.write(short, np.sin(np.arange(200) / 3).astype(np.float32), sounds.SAMPLE_RATE)  # 12 ms
+    plot, _ = client.predict(handle_file(str(short)), text, "", api_name="/explain_audio_text")
+    assert plot["type"] == "plotly"
+    with pytest.raises(AppError, match="Upload or record"):
+        client.predict(None, text, "", api_name="/explain_audio_text")
     with pytest.raises(AppError, match="not a readable audio file"):
-        client.predict(handle_file(str(scene_png[0])), text, api_name="/explain_audio_text")
+        client.predict(handle_file(str(scene_png[0])), text, "", api_name="/explain_audio_text")
     with pytest.raises(AppError, match="Type the text"):
-        client.predict(handle_file(str(path)), "", api_name="/explain_audio_text")
+        client.predict(handle_file(str(path)), "", "", api_name="/explain_audio_text")
 
 
 def test_cli_eval_reports_the_peak_in_box_rate(capsys):

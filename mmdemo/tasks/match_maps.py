@@ -184,33 +184,40 @@ def _spans(edges: np.ndarray, positions: np.ndarray) -> list[slice]:
     return [slice(int(a), max(int(b), int(a) + 1)) for a, b in zip(idx[:-1], idx[1:])]
 
 
-def explain_audio_text(source: Any, text: str | None, audio, *, name: str | None = None) -> AudioMatchMap:
-    """When (and in which band) the clip's best window matched ``text``, by occlusion."""
+def explain_audio_text(source: Any, text: str | None, audio, *, templates: str | Sequence[str] | None = None,
+                       name: str | None = None) -> AudioMatchMap:
+    """When (and in which band) the clip's best window matched ``text``, by occlusion.
+    ``templates``: the prompt templates the text was scored with (as ``match_audio``
+    takes them), so the map explains the same score."""
     from scipy.signal import stft
 
-    from mmdemo.tasks.audio import MAX_CLIP_SECONDS, _load, embed_clip
+    from mmdemo.tasks.audio import MAX_CLIP_SECONDS, _load, embed_clip, encode_labels, parse_templates
 
     text = (text or "").strip() if isinstance(text, (str, type(None))) else str(text).strip()
     if not text:
         raise MMDemoError("text_empty", "Type the text to explain (e.g. 'a rising beep').")
+    templates, _ = parse_templates(templates)
     clip = _load(source, name, audio, MAX_CLIP_SECONDS)
     windowed = embed_clip(audio, clip)
-    text_emb = np.asarray(audio.encode_texts([text]), np.float32)[0]
+    text_emb = np.asarray(encode_labels(audio, [text], templates), np.float32)[0]
     sims = windowed.embeddings @ text_emb
     best = int(np.argmax(sims))
     start, end = windowed.bounds[best]
     wave = np.asarray(clip.wave[start:end], np.float32)
+    wave = np.pad(wave, (0, max(0, _N_FFT - len(wave))))  # a clip shorter than one FFT frame: padded with silence
     sr = clip.sample_rate
     freqs, times, spec = stft(wave, nperseg=_N_FFT, noverlap=_N_FFT - _HOP)
     seconds = len(wave) / sr
     t_edges, f_edges = np.linspace(0, seconds, TIME_SLICES + 1), _mel_edges(sr, FREQ_BANDS)
     gt_edges, gf_edges = np.linspace(0, seconds, GRID_SLICES + 1), _mel_edges(sr, GRID_BANDS)
     t_pos, f_pos = times / sr, freqs * sr  # stft (fs=1) gives samples and cycles per sample
-    every_f, every_t = slice(None), slice(None)
-    cells = ([(every_f, t) for t in _spans(t_edges, t_pos)] + [(f, every_t) for f in _spans(f_edges, f_pos)]
+    every_f, every_t, nothing = slice(None), slice(None), slice(0, 0)
+    # First the window itself, through the same round trip, as the baseline of every drop.
+    cells = ([(nothing, nothing)] + [(every_f, t) for t in _spans(t_edges, t_pos)]
+             + [(f, every_t) for f in _spans(f_edges, f_pos)]
              + [(f, t) for f in _spans(gf_edges, f_pos) for t in _spans(gt_edges, t_pos)])
-    embs = np.asarray(audio.encode_waves(_silenced(spec, cells, len(wave))), np.float32)
-    drops = float(sims[best]) - embs @ text_emb
+    embs = np.asarray(audio.encode_waves(_silenced(spec, cells, len(wave))), np.float32) @ text_emb
+    drops = embs[0] - embs[1:]
     notices = list(clip.notices) + clip_notice(audio, windowed.embeddings)
     return AudioMatchMap(
         text, float(sims[best]), (start / sr, end / sr), t_edges + start / sr, f_edges,

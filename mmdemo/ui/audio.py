@@ -292,8 +292,8 @@ def build(registry, settings):
                                   [m_ranked, m_info, m_heard, m_timeline, m_table],
                                   api_name="match_audio", concurrency_id=MODEL_CONCURRENCY_ID)
         explain_audio = match_maps.audio_explainer(registry)
-        match_maps.listen_audio(m_why, explain_audio, (matching, [m_ranked]), m_clip,
-                                match_maps.ranked_labels, api_name="explain_audio_text")
+        match_maps.listen_audio(m_why, explain_audio, (matching, [m_ranked]), m_clip, match_maps.ranked_labels,
+                                templates=m_templates, api_name="explain_audio_text")
         model_events([s_button.click, s_query.submit], search_sounds, [s_query, s_k, s_files], [s_table, *s_players],
                      api_name="search_audio")
         text_search = t_button.click(search_texts_by_audio, [t_clip, t_texts, t_k], [t_table],

@@ -191,12 +191,13 @@ def audio_panel(prefix: str) -> AudioPanel:
 
 def audio_explainer(registry):
     @user_errors
-    def explain_audio_text(audio, text):
+    def explain_audio_text(audio, text, templates=""):
         """Show when in a clip (and in which frequency band) an audio-text model matched a text.
 
         Args:
             audio: the audio file.
             text: the text to locate in the clip (e.g. "a rising chirp").
+            templates: the prompt templates the text was scored with, one per line with {} for the text (optional).
 
         Returns:
             A plot of how much the clip's cosine similarity with the text drops when each time
@@ -205,21 +206,27 @@ def audio_explainer(registry):
         """
         from mmdemo.ui.common import file_path
 
-        res = maps.explain_audio_text(file_path(audio), text, registry.for_slot("audio", lazy=True))
+        res = maps.explain_audio_text(file_path(audio), text, registry.for_slot("audio", lazy=True),
+                                      templates=templates)
         warn_all(res.notices)
         return audio_figure(res), _notes(res, f"'{res.text}' ({res.window[0]:.1f}-{res.window[1]:.1f} s)")
 
     return explain_audio_text
 
 
-def listen_audio(panel: AudioPanel, explain, after, audio, texts_of, *, api_name: str | bool = False) -> None:
+def listen_audio(panel: AudioPanel, explain, after, audio, texts_of, *, templates=None,
+                 api_name: str | bool = False) -> None:
+    """As :func:`listen_image`, for a clip; ``templates``: the component holding the prompt
+    templates the score used (the map then explains the same text embedding)."""
     def fill(*outputs):
         return _choices(texts_of(*outputs), False)[0]
 
-    run = dict(fn=explain, inputs=[audio, panel.text], outputs=[panel.plot, panel.notes], api_name=False,
-               concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
-    def after_scoring(audio_, text):
-        return explain(audio_, text) if (text or "").strip() else (None, "")
+    templates = templates if templates is not None else gr.Textbox("", visible=False)
+    run = dict(fn=explain, inputs=[audio, panel.text, templates], outputs=[panel.plot, panel.notes],
+               api_name=False, concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+
+    def after_scoring(audio_, text, templates_):
+        return explain(audio_, text, templates_) if (text or "").strip() else (None, "")
 
     after[0].success(fill, after[1], [panel.text], api_name=False, queue=False).success(
         **{**run, "fn": after_scoring})
