@@ -45,6 +45,16 @@ def test_rank_over_a_folder_reads_its_captions_and_keeps_going_past_a_broken_fil
     assert any("notes.txt" in n for n in r.notices)  # the stray file is told about, not a row
 
 
+def test_rank_candidates_are_the_runs_own_captions_not_every_line_of_captions_json(tmp_path, clip):
+    captions = write_scenes(tmp_path / "pics", n=3)
+    # A captions.json naming thousands of files the upload does not hold.
+    many = {**{f"other{i}.png": f"a small red star number {i}" for i in range(5000)}, **captions}
+    (tmp_path / "pics" / "captions.json").write_text(json.dumps(many))
+    r, rows = run([tmp_path / "pics"], "rank", clip)
+    assert sorted(r.labels) == sorted(set(captions.values()))
+    assert {row.answer for row in rows} <= set(captions.values())
+
+
 def test_zero_shot_labels_name_the_colour(scene_dir, clip):
     folder, captions = scene_dir
     # Two templates: averaged per label, as the tabs' prompt ensembles are.

@@ -36,7 +36,7 @@ from mmdemo.tasks.classify.apply import DEFAULT_TEMPLATE
 from mmdemo.tasks.classify.datasets import MAX_AUDIO_SECONDS, MAX_CLASSES, MAX_IMAGE_PIXELS, MAX_LABEL_CHARS
 from mmdemo.tasks.gallery_files import gallery_files
 from mmdemo.tasks.image.captioning import caption_bank
-from mmdemo.tasks.image.inputs import parse_texts
+from mmdemo.tasks.image.inputs import MAX_QUERY_CHARS, parse_texts
 
 TASKS = {"caption": "Caption (generate)", "rank": "Rank captions", "zero_shot": "Zero-shot classify",
          "match_audio": "Match audio", "classify": "Classify with a head"}
@@ -200,7 +200,10 @@ class FolderRun:
             if blank:
                 # The folder's own captions are the natural candidates: each file's row then
                 # says whether its caption ranked first.
-                self.labels = sorted(set(self.captions.values())) or caption_bank(m.clip)
+                # Only the captions of the files in this run (at most one per file), each cut
+                # as a typed query is: a captions.json may name far more files than the upload.
+                own = {item.caption[:MAX_QUERY_CHARS] for item in self.items if item.caption.strip()}
+                self.labels = sorted(own) or caption_bank(m.clip)
             else:
                 self.labels, notices = parse_texts(o.texts, "captions")
                 self.notices += notices

@@ -22,13 +22,16 @@ from mmdemo.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 from mmdemo.registry import Registry
 from mmdemo.tasks import folders as tasks
 from mmdemo.tasks.classify.heads import HeadStore, owner_of
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, file_path, user_errors, warn_all
+from mmdemo.ui.common import file_path, user_errors, warn_all
 
 INTRO = ("Run one task over a whole folder: upload a **zip** (or many files) of images or sounds, pick a task, "
          f"and get one row per file (up to {tasks.MAX_FOLDER_FILES} files). A file that can't be read is a row "
          "with its error; **Stop** keeps the rows done so far. A `captions.json` in the zip "
          "(`{\"file name\": \"caption\"}`) fills the caption column, and with no candidates typed, "
          "*Rank captions* ranks the folder's own captions.")
+# A run holds its slot for minutes: runs queue in a group of their own (two at a time), so
+# they never take the shared model group's slots from the other tabs' one-off requests.
+FOLDERS_CONCURRENCY_ID = "folders"
 # Table and downloads go to the page at most this often (every batch is still written to disk):
 # a 2,000-row table resent after every 32 files would be most of the traffic.
 YIELD_EVERY_S = 0.5
@@ -201,7 +204,7 @@ def build(registry: Registry, settings=None):
 
         event = run_button.click(run_folder, [files, task, texts, template, head, text, method, max_length],
                                  [table, downloads, status], api_name="run_folder",
-                                 concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+                                 concurrency_id=FOLDERS_CONCURRENCY_ID, concurrency_limit=2, preprocess=False)
         # The status line stays as the last batch left it, so it must not keep saying "Running".
         stop_button.click(_stopped, status, status, cancels=[event], api_name=False, queue=False)
         head.focus(head_choices, None, head, api_name=False, queue=False)
