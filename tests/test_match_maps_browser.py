@@ -52,6 +52,22 @@ def test_search_shows_where_the_query_matched_the_best_image_and_a_clicked_one(t
     expect(picture).not_to_have_attribute("src", first, timeout=60_000)
 
 
+def test_zero_shot_shows_where_the_best_labels_prompt_matched(tiny_app, page, scenes):  # noqa: F811
+    from tests.test_classify_browser import open_classify
+
+    path, caption = scenes[0]
+    colour, shape = caption.split()[2:4]  # "a small red diamond on ..."
+    open_classify(page, tiny_app[1], "Zero-shot")
+    page.locator("#zs-image input[type=file]").set_input_files(str(path))
+    page.locator("#zs-labels textarea").fill(f"{colour} {shape}\nblue star\ngreen ring")
+    page.get_by_role("button", name="Score labels", exact=True).click()
+    notes = page.locator("#zs-why-notes")
+    expect(notes).to_contain_text("cosine similarity", timeout=90_000)
+    expect(page.locator("#zs-why-map img").first).to_be_visible()
+    best = page.locator("#zs-why-text input").input_value()
+    assert best.startswith("a ") and best[2:] in (f"{colour} {shape}", "blue star", "green ring")
+
+
 def test_match_audio_shows_when_the_sound_matched(tiny_app, page, tmp_path):
     path = tmp_path / "chirp.wav"
     sf.write(path, np.concatenate([np.zeros(S_RATE, np.float32), sound("chirp", "rising", 2.5)]), S_RATE)

@@ -126,8 +126,9 @@ def listen_image(panel: ImagePanel, explain, after, image, texts_of, *, contrast
     run = dict(fn=explain, inputs=[image, panel.text, panel.method, others], outputs=[panel.picture, panel.notes],
                api_name=False, concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
     def after_scoring(image_, text, *rest):
-        # Nothing to show (e.g. a head given no text) is no error after a score.
-        return explain(image_, text, *rest) if (text or "").strip() else (None, "")
+        # Nothing to show (a head given no text, a zero-shot score without an image) is no
+        # error after a score.
+        return explain(image_, text, *rest) if (text or "").strip() and image_ else (None, "")
 
     events = after[0] if isinstance(after[0], (list, tuple)) else [after[0]]
     for event in events:

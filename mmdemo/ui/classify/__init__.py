@@ -38,7 +38,7 @@ def build(registry, settings):
                     with gr.Column():
                         heads_ui = heads.render()
         apply.listen(ctx, head_ui, maps)
-        zero_shot.listen(ctx, zero_shot_ui)
+        zero_shot.listen(ctx, zero_shot_ui, maps)
         train.listen(ctx, train_ui, download=heads_ui["download"], head=head_ui["head"])
         heads.listen(ctx, heads_ui, head=head_ui["head"])
 

@@ -11,7 +11,8 @@ from mmdemo.tasks import classify as tasks
 from mmdemo.tasks import prompts
 from mmdemo.ui.classify.context import ClassifyContext
 from mmdemo.ui.classify.figures import zero_shot_figure
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, file_path, image_source, user_errors, warn_all
+from mmdemo.ui import match_maps
+from mmdemo.ui.common import MODEL_CONCURRENCY_ID, ResultFiles, file_path, image_source, user_errors, warn_all
 
 
 def render(ctx: ClassifyContext) -> dict:
@@ -40,14 +41,21 @@ def render(ctx: ClassifyContext) -> dict:
             label = gr.Label(num_top_classes=10, label="Fused prediction", elem_id="zs-label")
             info = gr.Markdown(elem_id="zs-info")
     plot = gr.Plot(label="Each modality alone", elem_id="zs-plot")
+    why = match_maps.image_panel("zs")
     gr.Examples([[e["image"], "", "\n".join(e["zero_shot_labels"])] for e in ctx.examples if e["task"] == "scene_qa"],
                 [image, text, labels], label="Generated scenes with candidate labels")
     return {"image": image, "text": text, "audio": audio, "labels": labels, "template": template,
             "template_set": template_set, "templates": templates,
-            "weights": weights, "button": button, "label": label, "info": info, "plot": plot}
+            "weights": weights, "button": button, "label": label, "info": info, "plot": plot, "why": why}
 
 
-def listen(ctx: ClassifyContext, ui: dict) -> None:
+def _prompts(label, template) -> list[str]:
+    """The ranked labels as the image was scored against them (the single template)."""
+    template = template if isinstance(template, str) and template.count("{}") == 1 else "{}"
+    return [template.format(name) for name in match_maps.ranked_labels(label)]
+
+
+def listen(ctx: ClassifyContext, ui: dict, maps: ResultFiles) -> None:
     registry = ctx.registry
 
     @user_errors
@@ -93,8 +101,11 @@ def listen(ctx: ClassifyContext, ui: dict) -> None:
     # The ensemble comes last, with a default: clients written before it keep working.
     inputs = [ui["image"], ui["text"], ui["audio"], ui["labels"], ui["template"], *ui["weights"], ui["templates"]]
     outputs = [ui["label"], ui["info"], ui["plot"]]
-    ui["button"].click(zero_shot, inputs, outputs, api_name="classify_zero_shot", concurrency_id=MODEL_CONCURRENCY_ID,
-                       preprocess=False)
+    scoring = ui["button"].click(zero_shot, inputs, outputs, api_name="classify_zero_shot",
+                                 concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
+    # Where in the image the best label's prompt matched, against the other labels'.
+    match_maps.listen_image(ui["why"], match_maps.image_explainer(ctx.registry, maps),
+                            (scoring, [ui["label"], ui["template"]]), ui["image"], _prompts, contrast=True)
     for slider in ui["weights"]:  # moving a weight re-scores at once: the point of the sliders
         slider.release(zero_shot, inputs, outputs, api_name=False, concurrency_id=MODEL_CONCURRENCY_ID,
                        show_progress="minimal", preprocess=False)
