@@ -176,6 +176,23 @@ class ResultFiles:
         return str(path)
 
 
+THUMB_PIXELS = 384  # longest side of result thumbnails sent to the browser
+
+
+def thumbnail(results: ResultFiles, path: str) -> str:
+    """The result thumbnail of the image file at ``path``: a WebP file named by the
+    image's bytes and the thumbnail size, made on first use only."""
+    from mmdemo.hashing import file_hash
+    from mmdemo.media import load_image
+
+    def write(f) -> None:
+        im = load_image(path).image
+        im.thumbnail((THUMB_PIXELS, THUMB_PIXELS))
+        im.save(f, format="WEBP")
+
+    return results.get(f"thumbnail:{THUMB_PIXELS}:webp:{file_hash(path)}".encode(), ".webp", write)
+
+
 def per_model(build):
     """Memoise ``build(model)`` per ``model.model_id``, thread-safe: the default gallery
     is encoded once per model, even when several users search at the same moment."""

@@ -18,19 +18,17 @@ from typing import Any
 
 import gradio as gr
 
-from mmdemo.hashing import file_hash
-from mmdemo.media import IMAGE_SUFFIXES, load_image
+from mmdemo.media import IMAGE_SUFFIXES
 from mmdemo.tasks import image as tasks
 from mmdemo.ui import match_maps
 from mmdemo.ui.image_figures import heatmap_figure, map_figure, rank_figure
 from mmdemo.ui.common import (MODEL_CONCURRENCY_ID, Galleries, ResultFiles, SessionValues, image_source, model_events,
-                              user_errors, warn_all)
+                              thumbnail, user_errors, warn_all)
 
 INTRO = ("Caption an image, rank captions for it, search images by text or texts by an image. "
          "The tiny bundle only knows generated scenes (coloured shapes on plain, striped, dotted or "
          "checkered backgrounds); a real CLIP/CoCa profile knows photos.")
 
-THUMB_PIXELS = 384  # longest side of result thumbnails sent to the browser
 METHODS = [("beam search", "beam"), ("greedy", "greedy"), ("top-k sampling", "top_k"),
            ("top-p (nucleus) sampling", "top_p")]
 HIT_COLUMNS = ["rank", "image", "similarity", "caption"]
@@ -51,17 +49,6 @@ def _file_sources(payload: Any) -> list[Any]:
 def _notes(notices) -> str:
     notices = list(dict.fromkeys(notices or ()))
     return "" if not notices else "**Notes**\n" + "\n".join(f"- {n}" for n in notices)
-
-
-def _thumbnail(results: ResultFiles, path: str) -> str:
-    """The result thumbnail of the image file at ``path``: a WebP file named by the
-    image's bytes and the thumbnail size, made on first use only."""
-    def write(f) -> None:
-        im = load_image(path).image
-        im.thumbnail((THUMB_PIXELS, THUMB_PIXELS))
-        im.save(f, format="WEBP")
-
-    return results.get(f"thumbnail:{THUMB_PIXELS}:webp:{file_hash(path)}".encode(), ".webp", write)
 
 
 # --------------------------------------------------------------------------- the tab
@@ -215,7 +202,7 @@ def build(registry, settings):
             with galleries.searched(files, clip, progress) as gallery:
                 res = tasks.search_images(gallery, query, clip, k=k)
                 # Thumbnails now: extracted zip members are gone once this returns.
-                shown = [(_thumbnail(thumbnails, h["path"]), f"#{i + 1} · {h['score']:.3f} · {h['label']}")
+                shown = [(thumbnail(thumbnails, h["path"]), f"#{i + 1} · {h['score']:.3f} · {h['label']}")
                          for i, h in enumerate(res.hits)]
             notices = gallery.notices + res.notices
             warn_all(notices)

@@ -18,11 +18,12 @@ import numpy as np
 
 from mmdemo.errors import MMDemoError
 from mmdemo.hashing import file_hash
-from mmdemo.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES, load_audio, load_image
+from mmdemo.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES, load_audio
 from mmdemo.tasks import audio as audio_tasks
 from mmdemo.tasks import image as image_tasks
 from mmdemo.tasks import mixed_gallery as tasks
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, ResultFiles, file_path, image_source, user_errors, warn_all
+from mmdemo.ui.common import (MODEL_CONCURRENCY_ID, ResultFiles, file_path, image_source, thumbnail, user_errors,
+                              warn_all)
 
 INTRO = (
     "Images and sounds in **one gallery**, searched by a text, an image or a sound; results of both kinds are "
@@ -32,17 +33,8 @@ INTRO = (
     "a sound images likewise), and each kind's scores are standardised over the gallery before both are ranked "
     "together, so the best of each kind shows even when nothing of that kind fits the query well.")
 COLUMNS = ["rank", "kind", "name", "score", "cosine", "caption"]
-THUMB_PIXELS = 256
+MEL_PIXELS = 256  # width of the log-mel pictures that stand for sounds
 ZIP_AND_CAPTIONS = {".zip", ".json"}  # read by both builders: a zip may hold both kinds
-
-
-def _thumbnail(results: ResultFiles, path: str) -> str:
-    def write(f) -> None:
-        im = load_image(path).image
-        im.thumbnail((THUMB_PIXELS, THUMB_PIXELS))
-        im.save(f, format="WEBP")
-
-    return results.get(f"mixed-thumb:{THUMB_PIXELS}:{file_hash(path)}".encode(), ".webp", write)
 
 
 def _mel_picture(results: ResultFiles, audio, hit: dict) -> str:
@@ -57,7 +49,7 @@ def _mel_picture(results: ResultFiles, audio, hit: dict) -> str:
         x = np.clip((mel - lo) / max(float(hi - lo), 1e-6), 0, 1)[::-1]  # low bands at the bottom
         # A dark-to-warm ramp (magma-like), so a sound never reads as a photo.
         rgb = np.stack([x ** 0.6, x ** 1.6, 0.35 * (1 - x) + 0.2 * x ** 3], -1)
-        Image.fromarray((rgb * 255).astype(np.uint8)).resize((THUMB_PIXELS, THUMB_PIXELS // 2)).save(f, format="WEBP")
+        Image.fromarray((rgb * 255).astype(np.uint8)).resize((MEL_PIXELS, MEL_PIXELS // 2)).save(f, format="WEBP")
 
     key = f"mixed-mel:{audio.model_id}:{file_hash(hit['path'])}:{hit['start']}:{hit['end']}".encode()
     return results.get(key, ".webp", write)
@@ -141,7 +133,7 @@ def build(registry, settings):
                 sound = gr.Audio(type="filepath", label="Sound", elem_id="mixed-sound")
                 k = gr.Slider(1, tasks.MAX_RESULTS, value=12, step=1, label="Results")
                 files = gr.File(file_count="multiple", type="filepath", elem_id="mixed-files",
-                                file_types=sorted(IMAGE_SUFFIXES | AUDIO_SUFFIXES) + [".zip"],
+                                file_types=sorted(IMAGE_SUFFIXES | AUDIO_SUFFIXES | ZIP_AND_CAPTIONS),
                                 label="Your images and sounds, or zips (optional; default: the example scenes "
                                       "and sounds)")
                 button = gr.Button("Search", variant="primary")
@@ -179,7 +171,7 @@ def build(registry, settings):
                 res = tasks.search_mixed(g, clip, audio, by=by, text=query, image=source if by == "image" else None,
                                          sound=source if by == "sound" else None, k=k, name=name)
                 # Pictures and players now: an uploaded zip's files go when this returns.
-                shown = [(_thumbnail(results, h["path"]) if h["kind"] == "image" else _mel_picture(results, audio, h),
+                shown = [(thumbnail(results, h["path"]) if h["kind"] == "image" else _mel_picture(results, audio, h),
                           f"#{i + 1} · {h['kind']} · {h['label']} · {h['score']:.3f}")
                          for i, h in enumerate(res.hits)]
                 best_sound = next((_player(results, h["path"]) for h in res.hits if h["kind"] == "sound"), None)
