@@ -19,7 +19,7 @@ MAX_LINES = 400
 # Data flows down: a module may import its own rank or lower, never higher.
 RANKS = {
     "mmdemo": 0, "mmdemo.errors": 0, "mmdemo.paths": 0, "mmdemo.atomic": 0, "mmdemo.hashing": 0,
-    "mmdemo.scores": 0, "mmdemo.devices": 0, "mmdemo.settings": 0, "mmdemo.handles": 0,
+    "mmdemo.scores": 0, "mmdemo.sessions": 0, "mmdemo.devices": 0, "mmdemo.settings": 0, "mmdemo.handles": 0,
     "mmdemo.media": 1, "mmdemo.catalog": 1, "mmdemo.weights": 1, "mmdemo.toyworld": 1, "mmdemo.familiarity": 1,
     "mmdemo.models": 2, "mmdemo.features": 2, "mmdemo.index": 2,
     "mmdemo.registry": 3, "mmdemo.batching": 3, "mmdemo.training": 3,

@@ -201,3 +201,34 @@ def test_search_images_by_text_through_mcp(mcp_app):
     result = with_session(mcp_app[1], lambda s: s.call_tool(
         "search_images", {"query": "a red diamond", "k": 2, "files": []}))
     assert not result.isError, text_of(result)
+
+
+def test_each_mcp_session_keeps_its_own_things(mcp_app, session_cache):
+    """Gradio's MCP server calls queued tools through one gradio_client shared by every
+    agent, forwarding each agent's HTTP headers (gradio 6.31 mcp.py: client.submit(...,
+    headers=request_headers)); the streamable-HTTP transport's mcp-session-id header then
+    keeps agents apart (mmdemo/sessions.py), as browser sessions are. Simulated here with
+    two clients of one session hash each sending its own id: the gallery one searched (its
+    embedding map) is not the other's. Heads and training jobs use the same key."""
+    from gradio_client import Client, handle_file
+
+    from mmdemo.sessions import session_of
+    from mmdemo.tasks.image import default_gallery_files
+    from tests.helpers.outputs import plotly_traces
+
+    class Request:
+        session_hash, headers = "shared", {"mcp-session-id": "abc"}
+
+    assert session_of(Request()) == "mcp:abc" and session_of(None) == "local"
+    folder = default_gallery_files(session_cache)
+    two = [handle_file(str(p)) for p in sorted(folder.glob("*.png"))[:2]]
+    agents = [Client(mcp_app[1], verbose=False, headers={"mcp-session-id": sid}) for sid in ("agent-a", "agent-b")]
+    agents[1].session_hash = agents[0].session_hash  # one shared client, as Gradio's MCP server has
+
+    def points(client) -> int:
+        plot = client.predict("a red diamond", 2, api_name="/embedding_map")
+        return sum(len(t["x"]) for t in plotly_traces(plot) if t["name"] != "query")
+
+    agents[0].predict("a red diamond", 2, two, api_name="/search_images")
+    assert points(agents[0]) == 2  # its own upload
+    assert points(agents[1]) > 2  # the example gallery: not the other agent's files

@@ -263,7 +263,9 @@ class SessionValues:
 
     @staticmethod
     def _key(request) -> str | None:
-        return getattr(request, "session_hash", None) if request is not None else None
+        from mmdemo.sessions import session_of
+
+        return session_of(request) if request is not None else None
 
     def put(self, request, value: Any) -> None:
         key = self._key(request)

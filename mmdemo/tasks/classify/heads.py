@@ -164,9 +164,12 @@ def owner_key(owner: str) -> str:
 
 def owner_of(request) -> str:
     """Whose heads a request may see and save (every tab asks this one place): its login,
-    kept across restarts, or else its browser session (``request``: Gradio's, duck-typed)."""
+    kept across restarts, or else its session (a browser tab, an API client or an MCP
+    session: mmdemo/sessions.py; ``request``: Gradio's, duck-typed)."""
+    from mmdemo.sessions import session_of
+
     user = getattr(request, "username", None)
-    return f"user:{user}" if user else f"session:{getattr(request, 'session_hash', None) or 'local'}"
+    return f"user:{user}" if user else f"session:{session_of(request)}"
 
 
 class HeadStore:

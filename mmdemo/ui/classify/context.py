@@ -112,5 +112,3 @@ def default_head(names: list[str], task: str) -> str | None:
     return next((n for n in names if task in n), names[0] if names else None)
 
 
-def session_of(request) -> str:
-    return getattr(request, "session_hash", None) or "local"

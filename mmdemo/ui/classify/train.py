@@ -14,7 +14,8 @@ import gradio as gr
 from mmdemo.errors import MMDemoError
 from mmdemo.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 from mmdemo.tasks import classify as tasks
-from mmdemo.ui.classify.context import ClassifyContext, session_of
+from mmdemo.sessions import session_of
+from mmdemo.ui.classify.context import ClassifyContext
 from mmdemo.ui.classify.figures import confusion_figure, training_figure
 from mmdemo.ui.common import user_errors, warn_all
 
