@@ -476,3 +476,45 @@ def test_missing_or_broken_inputs_are_refused_before_any_model_loads(launch_app,
             call()
     loaded = [name for name, row in status(fresh).items() if row[2] != "not loaded"]
     assert loaded == []
+
+
+# --------------------------------------------------------------------------- issue 15's endpoints
+
+
+def test_why_it_matched_on_real_backends(client, photos, clip_16k):
+    """The maps on a plain open_clip ViT (patchify, BPE tokenizer) and, by occlusion, on a CLAP."""
+    for method in ("chefer", "tokens"):
+        picture, notes = client.predict(handle_file(str(photos[1])), "a photo of a cat", method,
+                                        "a photo of a cup\na photo of a person", api_name="/explain_image_text")
+        assert Image.open(picture).size == (320, 320) and "cosine similarity" in notes
+    plot, notes = client.predict(handle_file(str(clip_16k)), "a rising chirp", "This is a sound of {}.",
+                                 api_name="/explain_audio_text")
+    assert [t["type"] for t in plotly_traces(plot)] == ["heatmap", "bar", "bar"] and "a rising chirp" in notes
+
+
+def test_compare_the_real_clip_and_coca_and_every_head(client, photos):
+    summary, table, _, result = client.predict(handle_file(str(photos[0])), "a person\na cat\na cup",
+                                               ["dir-clip", "file-coca"], "rank", api_name="/compare_models")
+    rows = {r["model"]: r for r in result["rows"]}
+    assert set(rows) == {"dir-clip", "file-coca"} and all(r["ok"] for r in rows.values()), result
+    for r in rows.values():
+        assert sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+    # The bundled heads were trained on the tiny encoders: each is a row saying why it does not fit.
+    _, table, _, result = client.predict(handle_file(str(photos[0])), "is there a red star?", None, [],
+                                         api_name="/compare_heads")
+    assert result["rows"] and all(not r["ok"] and r["error"] for r in result["rows"]
+                                  if r["head"].startswith("tiny-head-"))
+
+
+def test_a_folder_of_photos_zero_shot_on_the_real_clip(client, photos):
+    table, files, status_md = client.predict([handle_file(str(p)) for p in photos], "zero_shot",
+                                             "a person\na cat\na cup of coffee", "a photo of {}", "", "", "beam",
+                                             20, api_name="/run_folder")
+    assert [row[0] for row in table["data"]] == sorted(p.name for p in photos)
+    assert all(row[1] in ("a person", "a cat", "a cup of coffee") and not row[4] for row in table["data"])
+    assert sorted(Path(f).name for f in files) == ["results.csv", "results.json"]
+
+
+def test_one_gallery_of_images_and_sounds_bridged_through_text(client):
+    _, _, notes, table = client.predict("text", "a rising chirp", None, None, 12, None, api_name="/search_mixed")
+    assert {row[1] for row in table["data"]} == {"image", "sound"} and "bridged through text" in notes

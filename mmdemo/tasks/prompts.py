@@ -181,4 +181,6 @@ def describe(templates: Sequence[str]) -> str:
         return "labels as typed"
     if len(templates) == 1:
         return f"“{templates[0]}”"
+    if len(templates) <= 3:  # a few: each named, as before ensembles had built-in sets
+        return ", ".join(f"“{t}”" for t in templates) + " (averaged)"
     return f"{len(templates)} templates averaged (“{templates[0]}”, …)"
