@@ -78,6 +78,13 @@ def test_match_audio_shows_when_the_sound_matched(tiny_app, page, tmp_path):
     expect(page.locator("#audio-match-why-notes")).to_contain_text("cosine similarity", timeout=60_000)
 
 
+def test_search_sounds_shows_when_the_best_sound_matched_the_query(tiny_app, page):
+    open_audio_tab(page, tiny_app[1], "Search sounds by text")
+    page.get_by_role("button", name="Search sounds", exact=True).click()
+    expect(page.locator("#audio-search-why-map .js-plotly-plot")).to_be_visible(timeout=90_000)
+    expect(page.locator("#audio-search-why-notes")).to_contain_text("'a rising chirp'")
+
+
 def test_search_texts_by_audio_shows_when_the_best_text_matched(tiny_app, page, tmp_path):
     path = tmp_path / "noise.wav"
     sf.write(path, sound("noise", "white", 3.0), S_RATE)

@@ -194,6 +194,7 @@ def build(registry, settings):
                                      for i in range(N_PLAYERS)]
                 s_table = gr.Dataframe(headers=SOUND_COLUMNS, interactive=False, label="Matching sounds",
                                        elem_id="audio-sounds-table")
+                s_why = match_maps.audio_panel("audio-search")
 
             with gr.Tab("Search texts by audio", id="audio_texts"):
                 with gr.Row():
@@ -294,8 +295,10 @@ def build(registry, settings):
         explain_audio = match_maps.audio_explainer(registry)
         match_maps.listen_audio(m_why, explain_audio, (matching, [m_ranked]), m_clip, match_maps.ranked_labels,
                                 templates=m_templates, api_name="explain_audio_text")
-        model_events([s_button.click, s_query.submit], search_sounds, [s_query, s_k, s_files], [s_table, *s_players],
-                     api_name="search_audio")
+        sound_searches = model_events([s_button.click, s_query.submit], search_sounds, [s_query, s_k, s_files],
+                                      [s_table, *s_players], api_name="search_audio")
+        # When (and in which band) the best sound matched the query.
+        match_maps.listen_audio(s_why, explain_audio, (sound_searches, [s_query]), s_players[0], lambda q: [q])
         text_search = t_button.click(search_texts_by_audio, [t_clip, t_texts, t_k], [t_table],
                                      api_name="search_texts_by_audio", concurrency_id=MODEL_CONCURRENCY_ID)
         match_maps.listen_audio(t_why, explain_audio, (text_search, [t_table]), t_clip, match_maps.table_texts)

@@ -229,7 +229,8 @@ def listen_audio(panel: AudioPanel, explain, after, audio, texts_of, *, template
     def after_scoring(audio_, text, templates_):
         return explain(audio_, text, templates_) if (text or "").strip() else (None, "")
 
-    after[0].success(fill, after[1], [panel.text], api_name=False, queue=False).success(
-        **{**run, "fn": after_scoring})
+    for event in after[0] if isinstance(after[0], (list, tuple)) else [after[0]]:
+        event.success(fill, after[1], [panel.text], api_name=False, queue=False).success(
+            **{**run, "fn": after_scoring})
     panel.text.input(**run)
     panel.button.click(**{**run, "api_name": api_name})
