@@ -5,7 +5,7 @@ score it explains, measured in the same run:
    best caption by each method (``tokens``: one forward pass; ``chefer``: a forward and
    a backward pass);
 2. Audio: match one 6 s clip against 8 labels (the baseline) vs the occlusion map of
-   one text (16 slices + 8 bands + 48 cells: 72 extra encodes of one window).
+   one text (16 slices + 8 bands + 64 cells, and the window itself: 89 encodes).
 
     python bench/bench_match_maps.py [--quick]
 

@@ -46,6 +46,9 @@ def test_search_shows_where_the_query_matched_the_best_image_and_a_clicked_one(t
     page.get_by_role("button", name="Search images", exact=True).click()
     notes = page.locator("#image-search-why-notes")
     expect(notes).to_contain_text("'a red diamond'", timeout=90_000)
+    # The map is drawn on the example scene itself: its cosine is the search's own.
+    label = page.locator("#image-results").get_by_text("#1 ·").first.inner_text()  # "#1 · 0.660 · name.png"
+    expect(notes).to_contain_text(f"cosine similarity {label.split(' · ')[1]}")
     picture = map_src(page, "image-search")
     first = picture.get_attribute("src")
     page.locator("#image-results button.thumbnail-item, #image-results .thumbnail-item").nth(1).click()

@@ -32,7 +32,8 @@ OVERLAY_PIXELS = 320  # side of the drawn map
 MAX_CONTRAST = 200  # other texts the gradient method explains against
 TIME_SLICES = 16
 FREQ_BANDS = 8
-GRID_SLICES, GRID_BANDS = 8, 6  # the time x band cells, coarser: each is one more encode
+# The time x band cells: the same bands, coarser in time (each cell is one more encode).
+GRID_SLICES, GRID_BANDS = 8, FREQ_BANDS
 _N_FFT, _HOP = 512, 128
 
 

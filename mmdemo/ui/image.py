@@ -208,7 +208,10 @@ def build(registry, settings):
             warn_all(notices)
             rows = [[i + 1, h["label"], round(h["score"], 4), h["caption"]] for i, h in enumerate(res.hits)]
             searched.put(request, gallery)
-            return shown, rows, _notes(notices)
+            # What a result's map is drawn on: the example scene itself (it stays, so the map's
+            # cosine is the search's), else its thumbnail (an upload's files are gone by then).
+            originals = [h["path"] for h in res.hits] if not files else [p for p, _ in shown]
+            return shown, rows, _notes(notices), originals
 
         @user_errors
         def search_images(query, k, files, request: gr.Request = None, progress=gr.Progress()):
@@ -224,15 +227,14 @@ def build(registry, settings):
                 a table [rank, image, similarity, caption]
                 notes (Markdown)
             """
-            return _search(query, k, files, progress, request)
+            return _search(query, k, files, progress, request)[:3]
 
         @user_errors
         def search_and_keep(query, k, files, request: gr.Request = None, progress=gr.Progress()):
             # The page's search: also keeps the results' paths, server-side in States, for their
             # maps. Not the API endpoint: Gradio 6.31's MCP server fails on an endpoint that
             # returns a State (see SessionValues).
-            shown, rows, notes = _search(query, k, files, progress, request)
-            paths = [p for p, _ in shown]
+            shown, rows, notes, paths = _search(query, k, files, progress, request)
             return shown, rows, notes, paths, paths[0] if paths else None
 
         @user_errors

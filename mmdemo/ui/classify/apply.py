@@ -38,7 +38,9 @@ def render(ctx: ClassifyContext) -> dict:
     with gr.Row():
         ablation = gr.Plot(label="Modality contribution", elem_id="classify-ablation")
         explain = gr.Plot(label="What the head looked at", elem_id="classify-explain")
-    why = match_maps.image_panel("classify")
+    # The encoder beneath the head, not the head's decision: said in the title.
+    why = match_maps.image_panel("classify", "Where the CLIP beneath the head matched the text in the image "
+                                             "(not the head's own decision)")
     gr.Examples([[default_head(names, e["task"]), e["image"], e["text"], e["audio"], e["label"]] for e in ctx.examples],
                 [head, image, text, audio, expected],
                 label="Generated examples with their expected answers (click one, then Classify)")
