@@ -25,32 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from timing import alternating_medians  # noqa: E402 - bench/, beside this script
+
 SR = 48000
 SECONDS = 10.0
-
-
-def _medians(fns: dict, runs: int, warmup=None) -> dict:
-    """Median seconds of each function over ``runs`` runs, alternating, after a warm-up
-    (``warmup``, or one run of each)."""
-    for fn in [warmup] if warmup else fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def _clips(n: int, sr: int = SR, seconds: float = SECONDS, seed: int = 0) -> list:
@@ -110,7 +96,7 @@ def bench_embedding(handle, n: int, runs: int) -> dict:
         handle.encode_waves(waves, batch_size=n)
         handle.encode_waves(waves[:1])
 
-    t = _medians({"batched": lambda: handle.encode_waves(waves, batch_size=n),
+    t = alternating_medians({"batched": lambda: handle.encode_waves(waves, batch_size=n),
                   "one_at_a_time": lambda: [handle.encode_waves([w]) for w in waves],
                   "features": lambda: handle._features(waves)}, runs, warmup)
     batched = handle.encode_waves(waves, batch_size=n)
@@ -152,7 +138,7 @@ def bench_preprocess(path: Path, label: str, runs: int) -> dict:
     def processor_only():
         return fe([resampled], sampling_rate=SR, return_tensors="np")["input_features"]
 
-    t = _medians({"full": full, "processor_only": processor_only, "load_and_resample": load}, runs)
+    t = alternating_medians({"full": full, "processor_only": processor_only, "load_and_resample": load}, runs)
     return {"file": label, "runs": runs,
             "load_resample_features_ms": round(t["full"] * 1e3, 2),
             "processor_only_ms": round(t["processor_only"] * 1e3, 2),

@@ -15,25 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-
-def _median_time(fn, runs: int) -> float:
-    fn()  # warm-up: loads every head and encoder once
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from timing import alternating_medians  # noqa: E402 - bench/, beside this script
 
 
 def main() -> None:
@@ -61,7 +51,9 @@ def main() -> None:
                     for n in heads.names()]
 
         same = [r["prediction"] for r in side_by_side().rows] == [c.labels[0]["label"] for c in one_by_one()]
-        fast, base = _median_time(side_by_side, runs), _median_time(one_by_one, runs)
+        # Each warmed up once (loads every head and encoder), then run in turn.
+        t = alternating_medians({"side_by_side": side_by_side, "one_by_one": one_by_one}, runs)
+        fast, base = t["side_by_side"], t["one_by_one"]
     print(json.dumps({
         "heads": len(heads.names()),
         "runs": runs,

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,25 +25,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from timing import alternating_medians  # noqa: E402 - bench/, beside this script
+
 CAPTIONS = ["a large blue star on a plain background", "a small red circle on a striped background",
             "a large green square on a dotted background", "a small yellow triangle on a plain background",
             "a large white heart on a checkered background", "a small black cross on a plain background",
             "a large orange diamond on a striped background", "a small purple ring on a dotted background"]
 LABELS = ["a rising chirp", "a falling chirp", "a burst of white noise", "a low sine tone",
           "a series of fast clicks", "a major chord", "a minor chord", "a high square tone"]
-
-
-def _alternating(fns: dict, runs: int) -> dict:
-    """Median seconds of each, run in turn: a shared, busy machine slows them alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def main() -> None:
@@ -71,7 +58,7 @@ def main() -> None:
         scene = scenes.sample_scene(np.random.default_rng(0), n_objects=2)
         Image.fromarray(scenes.render_scene(scene)).save(image)
         text = scenes.mention(scene.objects[0])
-        t = _alternating({
+        t = alternating_medians({
             "rank": lambda: rank_captions(str(image), CAPTIONS, clip),
             "tokens": lambda: match_maps.explain_image_text(str(image), text, clip, method="tokens"),
             "chefer": lambda: match_maps.explain_image_text(str(image), text, clip, method="chefer")}, runs)
@@ -81,7 +68,7 @@ def main() -> None:
         clip_path = Path(tmp) / "clip.wav"
         wave = sounds.render_sound(sounds.SoundSpec((sounds.SoundEvent("chirp", "rising", 3.0, 0.0),), True, 1))
         sf.write(clip_path, np.concatenate([np.zeros(3 * sounds.SAMPLE_RATE, np.float32), wave]), sounds.SAMPLE_RATE)
-        t = _alternating({
+        t = alternating_medians({
             "match": lambda: audio_tasks.match_audio(str(clip_path), LABELS, audio),
             "map": lambda: match_maps.explain_audio_text(str(clip_path), "a rising chirp", audio)}, runs)
         out["audio"] = {"baseline": "match 8 labels", "baseline_ms": round(t["match"] * 1e3, 1),

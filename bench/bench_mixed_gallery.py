@@ -18,26 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def _alternating(fns: dict, runs: int) -> dict:
-    for fn in fns.values():
-        fn()  # warm-up
-    times = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(v) for name, v in times.items()}
+from timing import alternating_medians  # noqa: E402 - bench/, beside this script
 
 
 def main() -> None:
@@ -61,14 +49,14 @@ def main() -> None:
         clip_path = next(p for p in sorted(audio_tasks.default_gallery_files(cache).iterdir())
                          if p.suffix == ".wav")
         query = "a rising chirp"
-        t = _alternating({
+        t = alternating_medians({
             "mixed": lambda: mixed.search_mixed(gallery, clip, audio, by="text", text=query, k=12),
             "separate": lambda: (image_tasks.search_images(images, query, clip, k=12),
                                  audio_tasks.search_gallery(sounds, query, audio, k=12))}, runs)
         out = {"runs": runs, "images": len(images.index.items), "sounds": len(sounds.items),
                "by_text": {"mixed_ms": round(t["mixed"] * 1e3, 2), "separate_ms": round(t["separate"] * 1e3, 2),
                            "ratio": round(t["mixed"] / t["separate"], 2)}}
-        t = _alternating({
+        t = alternating_medians({
             "mixed": lambda: mixed.search_mixed(gallery, clip, audio, by="sound", sound=str(clip_path), k=12),
             "texts_by_audio": lambda: audio_tasks.search_texts_by_audio(str(clip_path), ["a rising chirp"], audio,
                                                                         k=1)}, runs)

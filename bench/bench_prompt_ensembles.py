@@ -16,31 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from timing import alternating_medians  # noqa: E402 - bench/, beside this script
+
 IMAGE_LABELS = ["red circle", "blue star", "green square", "yellow triangle", "white heart", "black cross",
                 "orange diamond", "purple ring"]
 SOUND_LABELS = ["a rising chirp", "a falling chirp", "a burst of white noise", "a low sine tone",
                 "a series of fast clicks", "a major chord", "a minor chord", "a high square tone"]
-
-
-def _paired_times(single, ensemble, runs: int) -> tuple[float, float]:
-    """Median seconds of each, run alternately: a shared, busy machine slows both alike."""
-    single(), ensemble()  # warm-up
-    times: tuple[list, list] = ([], [])
-    for _ in range(runs):
-        for fn, out in ((single, times[0]), (ensemble, times[1])):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def _row(single: float, ensemble: float, templates: int) -> dict:
@@ -71,16 +59,19 @@ def main() -> None:
         scene = scenes.Scene((scenes.SceneObject("star", "blue", "large", 0.5, 0.5),), "plain")
         Image.fromarray(scenes.render_scene(scene, size=64)).save(path)
         labels = "\n".join(IMAGE_LABELS)
-        single, ensemble = _paired_times(
-            lambda: classify.zero_shot(str(path), None, None, labels, clip),
-            lambda: classify.zero_shot(str(path), None, None, labels, clip, templates=image_set.text), runs)
+        t = alternating_medians({
+            "single": lambda: classify.zero_shot(str(path), None, None, labels, clip),
+            "ensemble": lambda: classify.zero_shot(str(path), None, None, labels, clip, templates=image_set.text)},
+            runs)
+        single, ensemble = t["single"], t["ensemble"]
     out = {"runs": runs, "labels": len(IMAGE_LABELS),
            "image_zero_shot": _row(single, ensemble, len(image_set.templates))}
     wave = sounds.render_sound(sounds.SoundSpec((sounds.SoundEvent("chirp", "rising", 3.0, 0.0),), True, 1))
     clip_in = (sounds.SAMPLE_RATE, wave)
-    single, ensemble = _paired_times(
-        lambda: audio_tasks.match_audio(clip_in, SOUND_LABELS, audio),
-        lambda: audio_tasks.match_audio(clip_in, SOUND_LABELS, audio, templates=audio_set.text), runs)
+    t = alternating_medians({
+        "single": lambda: audio_tasks.match_audio(clip_in, SOUND_LABELS, audio),
+        "ensemble": lambda: audio_tasks.match_audio(clip_in, SOUND_LABELS, audio, templates=audio_set.text)}, runs)
+    single, ensemble = t["single"], t["ensemble"]
     out["audio_match"] = _row(single, ensemble, len(audio_set.templates))
     print(json.dumps(out, indent=2))
 
