@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mmdemo.errors import MMDemoError
-from mmdemo.tasks.domain_notices import clip_notice, image_notice
+from mmdemo.tasks.domain_notices import clip_notice, image_tokens_notice
 from mmdemo.tasks.image.inputs import load, read_query
 
 # What the UI offers, in order: the first is the default.
@@ -104,15 +104,17 @@ def explain_image_text(source: Any, text: str | None, clip, *, method: str = "ch
     matched this text rather than those."""
     method = _check_method(method)
     _check_model(clip)
-    if not (text or "").strip() if isinstance(text, (str, type(None))) else False:
+    if text is None or (isinstance(text, str) and not text.strip()):
         raise MMDemoError("text_empty", "Type the text to show on the image (e.g. 'a red star').")
     text, notices = read_query(text, clip)
     others = [t for t in dict.fromkeys(str(c).strip() for c in (contrast or ())) if t and t != text][:MAX_CONTRAST]
     loaded = load(source, name)
     notices = loaded.notices + notices
     heat = image_maps(clip, [loaded.image], [text], method, others if method == "chefer" else ())[0]
-    similarity = float((np.asarray(clip.encode_images([loaded.image])) @ np.asarray(clip.encode_texts([text])).T)[0, 0])
-    notices += image_notice(clip, [loaded.image])
+    # One image-tower pass for both the similarity and the familiarity check (it was two).
+    pooled, tokens = clip.encode_image_tokens([loaded.image])
+    similarity = float(np.asarray(pooled)[0] @ np.asarray(clip.encode_texts([text]))[0])
+    notices += image_tokens_notice(clip, tokens)
     return ImageMatchMap(text, method, similarity, heat, peak_of(heat), clip.model_view(loaded.image), notices)
 
 
