@@ -6,16 +6,8 @@
 2. the ViT-B-32 image tower's achieved FLOP/s (FLOPs counted by
    ``torch.utils.flop_counter.FlopCounterMode``) as a share of this machine's fp32
    matrix-multiply FLOP/s (a 2048x2048 ``torch.mm``), both measured here;
-3. search over 10k, 100k and 1M random normalised 512-d float32 embeddings: exact numpy
-   (``mmdemo.index.exact_topk``) vs FAISS IVF (``mmdemo.index.build_faiss_ivf``) at a few
-   ``nprobe`` values: ms per query (a batch of queries, and one query at a time) and
-   recall@10 against the exact answer, beside the memory-bandwidth bound of a full scan
-   (the embeddings' bytes / the bandwidth of a large numpy copy measured here).
-
-Recall@10 is measured for random queries, the worst case for IVF: random data has no
-clusters, so a query's ten nearest neighbours are barely nearer than the rest and fall
-in arbitrary cells. Real queries usually have a clear match; ``match_in_top_10_near_queries``
-measures that case (a stored vector plus noise, cosine about 0.8 to it: is it found?).
+Search (exact, HNSW, IVF-PQ over 10k-1M CLIP-like embeddings) is measured by
+``bench/bench_ann.py``.
 
     python bench/bench_image.py [--quick]
 
@@ -48,10 +40,6 @@ def _best_times(fns: dict, rounds: int) -> dict:
             fn()
             best[name] = min(best[name], time.perf_counter() - t)
     return best
-
-
-def _best(fn, runs: int) -> float:
-    return _best_times({"fn": fn}, runs)["fn"]
 
 
 # --------------------------------------------------------------------------- machine
@@ -167,79 +155,11 @@ def vit_flops_share(clip, images, runs: int, mm_size: int = 2048) -> dict:
             "preprocessing_share_of_time": round(max(0.0, 1 - t["model"] / t["path"]), 3)}
 
 
-# --------------------------------------------------------------------------- search
-
-
-def _normalised(rng, n: int, d: int):
-    import numpy as np
-
-    x = rng.standard_normal((n, d), dtype=np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x
-
-
-def _recall(found, truth) -> float:
-    return float(sum(len(set(f) & set(t)) for f, t in zip(found, truth)) / truth.size)
-
-
-def search_at(n: int, d: int, n_queries: int, nprobes: list[int], bandwidth_gbs: float, peak_gflops: float,
-              runs: int, single_queries: int) -> dict:
-    import numpy as np
-
-    from mmdemo.index import build_faiss_ivf, exact_topk
-
-    rng = np.random.default_rng(n)
-    emb = _normalised(rng, n, d)
-    k = 10
-    random_q = _normalised(rng, n_queries, d)
-    sources = rng.choice(n, n_queries, replace=False)
-    near_q = emb[sources] + 0.75 / np.sqrt(d) * rng.standard_normal((n_queries, d), dtype=np.float32)
-    near_q /= np.linalg.norm(near_q, axis=1, keepdims=True)
-
-    scan_ms = emb.nbytes / (bandwidth_gbs * 1e9) * 1e3
-    out = {"n": n, "dim": d, "queries_per_batch": n_queries, "k": k,
-           "full_scan_mb": round(emb.nbytes / 2 ** 20, 1),
-           "bandwidth_bound_ms_per_scan": round(scan_ms, 3),
-           "bandwidth_bound_ms_per_query_batch": round(scan_ms / n_queries, 4),
-           "compute_bound_ms_per_query": round(2 * n * d / (peak_gflops * 1e9) * 1e3, 4)}
-
-    exact_ms = _best(lambda: exact_topk(emb, random_q, k), runs) / n_queries * 1e3
-    truth = exact_topk(emb, random_q, k)[1]
-    assert (exact_topk(emb, near_q, 1)[1][:, 0] == sources).all()  # each near query's match is its source
-    q1 = random_q[:single_queries]
-    exact_single = _best(lambda: [exact_topk(emb, q[None], k) for q in q1], runs) / len(q1) * 1e3
-    out["exact_numpy"] = {"ms_per_query_batch": round(exact_ms, 4), "ms_per_query_single": round(exact_single, 3),
-                          "single_vs_bandwidth_bound": round(exact_single / scan_ms, 2),
-                          "batch_vs_compute_bound": round(exact_ms / out["compute_bound_ms_per_query"], 2),
-                          "recall_at_10": 1.0}
-
-    t = time.perf_counter()
-    ivf = build_faiss_ivf(emb)
-    build_s = time.perf_counter() - t
-    rows = []
-    for nprobe in [p for p in nprobes if p <= ivf.nlist] or [ivf.nlist]:
-        ivf.nprobe = nprobe
-        ms = _best(lambda: ivf.search(random_q, k), runs) / n_queries * 1e3
-        rows.append({
-            "nprobe": nprobe, "share_scanned": round(nprobe / ivf.nlist, 4),
-            "ms_per_query_batch": round(ms, 4),
-            "ms_per_query_single": round(_best(lambda: [ivf.search(x[None], k) for x in q1], runs)
-                                         / len(q1) * 1e3, 3),
-            "speedup_vs_exact_batch": round(exact_ms / ms, 2),
-            "recall_at_10_random_queries": round(_recall(ivf.search(random_q, k)[1], truth), 3),
-            "match_in_top_10_near_queries": round(float((ivf.search(near_q, k)[1] == sources[:, None]).any(axis=1).mean()), 3),
-        })
-    out["faiss_ivf"] = {"nlist": int(ivf.nlist), "build_s": round(build_s, 2), "trained_on": min(n, ivf.nlist * 64),
-                        "by_nprobe": rows}
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer images and runs, search at 10k and 100k only")
+    ap.add_argument("--quick", action="store_true", help="fewer images and runs")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import faiss
     import torch
 
     from mmdemo.catalog import load_catalog
@@ -248,7 +168,7 @@ def main() -> None:
     t0 = time.perf_counter()
     runs = 2 if args.quick else 3
     machine = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-               "faiss_threads": faiss.omp_get_max_threads(), "torch": torch.__version__, "faiss": faiss.__version__,
+               "torch": torch.__version__,
                "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     bw = memory_bandwidth(runs=runs + 2)
 
@@ -263,13 +183,10 @@ def main() -> None:
     mm = matmul_flops(runs=runs + 2)
     del vit
 
-    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
-    search = [search_at(n, 512, 64, [1, 8, 32, 128], bw["copy_gb_per_s"], mm["gflops"], runs=runs,
-                        single_queries=8 if args.quick else 16) for n in sizes]
     print(json.dumps({"benchmark": "image", "quick": args.quick, "machine": machine, "matmul_fp32": mm,
                       "memory_bandwidth": bw,
                       "embedding_throughput": {"tiny_clip": tiny_tp, "vit_b_32_random": vit_tp},
-                      "vit_b_32_flops": flops, "search": search,
+                      "vit_b_32_flops": flops,
                       "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                       "total_s": round(time.perf_counter() - t0, 1)}, indent=2))
 
