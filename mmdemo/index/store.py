@@ -12,6 +12,7 @@ the embeddings and the items, so opening a million-item index reads almost nothi
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,7 @@ class EmbeddingIndex:
     _ann: object = field(default=None, repr=False)
     _record: dict | None = field(default=None, repr=False)  # how the search was built and how well it did
     _path: Path | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)  # one build at a time
 
     def __post_init__(self):
         if self.embeddings is None:
@@ -111,6 +113,10 @@ class EmbeddingIndex:
 
     def prepare(self) -> dict:
         """Build (and tune) the approximate search if the size calls for one; returns its record."""
+        with self._lock:
+            return self._prepare()
+
+    def _prepare(self) -> dict:
         if self._record is None:
             if self.kind == "exact":
                 self._record = {"kind": "exact", "params": {}, "recall_at_10": 1.0, "recall_queries": 0}
