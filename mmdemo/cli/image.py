@@ -60,6 +60,12 @@ def cmd_rank_captions(args) -> int:
 
 
 def cmd_index_build(args) -> int:
+    if args.engine == "ray":
+        return _index_build_ray(args)
+    if args.max_files is None:
+        from mmdemo.tasks.image import MAX_GALLERY_FILES
+
+        args.max_files = MAX_GALLERY_FILES
     from mmdemo.paths import default_cache_dir
     from mmdemo.tasks.image import build_gallery
 
@@ -81,6 +87,30 @@ def cmd_index_build(args) -> int:
     print(f"Indexed {len(gallery)} image(s) with {gallery.model_id} into {out} "
           f"({gallery.encoded} encoded, {len(gallery) - gallery.encoded} from the cache; "
           f"{captioned} with a caption from captions.json).")
+    return 0
+
+
+def _index_build_ray(args) -> int:
+    """`index build --engine ray`: a large image gallery on Ray Data (mmdemo.tasks.ray_indexing)."""
+    from mmdemo.tasks.ray_indexing import EncoderSettings, build_index_ray
+
+    if getattr(args, "modality", "image") != "image":
+        raise MMDemoError("ray_modality_unsupported", "--engine ray indexes images only; index sounds without "
+                                                      "--engine ray (in this process).")
+    out = Path(args.out)
+    report = build_index_ray(args.sources, out, address=args.address, shards_dir=args.shards_dir,
+                             workers=args.workers, batch_size=args.batch_size, max_files=args.max_files,
+                             extract_dir=out.parent / f"{out.stem}-files",
+                             settings=EncoderSettings(args.profile, args.device,
+                                                      str(args.catalog) if args.catalog else None))
+    if args.json:
+        print_json(report)
+        return 0
+    warn(report["notices"])
+    print(f"Indexed {report['images']:,} image(s) with {report['model_id']} into {out} on Ray in "
+          f"{report['seconds']:.1f} s: {report['shards']} shard(s), {report['shards_skipped']} already done, "
+          f"{report['encoded']:,} image(s) encoded by {report['workers']} worker(s) "
+          f"({report['images_per_s']:.1f} images/s); {report['captioned']:,} with a caption from captions.json.")
     return 0
 
 
@@ -158,8 +188,21 @@ def register(sub) -> None:
         b.add_argument("--out", required=True, type=Path, help="index file to write, e.g. gallery.npz")
         b.add_argument("--cache-dir", type=Path,
                        help="embedding cache folder (default: the user cache, ~/.cache/mmdemo)")
-        b.add_argument("--max-files", type=int, default=MAX_GALLERY_FILES,
-                       help=f"most images to index (default {MAX_GALLERY_FILES})")
+        b.add_argument("--max-files", type=int,
+                       help=f"most images to index (default {MAX_GALLERY_FILES}; no limit with --engine ray)")
+        b.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: in this process (default); ray: on Ray Data, for large image galleries, "
+                            "resumable (needs pip install -r requirements-ray.txt). With ray, SOURCES may also be "
+                            "lists of paths (.txt, one a line) and Parquet tables with a 'uri' or 'path' column")
+        b.add_argument("--address", help="--engine ray: the cluster, 'auto' or ray://host:port (default: start "
+                                         "Ray on this machine)")
+        b.add_argument("--shards-dir", type=Path,
+                       help="--engine ray: where the encoded shards go; a re-run skips those already there "
+                            "(default: OUT's name + '-shards', beside it)")
+        b.add_argument("--workers", type=int, help="--engine ray: encoder actors (default: one per GPU of the "
+                                                   "cluster, else one per CPU)")
+        b.add_argument("--batch-size", type=int, default=32,
+                       help="--engine ray: images per encoder call (default 32)")
 
     with task_command(sub, "search", cmd_search, help="search an image index by text") as s:
         s.add_argument("index", help="an index file from `index build`")
