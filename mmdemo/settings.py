@@ -47,8 +47,14 @@ class Settings:
     concurrency: int | None = None  # model-bound events at once; None = sized for the device
     batch_max: int = DEFAULT_BATCH_MAX  # inputs per batched encode call; 1 = no batching
     mcp: bool = False  # also serve the named endpoints as MCP tools (needs gradio[mcp])
+    # Saved indexes (`python -m mmdemo index build`) the Image/Audio tabs search instead of
+    # their examples; opened (memory-mapped) when the app is built, never at import.
+    gallery_indexes: tuple[Path, ...] = ()
 
     def __post_init__(self):
+        # A str, a list or a tuple of paths given in code: always a tuple of Paths.
+        given = (self.gallery_indexes,) if isinstance(self.gallery_indexes, (str, Path)) else self.gallery_indexes
+        object.__setattr__(self, "gallery_indexes", tuple(Path(p) for p in given or ()))
         if self.mcp and self.auth:
             # Gradio mounts its MCP server beside the app, outside the login: tools would answer anyone.
             raise MMDemoError("settings_invalid", "--mcp cannot be combined with --auth: Gradio's MCP server "
@@ -109,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                    f"1 = no batching; {env} MMDEMO_BATCH_MAX)")
     p.add_argument("--mcp", action="store_true", default=None, help="also serve the API as MCP tools for LLM "
                    f"clients at /gradio_api/mcp/ (needs gradio[mcp]; {env} MMDEMO_MCP=1)")
+    p.add_argument("--gallery-index", action="append", type=Path, metavar="PATH",
+                   help="a saved index (`python -m mmdemo index build`) that the Image or Audio tab searches "
+                   "when no files are uploaded, by its kind; repeat for one of each (memory-mapped, never loaded "
+                   f"whole; {env} MMDEMO_GALLERY_INDEX, several paths separated by {os.pathsep!r})")
     return p
 
 
@@ -161,6 +171,10 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             values[field] = _parse_count(values[field], what)
     if "auth" in values:
         values["auth"] = _parse_auth(values["auth"])
+    if args.gallery_index:
+        values["gallery_indexes"] = tuple(args.gallery_index)
+    elif environ.get("MMDEMO_GALLERY_INDEX"):
+        values["gallery_indexes"] = tuple(Path(p) for p in environ["MMDEMO_GALLERY_INDEX"].split(os.pathsep) if p)
     device = values.get("device", "auto")
     if device not in DEVICES:
         raise MMDemoError("settings_invalid", f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")

@@ -60,6 +60,7 @@ SLOW_TESTS = {
                         "test_building_and_closing_leaves_no_temp_folder",  # ~6 s
                         "test_a_server_stopped_with_sigterm_cleans_up_like_ctrl_c"},  # ~8 s: a real server process
     "test_clap_backend.py": {"test_import_and_building_the_app_on_real_profiles_import_no_transformers"},  # 9-17 s
+    "test_saved_index.py": {"test_build_demo_stops_on_a_bad_index_and_app_py_exits_with_the_message"},  # 7-12 s: app.py
     "test_ray_indexing.py": {"test_cli_builds_on_ray_then_search_finds_the_red_images"},  # ~23 s: Ray in a CLI process
 }
 # Fixtures that cost more than ~5 s once: every test that uses one is slow.
@@ -69,6 +70,7 @@ SLOW_FIXTURES = {
     "test_fusion_spaces.py": {"trained"},  # ~6 s: five heads trained
     "test_auth.py": {"auth_app"},  # 4-20 s: an app launched with --auth
     "test_real_profile_client.py": {"real_app"},  # 12-23 s: random real backends built and served
+    "test_saved_index.py": {"built"},  # 15-20 s: `index build` twice, each a CLI process
     "test_ray_indexing.py": {"ray_cluster"},  # 2-3 s to start Ray, 7-20 s a run: actors load the tiny CLIP
 }
 

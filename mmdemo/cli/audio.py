@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmdemo.cli.common import print_json, registry_from, task_command, warn
+from mmdemo.cli.common import index_build_dirs, print_json, registry_from, task_command, warn
 
 
 def cmd_match_audio(args) -> int:
@@ -48,10 +48,58 @@ def cmd_search_audio(args) -> int:
         return 0
     warn(gallery.notices)
     print(f"{len(gallery)} sound(s) searched for {args.text!r}:")
+    _print_sounds(hits)
+    return 0
+
+
+def index_build_sounds(args) -> int:
+    """`index build --modality audio`: sounds embedded window by window into an index file."""
+    from mmdemo.tasks.audio import build_gallery
+    from mmdemo.tasks.saved_index import sound_index
+
+    audio = registry_from(args).for_slot("audio")
+    out, extract_dir, cache_dir = index_build_dirs(args)
+    gallery = build_gallery(args.sources, audio, cache_dir=cache_dir, extract_dir=extract_dir,
+                            max_files=args.max_files)
+    index = sound_index(gallery)
+    index.save(out)
+    info = index.info()
+    captioned = sum(1 for it in gallery.items if it.get("caption"))
+    report = {"index": str(out), "model_id": gallery.model_id, "modality": "audio", "sounds": len(gallery),
+              "windows": len(index), "captioned": captioned, "kind": info.get("kind"),
+              "recall_at_10": info.get("recall_at_10"), "notices": gallery.notices}
+    if args.json:
+        print_json(report)
+        return 0
+    warn(gallery.notices)
+    print(f"Indexed {len(gallery)} sound(s) ({len(index)} windows) with {gallery.model_id} into {out} "
+          f"({captioned} with a caption from captions.json).")
+    return 0
+
+
+def search_saved_sounds(args, saved) -> int:
+    """`search INDEX TEXT` on a saved audio index: one hit per sound, its best window."""
+    from mmdemo.tasks.audio import search_gallery, unknown_words_notice
+    from mmdemo.tasks.saved_index import summary
+
+    audio = registry_from(args).for_slot("audio")
+    hits = search_gallery(saved, args.text, audio, k=args.k)  # refuses an index from another model first
+    notices = unknown_words_notice(audio, [args.text])
+    if args.json:
+        print_json({"query": args.text, "windows": len(saved), "index": {**saved.info, "path": str(saved.path)},
+                    "hits": hits, "notices": notices})
+        return 0
+    warn(notices)
+    print(f"Searching {summary(saved)}")
+    print(f"The {len(hits)} sound(s) closest to {args.text!r}, each by its best window:")
+    _print_sounds(hits)
+    return 0
+
+
+def _print_sounds(hits) -> None:
     for i, h in enumerate(hits, 1):
         caption = f"  “{h['caption']}”" if h["caption"] else ""
         print(f"  {i}. {h['score']:.3f}  {h['label']}  ({h['start']:.1f}-{h['end']:.1f} s){caption}")
-    return 0
 
 
 def register(sub) -> None:

@@ -38,6 +38,15 @@ def registry_from(args):
     return registry_from_settings(Settings(profile=args.profile, device=args.device, catalog=args.catalog))
 
 
+def index_build_dirs(args) -> tuple[Path, Path, Path]:
+    """`index build`'s (index file, folder for zip members, embedding cache). Zip members
+    are extracted beside the index, so search results point at files that still exist."""
+    from mmdemo.paths import default_cache_dir
+
+    out = Path(args.out)
+    return out, out.parent / f"{out.stem}-files", Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+
+
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mmdemo.cli.common import print_json, registry_from, task_command, warn
+from mmdemo.cli.common import index_build_dirs, print_json, registry_from, task_command, warn
 from mmdemo.errors import MMDemoError
 from mmdemo.models.decode_options import METHODS
 
@@ -66,14 +66,14 @@ def cmd_index_build(args) -> int:
         from mmdemo.tasks.image import MAX_GALLERY_FILES
 
         args.max_files = MAX_GALLERY_FILES
-    from mmdemo.paths import default_cache_dir
+    if args.modality == "audio":  # sounds: one item per window (mmdemo.cli.audio)
+        from mmdemo.cli.audio import index_build_sounds
+
+        return index_build_sounds(args)
     from mmdemo.tasks.image import build_gallery
 
     clip = registry_from(args).for_slot("clip")
-    out = Path(args.out)
-    # Zip members are extracted beside the index, so search results point at files that still exist.
-    extract_dir = out.parent / f"{out.stem}-files"
-    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    out, extract_dir, cache_dir = index_build_dirs(args)
     gallery = build_gallery(args.sources, clip, cache_dir=cache_dir, extract_dir=extract_dir,
                             max_files=args.max_files)
     gallery.index.save(out)
@@ -114,30 +114,26 @@ def _index_build_ray(args) -> int:
     return 0
 
 
-def _load_gallery(path: str, clip):
-    from mmdemo.index import EmbeddingIndex
-    from mmdemo.tasks.image import ImageGallery
-
-    index = EmbeddingIndex.load(path)
-    if index.model_id != clip.model_id:
-        raise MMDemoError("index_model_mismatch",
-                          f"{Path(path).name} was built with the model {index.model_id!r}, but the current model is "
-                          f"{clip.model_id!r}: embeddings from different models can't be compared. Rebuild it "
-                          "with `python -m mmdemo index build ... --out INDEX` (and the same --profile).")
-    return ImageGallery(index.model_id, index)
-
-
 def cmd_search(args) -> int:
-    from mmdemo.tasks.image import search_images
+    from mmdemo.tasks.saved_index import open_index, summary
+
+    saved = open_index(args.index)  # memory-mapped: a search reads what it needs, never the whole file
+    if saved.modality == "audio":
+        from mmdemo.cli.audio import search_saved_sounds
+
+        return search_saved_sounds(args, saved)
+    from mmdemo.tasks.image import saved_gallery, search_images
 
     clip = registry_from(args).for_slot("clip")
-    gallery = _load_gallery(args.index, clip)
-    res = search_images(gallery, args.text, clip, k=args.k)
+    gallery = saved_gallery(saved)
+    res = search_images(gallery, args.text, clip, k=args.k)  # refuses an index from another model first
     if args.json:
-        print_json({"query": args.text, "images": len(gallery), "hits": res.hits, "notices": res.notices})
+        print_json({"query": args.text, "images": len(gallery), "index": {**saved.info, "path": str(saved.path)},
+                    "hits": res.hits, "notices": res.notices})
         return 0
     warn(res.notices)
-    print(f"{len(gallery)} image(s) searched for {args.text!r}:")
+    print(f"Searching {summary(saved)}")
+    print(f"{len(gallery):,} image(s) searched for {args.text!r}:")
     for i, h in enumerate(res.hits, 1):
         caption = f"  “{h['caption']}”" if h.get("caption") else ""
         print(f"  {i}. {h['score']:.3f}  {h['label']}{caption}")
@@ -180,11 +176,14 @@ def register(sub) -> None:
         s.add_argument("captions", nargs="*", help="candidate captions (none: the built-in caption bank)")
         s.add_argument("--top", type=int, default=10, help="how many to print (default 10; --json prints all)")
 
-    s = sub.add_parser("index", help="build a searchable image index")
+    s = sub.add_parser("index", help="build a searchable image or sound index")
     isub = s.add_subparsers(dest="index_command", required=True)
     with task_command(isub, "build", cmd_index_build,
                       help="embed a folder, a zip or image files into an index file (.npz)") as b:
-        b.add_argument("sources", nargs="+", help="folders, zips or image files")
+        b.add_argument("sources", nargs="+", help="folders, zips or image files (sound files with --modality audio)")
+        b.add_argument("--modality", choices=("image", "audio"), default="image",
+                       help="what to index: images with the clip model (default), or sounds, window by window, "
+                            "with the audio model; the app's --gallery-index routes the file by it")
         b.add_argument("--out", required=True, type=Path, help="index file to write, e.g. gallery.npz")
         b.add_argument("--cache-dir", type=Path,
                        help="embedding cache folder (default: the user cache, ~/.cache/mmdemo)")
@@ -204,7 +203,7 @@ def register(sub) -> None:
         b.add_argument("--batch-size", type=int, default=32,
                        help="--engine ray: images per encoder call (default 32)")
 
-    with task_command(sub, "search", cmd_search, help="search an image index by text") as s:
+    with task_command(sub, "search", cmd_search, help="search a saved image or sound index by text") as s:
         s.add_argument("index", help="an index file from `index build`")
         s.add_argument("text", help="what to look for, e.g. 'a red star'")
         s.add_argument("-k", "--k", type=int, default=5, help="how many results (default 5)")

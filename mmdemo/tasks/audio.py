@@ -25,6 +25,7 @@ from mmdemo.media import AUDIO_SUFFIXES, AudioClip, load_audio, parse_text_lines
 from mmdemo.scores import softmax
 from mmdemo.tasks import prompts
 from mmdemo.tasks.gallery_files import gallery_files, skipped_notice
+from mmdemo.tasks.saved_index import SavedIndex, check_index_model, search_sounds
 from mmdemo.tasks.domain_notices import clip_notice
 from mmdemo.tasks.text_notices import unknown_words_notice
 from mmdemo.toyworld import sounds
@@ -272,11 +273,17 @@ def build_gallery(files: Any, audio, *, captions: dict[str, str] | None = None, 
     return AudioGallery(audio.model_id, items, emb, np.asarray(owners), secs, notices)
 
 
-def search_gallery(gallery: AudioGallery, query: str, audio, *, k: int = 5) -> list[dict]:
-    """The ``k`` sounds closest to a text: [{label, score, caption, path, duration, start, end}]."""
+def search_gallery(gallery: AudioGallery | SavedIndex, query: str, audio, *, k: int = 5) -> list[dict]:
+    """The ``k`` sounds closest to a text: [{label, score, caption, path, duration, start, end}].
+
+    ``gallery`` may be a saved audio index (``mmdemo.tasks.saved_index``): searched through
+    the index, one hit per sound (its best window), as here."""
     query = (query or "").strip()
     if not query:
         raise MMDemoError("query_empty", "Type what to search for (e.g. 'a rising chirp').")
+    if isinstance(gallery, SavedIndex):
+        check_index_model(gallery, audio)
+        return search_sounds(gallery, encode_labels(audio, [query[:300]])[0], k)
     if gallery.model_id != audio.model_id:
         raise MMDemoError("gallery_model_mismatch",
                           "The gallery was embedded with another audio model; search it again to rebuild it.")

@@ -19,6 +19,8 @@ TITLE = "mmdemo — try multimodal models"
 # Tab modules in mmdemo/ui/, in page order; each exposes build(registry, settings), which may
 # return a callable that frees what the tab made (temp folders) when the app closes.
 TABS = ("image", "audio", "mixed_gallery", "classify", "folders", "compare", "models")
+# Tabs whose build also takes the saved indexes of --gallery-index (opened once, here).
+SAVED_INDEX_TABS = ("image", "audio")
 # Uploads and results in Gradio's cache: every 10 minutes, delete those older than an hour;
 # all of them when the server stops.
 DELETE_CACHE = (600, 3600)
@@ -29,15 +31,21 @@ def build_demo(settings: Settings | None = None, registry: Registry | None = Non
     ``close_demo(demo)`` (run by ``launch`` when the server stops) removes its temp folders."""
     import importlib
 
+    from mmdemo.tasks.saved_index import open_gallery_indexes
+
     settings = settings or Settings()
     registry = registry or registry_from_settings(settings)
+    # Memory-mapped, before anything is laid out: a missing or foreign file stops start-up
+    # with its MMDemoError (app.py prints it), not at a user's first search.
+    saved = open_gallery_indexes(settings.gallery_indexes)
     closers = []
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(f"# {TITLE}\nProfile **{registry.profile_name}**. Models load on first use; "
                     "the Models tab shows what is loaded.")
         with gr.Tabs():
             for tab in TABS:
-                closer = importlib.import_module(f"mmdemo.ui.{tab}").build(registry, settings)
+                extra = {"saved_indexes": saved} if tab in SAVED_INDEX_TABS else {}
+                closer = importlib.import_module(f"mmdemo.ui.{tab}").build(registry, settings, **extra)
                 if callable(closer):
                     closers.append(closer)
     demo.mmdemo_registry = registry  # for tests and the launcher; handlers use closures

@@ -10,6 +10,7 @@ plugs in without changes here. Result players are WAV files written once
 from __future__ import annotations
 
 import wave
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -17,8 +18,9 @@ import numpy as np
 from mmdemo.hashing import file_hash
 from mmdemo.media import AUDIO_SUFFIXES, load_audio
 from mmdemo.tasks import audio as tasks
-from mmdemo.tasks import prompts
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, Galleries, ResultFiles, model_events, user_errors, warn_all
+from mmdemo.tasks import prompts, saved_index
+from mmdemo.ui.common import (MODEL_CONCURRENCY_ID, Galleries, ResultFiles, model_events, result_or_none, user_errors,
+                              warn_all)
 from mmdemo.ui import match_maps
 
 INTRO = ("Match a sound against text, search sounds by text, or texts by a sound. "
@@ -143,12 +145,18 @@ def _example(results: ResultFiles) -> str:
 # --------------------------------------------------------------------------- the tab
 
 
-def build(registry, settings):
-    """Lay out the Audio tab inside the current gr.Blocks context."""
+def build(registry, settings, saved_indexes=None):
+    """Lay out the Audio tab inside the current gr.Blocks context. ``saved_indexes``: the
+    --gallery-index files, opened (``build_demo`` opens them once for every tab)."""
+    if saved_indexes is None:
+        saved_indexes = saved_index.open_gallery_indexes(settings.gallery_indexes)
+    saved = saved_indexes.get("audio")
     galleries = Galleries(tasks.build_gallery, tasks.default_gallery_files, settings.cache_dir,
-                          desc="Reading sounds", prefix="mmdemo-audio-")
+                          desc="Reading sounds", prefix="mmdemo-audio-", saved=saved)
     players = ResultFiles(prefix="mmdemo-players-")
-    default_count = sum(1 for p in galleries.folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    searched_by_default = (f"the saved index {saved.path.name}" if saved is not None else
+                           f"{sum(1 for p in galleries.folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)} "
+                           "example sounds")
 
     with gr.Tab("Audio", id="audio"):
         gr.Markdown(INTRO)
@@ -184,8 +192,10 @@ def build(registry, settings):
                     with gr.Column():
                         s_query = gr.Textbox("a rising chirp", label="Describe the sound")
                         s_k = gr.Slider(1, 20, value=5, step=1, label="Results")
+                        if saved is not None:
+                            gr.Markdown(f"Searching {saved_index.summary(saved)}", elem_id="audio-saved-index")
                         s_files = gr.File(file_count="multiple", type="filepath", label=(
-                            f"Your sounds or a zip (optional; default: {default_count} example sounds)"),
+                            f"Your sounds or a zip (optional; default: {searched_by_default})"),
                             file_types=sorted(AUDIO_SUFFIXES) + [".zip"], elem_id="audio-gallery-files")
                         s_button = gr.Button("Search sounds", variant="primary")
                     with gr.Column():
@@ -239,7 +249,8 @@ def build(registry, settings):
             Args:
                 query: what the sound is, e.g. "a rising chirp".
                 k: how many sounds to return, 1-20.
-                files: your sounds or zips to search (http(s) URLs); none = the built-in example sounds.
+                files: your sounds or zips to search (http(s) URLs); none = the app's saved index if it has
+                    one (--gallery-index), else the built-in example sounds.
 
             Returns:
                 A table [rank, sound, similarity, caption, best window] and players for the best three.
@@ -247,11 +258,21 @@ def build(registry, settings):
             audio = registry.for_slot("audio", lazy=True)
             with galleries.searched(files, audio, progress) as gallery:
                 hits = tasks.search_gallery(gallery, query, audio, k=int(k))
-                # Players now: extracted zip members are gone once this returns.
-                shown = [gr.update(value=_player(players, h["path"]), visible=True,
-                                   label=f"#{i + 1} {h['label']} ({h['score']:.3f})")
-                         for i, h in enumerate(hits[:N_PLAYERS])]
-            warn_all(gallery.notices + tasks.unknown_words_notice(audio, [query]))
+                # Players now: extracted zip members are gone once this returns. A saved index's
+                # sound whose file moved away keeps its row, without a player.
+                shown, missing = [], []
+                for i, h in enumerate(hits):
+                    if len(shown) == N_PLAYERS:  # past the players: only whether its file is still there
+                        wav = h["path"] if h["path"] and Path(h["path"]).is_file() else None
+                    else:
+                        wav = result_or_none(_player, players, h["path"])
+                        if wav is not None:
+                            shown.append(gr.update(value=wav, visible=True,
+                                                   label=f"#{i + 1} {h['label']} ({h['score']:.3f})"))
+                    if wav is None:
+                        missing.append(h["label"])
+            gone = saved_index.missing_files_notice(missing, "player")
+            warn_all(gallery.notices + tasks.unknown_words_notice(audio, [query]) + ([gone] if gone else []))
             shown += [gr.update(value=None, visible=False)] * (N_PLAYERS - len(shown))
             rows = [[i + 1, h["label"], round(h["score"], 4), h["caption"], _span(h["start"], h["end"])]
                     for i, h in enumerate(hits)]

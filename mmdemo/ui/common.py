@@ -193,6 +193,17 @@ def thumbnail(results: ResultFiles, path: str) -> str:
     return results.get(f"thumbnail:{THUMB_PIXELS}:webp:{file_hash(path)}".encode(), ".webp", write)
 
 
+def result_or_none(make: Callable[[ResultFiles, str], str], results: ResultFiles, path) -> str | None:
+    """``make(results, path)`` (a thumbnail, a player), or None when the file at ``path`` is
+    gone or unreadable: a saved index (--gallery-index) outlives the files it was built from."""
+    if not path:
+        return None
+    try:
+        return make(results, path)
+    except (OSError, MMDemoError):
+        return None
+
+
 def per_model(build):
     """Memoise ``build(model)`` per ``model.model_id``, thread-safe: the default gallery
     is encoded once per model, even when several users search at the same moment."""
@@ -218,17 +229,25 @@ def model_events(triggers: Sequence[Callable], fn: Callable, inputs, outputs, *,
 
 class Galleries:
     """What a tab searches: its example gallery (files found now, cheaply; encoded on
-    first search, once per model) or the files a user uploaded.
+    first search, once per model), or a saved index in its place (``--gallery-index``),
+    or the files a user uploaded.
 
     ``build`` and ``default_files`` are a task module's ``build_gallery`` and
-    ``default_gallery_files``; ``desc`` labels the progress bar while uploads are encoded.
+    ``default_gallery_files``; ``desc`` labels the progress bar while uploads are encoded;
+    ``saved`` is the gallery searched when nothing is uploaded, instead of the examples.
     """
 
-    def __init__(self, build: Callable, default_files: Callable, cache_dir: Path, *, desc: str, prefix: str):
+    def __init__(self, build: Callable, default_files: Callable, cache_dir: Path, *, desc: str, prefix: str,
+                 saved: Any = None):
         self.cache_dir = Path(cache_dir)
         self.folder: Path = default_files(self.cache_dir)
         self.default = per_model(lambda model: build([self.folder], model, cache_dir=self.cache_dir))
+        self.saved = saved
         self._build, self._desc, self._prefix = build, desc, prefix
+
+    def fallback(self, model) -> Any:
+        """What a search without uploads goes through: the saved index, else the examples."""
+        return self.saved if self.saved is not None else self.default(model)
 
     @contextlib.contextmanager
     def searched(self, files, model, progress) -> Iterator[Any]:
@@ -238,7 +257,7 @@ class Galleries:
         ends: read what the results need (thumbnails, players) inside it.
         """
         if not files:
-            yield self.default(model)
+            yield self.fallback(model)
             return
         extract_dir = Path(tempfile.mkdtemp(prefix=self._prefix))
         try:

@@ -20,10 +20,11 @@ import gradio as gr
 
 from mmdemo.media import IMAGE_SUFFIXES
 from mmdemo.tasks import image as tasks
+from mmdemo.tasks import saved_index
 from mmdemo.ui import match_maps
 from mmdemo.ui.image_figures import heatmap_figure, map_figure, rank_figure
 from mmdemo.ui.common import (MODEL_CONCURRENCY_ID, Galleries, ResultFiles, SessionValues, image_source, model_events,
-                              thumbnail, user_errors, warn_all)
+                              result_or_none, thumbnail, user_errors, warn_all)
 
 INTRO = ("Caption an image, rank captions for it, search images by text or texts by an image. "
          "The tiny bundle only knows generated scenes (coloured shapes on plain, striped, dotted or "
@@ -63,13 +64,19 @@ def _image_input(prefix: str, examples: list[str]) -> gr.Image:
     return image
 
 
-def build(registry, settings):
-    """Lay out the Image tab inside the current gr.Blocks context."""
+def build(registry, settings, saved_indexes=None):
+    """Lay out the Image tab inside the current gr.Blocks context. ``saved_indexes``: the
+    --gallery-index files, opened (``build_demo`` opens them once for every tab)."""
+    if saved_indexes is None:
+        saved_indexes = saved_index.open_gallery_indexes(settings.gallery_indexes)
+    saved = saved_indexes.get("image")
     galleries = Galleries(tasks.build_gallery, tasks.default_gallery_files, settings.cache_dir,
-                          desc="Indexing images", prefix="mmdemo-images-")
+                          desc="Indexing images", prefix="mmdemo-images-",
+                          saved=tasks.saved_gallery(saved) if saved is not None else None)
     thumbnails = ResultFiles(prefix="mmdemo-thumbnails-")
     examples = sorted(str(p) for p in galleries.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    default_count = len(examples)
+    searched_by_default = (f"the saved index {saved.path.name}" if saved is not None
+                           else f"{len(examples)} example scenes")
     default_texts = _default_texts(galleries.folder)
 
     with gr.Tab("Image", id="image"):
@@ -115,8 +122,10 @@ def build(registry, settings):
                     with gr.Column():
                         s_query = gr.Textbox("a red diamond", label="Describe the image", elem_id="image-query")
                         s_k = gr.Slider(1, 24, value=8, step=1, label="Results")
+                        if saved is not None:
+                            gr.Markdown(f"Searching {saved_index.summary(saved)}", elem_id="image-saved-index")
                         s_files = gr.File(file_count="multiple", type="filepath", label=(
-                            f"Your images or a zip (optional; default: {default_count} example scenes; "
+                            f"Your images or a zip (optional; default: {searched_by_default}; "
                             f"up to {tasks.MAX_GALLERY_FILES}); a captions.json with them gives their captions"),
                             file_types=sorted(IMAGE_SUFFIXES) + [".zip", ".json"], elem_id="image-gallery-files")
                         s_button = gr.Button("Search images", variant="primary")
@@ -201,16 +210,23 @@ def build(registry, settings):
             clip = registry.for_slot("clip", lazy=True)
             with galleries.searched(files, clip, progress) as gallery:
                 res = tasks.search_images(gallery, query, clip, k=k)
-                # Thumbnails now: extracted zip members are gone once this returns.
-                shown = [(thumbnail(thumbnails, h["path"]), f"#{i + 1} · {h['score']:.3f} · {h['label']}")
-                         for i, h in enumerate(res.hits)]
-            notices = gallery.notices + res.notices
+                # Thumbnails now: extracted zip members are gone once this returns. What a
+                # result's map is drawn on: the image itself (an example scene or a saved index's
+                # file stays, so the map's cosine is the search's), else its thumbnail (an
+                # upload's files are gone by then).
+                shown, originals, missing = [], [], []
+                for i, h in enumerate(res.hits):
+                    thumb = result_or_none(thumbnail, thumbnails, h["path"])
+                    if thumb is None:  # a saved index's file moved away: the row stays, without a picture
+                        missing.append(h["label"])
+                        continue
+                    shown.append((thumb, f"#{i + 1} · {h['score']:.3f} · {h['label']}"))
+                    originals.append(h["path"] if not files else thumb)
+            gone = saved_index.missing_files_notice(missing, "thumbnail")
+            notices = gallery.notices + res.notices + ([gone] if gone else [])
             warn_all(notices)
             rows = [[i + 1, h["label"], round(h["score"], 4), h["caption"]] for i, h in enumerate(res.hits)]
             searched.put(request, gallery)
-            # What a result's map is drawn on: the example scene itself (it stays, so the map's
-            # cosine is the search's), else its thumbnail (an upload's files are gone by then).
-            originals = [h["path"] for h in res.hits] if not files else [p for p, _ in shown]
             return shown, rows, _notes(notices), originals
 
         @user_errors
@@ -220,7 +236,8 @@ def build(registry, settings):
             Args:
                 query: what the image shows, e.g. "a red diamond".
                 k: how many images to return, 1-24.
-                files: your images or zips to search (http(s) URLs); none = the built-in example scenes.
+                files: your images or zips to search (http(s) URLs); none = the app's saved index if it has
+                    one (--gallery-index), else the built-in example scenes.
 
             Returns:
                 the best images, each captioned "#rank · similarity · file"
@@ -246,16 +263,16 @@ def build(registry, settings):
                 k: how many hits to mark, 1-24.
 
             Returns:
-                A plotly figure of the map (the gallery last searched in the session, else the example scenes).
+                A plotly figure of the map (the gallery last searched in the session, else the saved index
+                or the example scenes); a gallery of thousands is mapped from a seeded sample.
             """
             clip = registry.for_slot("clip", lazy=True)
             gallery = searched.get(request)
             if gallery is None or gallery.model_id != clip.model_id:
-                gallery = galleries.default(clip)
+                gallery = galleries.fallback(clip)
             hits = tasks.search_images(gallery, query, clip, k=k).hits
             m = tasks.embedding_map(gallery, clip, query_text=query)
-            captions = [str(it.get("caption") or "") for it in gallery.index.items]
-            return map_figure(m, captions, [h["label"] for h in hits])
+            return map_figure(m, [h["label"] for h in hits])
 
         @user_errors
         def search_texts(image, texts, k):

@@ -49,8 +49,9 @@ def heatmap_figure(h: tasks.Heatmap):
     return fig
 
 
-def map_figure(m: tasks.EmbeddingMap, captions: list[str], hits: list[str]):
+def map_figure(m: tasks.EmbeddingMap, hits: list[str]):
     """The gallery in 2-D (PCA); the query as a star, its top results ringed."""
+    captions = m.captions
     import plotly.graph_objects as go
 
     pts = np.asarray(m.points, np.float64)
@@ -73,7 +74,9 @@ def map_figure(m: tasks.EmbeddingMap, captions: list[str], hits: list[str]):
                                  marker=dict(symbol="star", size=20, color="#d62728", line=dict(width=1, color="black")),
                                  customdata=[m.query_label], hovertemplate="query: %{customdata}<extra></extra>"))
     ev = list(m.explained_variance) + [0.0, 0.0]
-    fig.update_layout(title=f"Embedding map: {len(m.labels)} image(s), PCA of the image embeddings",
+    shown = (f"a seeded sample of {len(m.labels):,} of {m.total:,} images" if m.sampled
+             else f"{len(m.labels)} image(s)")
+    fig.update_layout(title=f"Embedding map: {shown}, PCA of the image embeddings",
                       xaxis_title=f"PC1 ({ev[0]:.0%} of variance)", yaxis_title=f"PC2 ({ev[1]:.0%} of variance)",
                       height=460, margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.18))
     return fig

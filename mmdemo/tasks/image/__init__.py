@@ -19,7 +19,7 @@ map), ``inputs`` (what they all read first). Import from here:
 from mmdemo.media import read_captions
 from mmdemo.tasks.image.captioning import CaptionResult, RankResult, caption_bank, caption_image, rank_captions
 from mmdemo.tasks.image.gallery import (MAX_GALLERY_FILES, ImageGallery, SearchResult, build_gallery,
-                                        default_gallery_files, search_images, search_texts)
+                                        default_gallery_files, saved_gallery, search_images, search_texts)
 from mmdemo.tasks.image.inputs import MAX_CANDIDATES, MAX_QUERY_CHARS
 from mmdemo.tasks.image.maps import MAX_HEATMAP_IMAGES, EmbeddingMap, Heatmap, embedding_map, similarity_heatmap
 
@@ -27,5 +27,5 @@ __all__ = [
     "MAX_CANDIDATES", "MAX_GALLERY_FILES", "MAX_HEATMAP_IMAGES", "MAX_QUERY_CHARS",
     "CaptionResult", "RankResult", "ImageGallery", "SearchResult", "Heatmap", "EmbeddingMap",
     "caption_image", "caption_bank", "rank_captions", "default_gallery_files", "build_gallery",
-    "search_images", "search_texts", "similarity_heatmap", "embedding_map", "read_captions",
+    "saved_gallery", "search_images", "search_texts", "similarity_heatmap", "embedding_map", "read_captions",
 ]

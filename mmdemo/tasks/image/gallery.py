@@ -14,6 +14,7 @@ from mmdemo.hashing import file_hash
 from mmdemo.index import EmbeddingCache, EmbeddingIndex
 from mmdemo.media import IMAGE_SUFFIXES, load_image
 from mmdemo.tasks.gallery_files import gallery_files, skipped_notice
+from mmdemo.tasks.saved_index import SavedIndex, check_index_model
 from mmdemo.tasks.domain_notices import image_notice
 from mmdemo.tasks.image.inputs import as_source, load, parse_texts, read_query, result_count, text_notices
 from mmdemo.toyworld.galleries import example_gallery
@@ -34,6 +35,7 @@ class ImageGallery:
     index: EmbeddingIndex
     notices: list[str] = field(default_factory=list)
     encoded: int = 0  # images actually run through the encoder (the rest came from the cache)
+    saved: SavedIndex | None = None  # the saved index file it is, when opened from one (memory-mapped)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -46,10 +48,20 @@ class SearchResult:
 
 
 def check_model(gallery: ImageGallery, clip) -> None:
+    if gallery.saved is not None:
+        check_index_model(gallery.saved, clip)  # names the file and how to rebuild it
     if gallery.model_id != clip.model_id:
         raise MMDemoError("gallery_model_mismatch",
                           f"The gallery was embedded with {gallery.model_id!r}, not the current model "
                           f"{clip.model_id!r}; index it again with the current model.")
+
+
+def saved_gallery(saved: SavedIndex) -> ImageGallery:
+    """A saved image index (``python -m mmdemo index build``) as a gallery to search."""
+    if saved.modality != "image":
+        raise MMDemoError("index_modality_mismatch", f"{saved.path.name} is an index of {saved.modality}, not of "
+                                                     "images: search it as such (the Audio tab, or `search`).")
+    return ImageGallery(saved.model_id, saved.index, saved=saved)
 
 
 def default_gallery_files(cache_dir: Path | None = None) -> Path:

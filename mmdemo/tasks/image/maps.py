@@ -17,6 +17,11 @@ from mmdemo.tasks.image.inputs import as_source, load, parse_texts, read_query, 
 
 MAX_HEATMAP_IMAGES = 16
 _MAP_NEIGHBOURS = 3  # a text query sits among this many of its best matches on the map
+# A larger gallery (a saved index of millions) is mapped from a seeded sample of this many
+# images, plus a text query's best matches: never a pass over every embedding.
+MAP_MAX_POINTS = 2000
+_MAP_KEPT_HITS = 24  # the most results the Image tab marks on the map
+_MAP_SEED = 0
 
 
 @dataclass
@@ -34,6 +39,12 @@ class EmbeddingMap:
     query_point: np.ndarray | None  # [2]
     query_label: str
     explained_variance: list[float]  # share of the gallery's variance along each axis
+    captions: list[str] = field(default_factory=list)  # each point's caption
+    total: int = 0  # images in the gallery: more than len(points) when the map is of a sample
+
+    @property
+    def sampled(self) -> bool:
+        return self.total > len(self.labels)
 
 
 def _about(notice: str, name: str) -> Notice:
@@ -77,8 +88,21 @@ def similarity_heatmap(sources: Sequence, texts: str | Sequence[str], clip) -> H
     return Heatmap(names, items, sim, notices)
 
 
-def embedding_map(gallery: ImageGallery, clip, *, query_text: str | None = None,
-                  query_image: Any = None) -> EmbeddingMap:
+def _map_rows(gallery: ImageGallery, query: np.ndarray | None, max_points: int) -> np.ndarray | None:
+    """The rows a map of a large gallery shows (sorted: a memory map reads them in file
+    order): a seeded sample, plus the text query's best matches so its results are on it."""
+    n = len(gallery.index)
+    if n <= max_points:
+        return None
+    kept = np.zeros(0, np.int64)
+    if query is not None:
+        kept = np.array([h.index for h in gallery.index.search(query[None], k=min(_MAP_KEPT_HITS, n))[0]], np.int64)
+    sample = np.random.default_rng(_MAP_SEED).choice(n, size=max(1, max_points - len(kept)), replace=False)
+    return np.unique(np.concatenate([sample, kept]))
+
+
+def embedding_map(gallery: ImageGallery, clip, *, query_text: str | None = None, query_image: Any = None,
+                  max_points: int = MAP_MAX_POINTS) -> EmbeddingMap:
     """The gallery in 2-D (PCA of its image embeddings, via SVD) with the query placed on it.
 
     An image query is projected like the gallery. A text query has no good place of
@@ -87,10 +111,23 @@ def embedding_map(gallery: ImageGallery, clip, *, query_text: str | None = None,
     lands off to one side, near no image in particular. It is placed where its
     search results are instead: the centre of its top 3 images, weighted by the
     model's match probabilities. A text query wins when both are given.
+
+    A gallery of more than ``max_points`` images is mapped from a seeded sample of them
+    (plus the text query's best matches); ``EmbeddingMap.total`` says of how many.
     """
     check_model(gallery, clip)
-    emb = np.asarray(gallery.index.embeddings, np.float64)
-    labels = [str(item.get("name", i)) for i, item in enumerate(gallery.index.items)]
+    text = query_text.strip() if isinstance(query_text, str) else ""
+    query_label, query_emb = "", None
+    if text:
+        query_label, _ = read_query(text, clip)
+        query_emb = np.asarray(clip.encode_texts([query_label]), np.float32)[0]
+    rows = _map_rows(gallery, query_emb, int(max_points))
+    items = gallery.index.items
+    picked = range(len(items)) if rows is None else [int(i) for i in rows]
+    emb = np.asarray(gallery.index.embeddings if rows is None else gallery.index.embeddings[rows], np.float64)
+    shown = [items[i] for i in picked]
+    labels = [str(item.get("name", i)) for i, item in zip(picked, shown)]
+    captions = [str(item.get("caption") or "") for item in shown]
     mean = emb.mean(axis=0)
     centred = emb - mean
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
@@ -101,11 +138,9 @@ def embedding_map(gallery: ImageGallery, clip, *, query_text: str | None = None,
     explained = [float(var[i] / total) if total > 0 and i < len(var) else 0.0 for i in range(2)]
     points = centred @ comps.T
 
-    query_point, query_label = None, ""
-    text = query_text.strip() if isinstance(query_text, str) else ""
-    if text:
-        query_label, _ = read_query(text, clip)
-        sims = emb @ np.asarray(clip.encode_texts([query_label]), np.float64)[0]
+    query_point = None
+    if query_emb is not None:
+        sims = emb @ query_emb.astype(np.float64)
         top = np.argsort(-sims, kind="stable")[:_MAP_NEIGHBOURS]
         w = softmax(float(clip.logit_scale) * sims[top])
         query_point = w @ points[top]
@@ -114,4 +149,5 @@ def embedding_map(gallery: ImageGallery, clip, *, query_text: str | None = None,
         query_label = loaded.name
         query_point = (np.asarray(clip.encode_images([loaded.image]), np.float64)[0] - mean) @ comps.T
     return EmbeddingMap(points.astype(np.float32), labels,
-                        None if query_point is None else query_point.astype(np.float32), query_label, explained)
+                        None if query_point is None else query_point.astype(np.float32), query_label, explained,
+                        captions, len(gallery.index))
