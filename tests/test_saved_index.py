@@ -66,6 +66,7 @@ def built(tmp_path_factory):
 def test_cli_builds_a_sound_index_of_windows(built):
     report = built["snd_report"]
     assert report["modality"] == "audio" and report["sounds"] == 17  # 16 examples + the 8 s clip
+    assert report["search"]["kind"] == "exact" and report["search"]["recall_at_10"] == 1.0
     assert report["windows"] > report["sounds"]  # the long clip is several windows
     index = EmbeddingIndex.load(built["snd"])
     assert index.modality == "audio" and len(index) == report["windows"]
@@ -88,6 +89,22 @@ def test_cli_searches_a_saved_image_index_and_says_what_it_searched(built):
     assert "1. " in text and "red diamond" in text
 
 
+def test_cli_build_says_how_a_large_index_is_searched_and_takes_a_recall_target(built, capsys, tmp_path,
+                                                                              monkeypatch):
+    import mmdemo.index.ann as ann
+
+    monkeypatch.setattr(ann, "EXACT_MAX_BYTES", 1)  # the 24 examples count as a large gallery
+    out = tmp_path / "big.npz"
+    code, text, err = cli_here(capsys, "index", "build", built["images"], "--out", out, "--target-recall", "0.9")
+    assert code == 0, err
+    assert "Search: big.npz: 24 images · HNSW (M 32, efConstruction 64, efSearch " in text
+    assert "held-out queries" in text
+    assert EmbeddingIndex.load(out).info()["kind"] == "hnsw"
+    with pytest.raises(SystemExit):
+        cli_here(capsys, "index", "build", built["images"], "--out", out, "--target-recall", "2")
+    assert "--target-recall: must be a recall between 0 and 1" in capsys.readouterr().err
+
+
 def test_cli_searches_a_saved_sound_index_one_hit_per_sound(built, audio):
     code, res, err = cli("search", built["snd"], "a burst of white noise", "-k", "17")
     assert code == 0, err
@@ -102,7 +119,8 @@ def test_cli_searches_a_saved_sound_index_one_hit_per_sound(built, audio):
         assert got["score"] == pytest.approx(want["score"], abs=1e-5)
         assert (got["start"], got["end"]) == (want["start"], want["end"])
     code, text, _ = cli("search", built["snd"], "a rising chirp", "-k", "2", as_json=False)
-    assert code == 0 and text.startswith(f"Searching snd.npz: {built['snd_report']['windows']} sound windows")
+    windows = built["snd_report"]["windows"]
+    assert code == 0 and text.startswith(f"Searching snd.npz: 17 sounds ({windows} windows)")
     assert "1. " in text and "2. " in text and "3. " not in text and " s)" in text
 
 

@@ -54,7 +54,7 @@ def test_the_tabs_say_which_index_they_search(saved_app):
     image, audio = shown["image-saved-index"], shown["audio-saved-index"]
     assert image.startswith("Searching gallery.npz: 3,000 images · HNSW (M ") and "held-out queries" in image
     assert float(image.split("recall@10 ")[1].split()[0]) >= 0.9
-    assert audio.startswith("Searching sounds.npz: ") and "sound windows · exact search" in audio
+    assert audio.startswith("Searching sounds.npz: ") and "sounds (" in audio and "windows) · exact search" in audio
 
 
 def test_search_without_files_answers_from_the_saved_index(client, saved):

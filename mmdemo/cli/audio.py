@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmdemo.cli.common import index_build_dirs, print_json, registry_from, task_command, warn
+from mmdemo.cli.common import index_build_dirs, print_json, print_search_line, registry_from, task_command, warn
 
 
 def cmd_match_audio(args) -> int:
@@ -62,18 +62,19 @@ def index_build_sounds(args) -> int:
     gallery = build_gallery(args.sources, audio, cache_dir=cache_dir, extract_dir=extract_dir,
                             max_files=args.max_files)
     index = sound_index(gallery)
+    index.target_recall = args.target_recall
     index.save(out)
-    info = index.info()
     captioned = sum(1 for it in gallery.items if it.get("caption"))
     report = {"index": str(out), "model_id": gallery.model_id, "modality": "audio", "sounds": len(gallery),
-              "windows": len(index), "captioned": captioned, "kind": info.get("kind"),
-              "recall_at_10": info.get("recall_at_10"), "notices": gallery.notices}
+              "windows": len(index), "captioned": captioned, "search": index.info(),
+              "notices": gallery.notices}
     if args.json:
         print_json(report)
         return 0
     warn(gallery.notices)
     print(f"Indexed {len(gallery)} sound(s) ({len(index)} windows) with {gallery.model_id} into {out} "
           f"({captioned} with a caption from captions.json).")
+    print_search_line(out)
     return 0
 
 

@@ -47,6 +47,25 @@ def index_build_dirs(args) -> tuple[Path, Path, Path]:
     return out, out.parent / f"{out.stem}-files", Path(args.cache_dir) if args.cache_dir else default_cache_dir()
 
 
+def recall_target(text: str) -> float:
+    """argparse type of --target-recall: a recall in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a recall between 0 and 1 (e.g. 0.95), not {text!r}")
+    return value
+
+
+def print_search_line(out: Path) -> None:
+    """`index build`'s last line: what a search of the new file goes through (it is
+    opened again by memory map, which costs nothing)."""
+    from mmdemo.tasks.saved_index import open_index, summary
+
+    print(f"Search: {summary(open_index(out))}")
+
+
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 

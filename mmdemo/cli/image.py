@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mmdemo.cli.common import index_build_dirs, print_json, registry_from, task_command, warn
+from mmdemo.cli.common import print_search_line, recall_target, index_build_dirs, print_json, registry_from, task_command, warn
 from mmdemo.errors import MMDemoError
 from mmdemo.models.decode_options import METHODS
 
@@ -76,10 +76,12 @@ def cmd_index_build(args) -> int:
     out, extract_dir, cache_dir = index_build_dirs(args)
     gallery = build_gallery(args.sources, clip, cache_dir=cache_dir, extract_dir=extract_dir,
                             max_files=args.max_files)
+    gallery.index.target_recall = args.target_recall
     gallery.index.save(out)
     captioned = sum(1 for it in gallery.index.items if it.get("caption"))  # from captions.json files
     report = {"index": str(out), "model_id": gallery.model_id, "images": len(gallery), "encoded": gallery.encoded,
-              "cached": len(gallery) - gallery.encoded, "captioned": captioned, "notices": gallery.notices}
+              "cached": len(gallery) - gallery.encoded, "captioned": captioned,
+              "search": gallery.index.info(), "notices": gallery.notices}
     if args.json:
         print_json(report)
         return 0
@@ -87,6 +89,7 @@ def cmd_index_build(args) -> int:
     print(f"Indexed {len(gallery)} image(s) with {gallery.model_id} into {out} "
           f"({gallery.encoded} encoded, {len(gallery) - gallery.encoded} from the cache; "
           f"{captioned} with a caption from captions.json).")
+    print_search_line(out)
     return 0
 
 
@@ -99,6 +102,7 @@ def _index_build_ray(args) -> int:
                                                       "--engine ray (in this process).")
     out = Path(args.out)
     report = build_index_ray(args.sources, out, address=args.address, shards_dir=args.shards_dir,
+                             target_recall=args.target_recall,
                              workers=args.workers, batch_size=args.batch_size, max_files=args.max_files,
                              extract_dir=out.parent / f"{out.stem}-files",
                              settings=EncoderSettings(args.profile, args.device,
@@ -111,6 +115,7 @@ def _index_build_ray(args) -> int:
           f"{report['seconds']:.1f} s: {report['shards']} shard(s), {report['shards_skipped']} already done, "
           f"{report['encoded']:,} image(s) encoded by {report['workers']} worker(s) "
           f"({report['images_per_s']:.1f} images/s); {report['captioned']:,} with a caption from captions.json.")
+    print_search_line(out)
     return 0
 
 
@@ -156,6 +161,7 @@ def cmd_search_texts(args) -> int:
 
 
 def register(sub) -> None:
+    from mmdemo.index.ann import TARGET_RECALL
     from mmdemo.tasks.image import MAX_GALLERY_FILES
 
     with task_command(sub, "caption", cmd_caption, help="generate captions for images (CoCa decoder)") as s:
@@ -202,6 +208,9 @@ def register(sub) -> None:
                                                    "cluster, else one per CPU)")
         b.add_argument("--batch-size", type=int, default=32,
                        help="--engine ray: images per encoder call (default 32)")
+        b.add_argument("--target-recall", type=recall_target, default=TARGET_RECALL,
+                       help=f"large indexes (HNSW, IVF-PQ): the recall@10 their search is tuned for on held-out "
+                            f"items, in (0, 1] (default {TARGET_RECALL}); higher is slower")
 
     with task_command(sub, "search", cmd_search, help="search a saved image or sound index by text") as s:
         s.add_argument("index", help="an index file from `index build`")

@@ -165,7 +165,8 @@ def _encode(ray, pending: Sequence[Shard], model_id: str, settings: EncoderSetti
 def build_index_ray(sources: Sequence[str | Path], out: str | Path, *, settings: EncoderSettings | None = None,
                     address: str | None = None, shards_dir: str | Path | None = None, workers: int | None = None,
                     batch_size: int = DEFAULT_BATCH_SIZE, max_files: int | None = None,
-                    extract_dir: Path | None = None, shard_size: int = SHARD_SIZE) -> dict:
+                    extract_dir: Path | None = None, shard_size: int = SHARD_SIZE,
+                    target_recall: float | None = None) -> dict:
     """Index images on Ray into ``out`` (an ``EmbeddingIndex`` file); returns a report like
     ``index build --json``'s, with the engine's figures. ``max_files`` None: no limit."""
     from mmdemo.index import EmbeddingIndex
@@ -188,8 +189,10 @@ def build_index_ray(sources: Sequence[str | Path], out: str | Path, *, settings:
             n_workers, rows = _encode(ray, pending, model_id, settings, workers=workers, batch_size=batch_size)
     embeddings, items, found = read_shards(shards, model_id)
     index = EmbeddingIndex(model_id=model_id, dim=int(embeddings.shape[1]), modality="image")
+    if target_recall is not None:
+        index.target_recall = target_recall
     index.add(embeddings, items)
-    index.save(out)
+    index.save(out)  # builds and tunes the search its size calls for (mmdemo.index.ann)
     seconds = time.perf_counter() - started
     encoded = sum(r["images"] for r in rows)
     return {"index": str(out), "model_id": model_id, "images": len(index), "encoded": encoded,
@@ -197,4 +200,5 @@ def build_index_ray(sources: Sequence[str | Path], out: str | Path, *, settings:
             "notices": notices + found, "engine": "ray", "workers": n_workers,
             "devices": sorted({r["device"] for r in rows}), "shards": len(shards),
             "shards_skipped": len(shards) - len(pending), "shards_removed": removed, "shards_dir": str(folder),
-            "seconds": round(seconds, 3), "images_per_s": round(encoded / seconds, 2) if encoded else 0.0}
+            "seconds": round(seconds, 3), "images_per_s": round(encoded / seconds, 2) if encoded else 0.0,
+            "search": index.info()}

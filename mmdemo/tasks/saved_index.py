@@ -21,7 +21,6 @@ import numpy as np
 from mmdemo.errors import MMDemoError, Notice
 from mmdemo.index import EmbeddingIndex
 
-MODALITIES = ("image", "audio")
 KINDS = {"exact": "exact search", "hnsw": "HNSW", "ivfpq": "IVF-PQ"}
 WHAT = {"image": "images", "audio": "sound windows"}
 # A sound search first asks the index for k x this many windows (a 30 s sound is 14 windows
@@ -55,9 +54,6 @@ def open_index(path: str | Path) -> SavedIndex:
     """Open a saved index by memory map; a missing or foreign file is an ``MMDemoError``."""
     path = Path(path)
     index = EmbeddingIndex.load(path, mmap=True)  # index_not_found / index_invalid say what was wrong
-    if index.modality not in MODALITIES:
-        raise MMDemoError("index_invalid", f"{path.name} holds {index.modality!r} embeddings; the app searches "
-                                           f"only {' and '.join(MODALITIES)} indexes.")
     if len(index) == 0:
         raise MMDemoError("index_empty", f"{path.name} holds no items: build it again from some files.")
     return SavedIndex(path, index, index.info())
@@ -87,10 +83,16 @@ def summary(saved: SavedIndex) -> str:
 
     E.g. "gallery.npz: 1,000,000 images · HNSW (M 32, efSearch 64) · recall@10 0.962 on
     500 held-out queries"."""
-    info = saved.info
-    what = WHAT.get(saved.modality, "items")
+    return index_line(saved.path.name, saved.index, saved.info)
+
+
+def index_line(name: str, index: EmbeddingIndex, info: dict) -> str:
+    """``summary``'s line for any index (``info`` is its ``info()``), saved or about to be."""
     kind = info.get("kind", "exact")
-    head = f"{saved.path.name}: {int(info.get('items', len(saved))):,} {what}"
+    head = f"{name}: {int(info.get('items', len(index))):,} {WHAT.get(index.modality, 'items')}"
+    if index.modality == "audio" and len(index):
+        # Windows come sound by sound, numbered in order: the last one's number counts the sounds.
+        head = f"{name}: {int(index.items[-1].get('clip', 0)) + 1:,} sounds ({len(index):,} windows)"
     if kind == "exact":
         return f"{head} · exact search (every one compared, recall@10 1.000)"
     params = info.get("params") or {}
