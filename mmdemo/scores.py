@@ -7,9 +7,11 @@ Pure numpy: the task layer uses it without importing torch.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+
+from mmdemo.errors import MMDemoError
 
 
 def softmax(logits, axis: int = -1) -> np.ndarray:
@@ -25,3 +27,17 @@ def ranked(probs, labels: Sequence[str]) -> list[dict]:
     probs = np.asarray(probs)
     order = np.argsort(-probs, kind="stable")
     return [{"label": labels[i], "score": float(probs[i])} for i in order]
+
+
+# More results than this is not a search but a dump of the gallery: on a saved index of
+# millions, an approximate search for k of them costs about as much as k searches.
+MAX_SEARCH_RESULTS = 1000
+
+
+def result_count(k: Any) -> int:
+    """How many results a search returns: ``k`` as a whole number, at least 1 and at most
+    MAX_SEARCH_RESULTS."""
+    try:
+        return min(max(1, int(k)), MAX_SEARCH_RESULTS)
+    except (TypeError, ValueError):
+        raise MMDemoError("result_count_invalid", f"The number of results must be a whole number (got {k!r}).") from None

@@ -272,3 +272,11 @@ def test_missing_files_notice_counts_and_names_them():
     n = S.missing_files_notice(["a.png", "b.png", "c.png", "d.png"], "thumbnail")
     assert n.code == "index_files_missing" and n.startswith("4 result(s) have no thumbnail")
     assert "a.png, b.png, c.png ..." in n and "index them again" in n
+
+
+def test_a_huge_result_count_is_capped_not_a_dump_of_the_index():
+    from mmdemo.scores import MAX_SEARCH_RESULTS, result_count
+
+    assert result_count(10**9) == MAX_SEARCH_RESULTS == 1000 and result_count(0) == 1
+    with pytest.raises(MMDemoError, match="whole number"):
+        result_count("lots")

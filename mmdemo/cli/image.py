@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mmdemo.cli.common import print_search_line, recall_target, index_build_dirs, print_json, registry_from, task_command, warn
+from mmdemo.cli.common import (index_build_dirs, print_json, print_search_line, recall_target, registry_from,
+                               task_command, warn)
 from mmdemo.errors import MMDemoError
 from mmdemo.models.decode_options import METHODS
 
@@ -62,6 +63,10 @@ def cmd_rank_captions(args) -> int:
 def cmd_index_build(args) -> int:
     if args.engine == "ray":
         return _index_build_ray(args)
+    ray_only = [flag for flag, value in (("--address", args.address), ("--shards-dir", args.shards_dir),
+                                         ("--workers", args.workers)) if value is not None]
+    if ray_only:
+        raise MMDemoError("index_option_invalid", f"{', '.join(ray_only)} only apply with --engine ray.")
     if args.max_files is None:
         from mmdemo.tasks.image import MAX_GALLERY_FILES
 
@@ -100,11 +105,11 @@ def _index_build_ray(args) -> int:
     if getattr(args, "modality", "image") != "image":
         raise MMDemoError("ray_modality_unsupported", "--engine ray indexes images only; index sounds without "
                                                       "--engine ray (in this process).")
-    out = Path(args.out)
+    out, extract_dir, _ = index_build_dirs(args)  # no embedding cache: the shards are Ray's cache
     report = build_index_ray(args.sources, out, address=args.address, shards_dir=args.shards_dir,
                              target_recall=args.target_recall,
                              workers=args.workers, batch_size=args.batch_size, max_files=args.max_files,
-                             extract_dir=out.parent / f"{out.stem}-files",
+                             extract_dir=extract_dir,
                              settings=EncoderSettings(args.profile, args.device,
                                                       str(args.catalog) if args.catalog else None))
     if args.json:
@@ -162,6 +167,7 @@ def cmd_search_texts(args) -> int:
 
 def register(sub) -> None:
     from mmdemo.index.ann import TARGET_RECALL
+    from mmdemo.tasks.ray_indexing import DEFAULT_BATCH_SIZE as RAY_BATCH_SIZE
     from mmdemo.tasks.image import MAX_GALLERY_FILES
 
     with task_command(sub, "caption", cmd_caption, help="generate captions for images (CoCa decoder)") as s:
@@ -206,8 +212,8 @@ def register(sub) -> None:
                             "(default: OUT's name + '-shards', beside it)")
         b.add_argument("--workers", type=int, help="--engine ray: encoder actors (default: one per GPU of the "
                                                    "cluster, else one per CPU)")
-        b.add_argument("--batch-size", type=int, default=32,
-                       help="--engine ray: images per encoder call (default 32)")
+        b.add_argument("--batch-size", type=int, default=RAY_BATCH_SIZE,
+                       help=f"--engine ray: images per encoder call (default {RAY_BATCH_SIZE})")
         b.add_argument("--target-recall", type=recall_target, default=TARGET_RECALL,
                        help=f"large indexes (HNSW, IVF-PQ): the recall@10 their search is tuned for on held-out "
                             f"items, in (0, 1] (default {TARGET_RECALL}); higher is slower")

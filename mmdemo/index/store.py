@@ -105,6 +105,9 @@ class EmbeddingIndex:
 
     @property
     def kind(self) -> str:
+        """The search this index uses: the one recorded when it was built, else the one its size calls for."""
+        if self._record is not None:
+            return self._record["kind"]
         return ann_mod.kind_for(len(self), self.dim, self.exact_limit, self.hnsw_limit)
 
     @property
@@ -176,35 +179,46 @@ class EmbeddingIndex:
         if not path.is_file():
             raise MMDemoError("index_not_found", f"Index file not found: {path}")
         try:
-            meta = _from_json_array(npzfile.read_array(path, "meta"))
-            if isinstance(meta, dict) and meta.get("format") == OLD_FORMAT:
-                return cls._load_old(path, meta)
-            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-                raise ValueError("not an index")
-            read = npzfile.mmap_array if mmap else npzfile.read_array
-            emb, offsets = read(path, "embeddings"), read(path, "item_offsets")
-            data = npzfile.mmap_bytes(path, "items.jsonl")
-            items = LazyItems(data, offsets) if mmap else list(LazyItems(np.asarray(data), offsets))
-            record = meta["search"]
-            if emb.dtype != np.float32 or emb.shape != (meta["count"], meta["dim"]) or len(items) != meta["count"]:
-                raise ValueError("sizes disagree")
-            index = cls(model_id=meta["model_id"], dim=int(meta["dim"]), embeddings=emb, items=items,
-                        modality=meta.get("modality", "image"))
-            if record["kind"] != "exact":
-                with npzfile.open_member(path, "ann.faiss") as stream:
-                    index._ann = ann_mod.read(record["kind"], record["params"], stream)
+            with npzfile.IndexFile(path) as f:
+                index = cls._read(f, mmap)
         except MMDemoError:
             raise
         except Exception as exc:
             raise MMDemoError("index_invalid",
                               f"{path.name} is not an mmdemo index, or it is damaged ({type(exc).__name__}). "
                               "Build it again with `python -m mmdemo index build`.") from None
-        index._record, index._path = record, path
+        index._path = path
         return index
 
     @classmethod
-    def _load_old(cls, path: Path, meta: dict) -> "EmbeddingIndex":
-        emb = np.asarray(npzfile.read_array(path, "embeddings"), np.float32)
+    def _read(cls, f: npzfile.IndexFile, mmap: bool) -> "EmbeddingIndex":
+        meta = _from_json_array(f.read_array("meta"))
+        if isinstance(meta, dict) and meta.get("format") == OLD_FORMAT:
+            return cls._read_old(f, meta)
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ValueError("not an index")
+        read = f.mmap_array if mmap else f.read_array
+        emb, offsets, data = read("embeddings"), read("item_offsets"), f.mmap_bytes("items.jsonl")
+        items = LazyItems(data, offsets) if mmap else list(LazyItems(np.asarray(data), offsets))
+        count, dim, record = int(meta["count"]), int(meta["dim"]), meta["search"]
+        if emb.dtype != np.float32 or emb.shape != (count, dim) or len(items) != count:
+            raise ValueError("sizes disagree")
+        index = cls(model_id=meta["model_id"], dim=dim, embeddings=emb, items=items,
+                    modality=meta.get("modality", "image"))
+        if record["kind"] != "exact":
+            with f.open_member("ann.faiss") as stream:
+                index._ann = ann_mod.read(record["kind"], record["params"], stream)
+            if index._ann.index.ntotal != count or index._ann.index.d != dim:
+                raise ValueError("the search structure does not match the vectors")
+        index._record = record
+        return index
+
+    @classmethod
+    def _read_old(cls, f: npzfile.IndexFile, meta: dict) -> "EmbeddingIndex":
+        """A file of the previous version: searched exactly, as it was (no tuned search is
+        recorded in it; building one would take minutes at start-up)."""
+        emb = np.asarray(f.read_array("embeddings"), np.float32)
         if len(meta.get("items", [])) != len(emb):
             raise ValueError("sizes disagree")
-        return cls(model_id=meta["model_id"], dim=int(meta["dim"]), embeddings=emb, items=list(meta["items"]))
+        return cls(model_id=meta["model_id"], dim=int(meta["dim"]), embeddings=emb, items=list(meta["items"]),
+                   exact_limit=len(emb))

@@ -68,14 +68,26 @@ def plan_shards(sources: Sequence[Source], model_id: str, folder: Path, size: in
     return shards
 
 
+STALE_TEMP_SECONDS = 600
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("inf")  # gone already
+
+
 def remove_stale(folder: Path, shards: Sequence[Shard]) -> int:
     """Remove shard files of earlier inputs (and temp files of killed runs); returns how many."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
     keep = {s.file.name for s in shards}
+    # A temp file is a killed run's only when it is old: a young one may be another run's, mid-write.
+    old = time.time() - STALE_TEMP_SECONDS
     stale = [f for f in folder.iterdir() if (SHARD_NAME.fullmatch(f.name) and f.name not in keep)
-             or (f.name.startswith(".shard-") and f.name.endswith(".tmp"))]
+             or (f.name.startswith(".shard-") and f.name.endswith(".tmp") and _mtime(f) < old)]
     for f in stale:
         f.unlink(missing_ok=True)
     return sum(1 for f in stale if not f.name.endswith(".tmp"))

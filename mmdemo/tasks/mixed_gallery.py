@@ -33,7 +33,8 @@ from mmdemo.scores import softmax
 from mmdemo.tasks.audio import MAX_CLIP_SECONDS, AudioGallery, embed_clip, encode_labels, example_texts
 from mmdemo.tasks.image.captioning import caption_bank
 from mmdemo.tasks.image.gallery import ImageGallery
-from mmdemo.tasks.image.inputs import load, read_query, result_count
+from mmdemo.scores import result_count
+from mmdemo.tasks.image.inputs import load, read_query
 
 QUERY_KINDS = ("text", "image", "sound")
 MAX_RESULTS = 48

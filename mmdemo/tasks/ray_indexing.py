@@ -188,10 +188,11 @@ def build_index_ray(sources: Sequence[str | Path], out: str | Path, *, settings:
         with ray_session(address) as ray:
             n_workers, rows = _encode(ray, pending, model_id, settings, workers=workers, batch_size=batch_size)
     embeddings, items, found = read_shards(shards, model_id)
-    index = EmbeddingIndex(model_id=model_id, dim=int(embeddings.shape[1]), modality="image")
+    # Handed over, not added: add() would copy every vector once more.
+    index = EmbeddingIndex(model_id=model_id, dim=int(embeddings.shape[1]), embeddings=embeddings, items=items,
+                           modality="image")
     if target_recall is not None:
         index.target_recall = target_recall
-    index.add(embeddings, items)
     index.save(out)  # builds and tunes the search its size calls for (mmdemo.index.ann)
     seconds = time.perf_counter() - started
     encoded = sum(r["images"] for r in rows)

@@ -20,6 +20,7 @@ import numpy as np
 
 from mmdemo.errors import MMDemoError, Notice
 from mmdemo.index import EmbeddingIndex
+from mmdemo.scores import result_count
 
 KINDS = {"exact": "exact search", "hnsw": "HNSW", "ivfpq": "IVF-PQ"}
 WHAT = {"image": "images", "audio": "sound windows"}
@@ -152,7 +153,7 @@ def search_sounds(saved: SavedIndex, query: np.ndarray, k: int) -> list[dict]:
 
     The index is asked for windows (``index.search``, its own kind: no scan here), more
     of them while they belong to fewer than ``k`` sounds, until it has none left."""
-    k, total = max(1, int(k)), len(saved.index)
+    k, total = result_count(k), len(saved.index)
     asked = min(total, k * WINDOWS_PER_SOUND)
     q = np.asarray(query, np.float32).reshape(1, -1)
     while True:

@@ -16,7 +16,8 @@ from mmdemo.media import IMAGE_SUFFIXES, load_image
 from mmdemo.tasks.gallery_files import gallery_files, skipped_notice
 from mmdemo.tasks.saved_index import SavedIndex, check_index_model
 from mmdemo.tasks.domain_notices import image_notice
-from mmdemo.tasks.image.inputs import as_source, load, parse_texts, read_query, result_count, text_notices
+from mmdemo.scores import result_count
+from mmdemo.tasks.image.inputs import as_source, load, parse_texts, read_query, text_notices
 from mmdemo.toyworld.galleries import example_gallery
 
 MAX_GALLERY_FILES = 500

@@ -71,9 +71,4 @@ def read_query(query: str | None, clip) -> tuple[str, list[str]]:
     return query, notices
 
 
-def result_count(k: Any) -> int:
-    try:
-        return max(1, int(k))
-    except (TypeError, ValueError):
-        raise MMDemoError("result_count_invalid", f"The number of results must be a whole number (got {k!r}).") from None
 
