@@ -215,6 +215,19 @@ def test_a_shard_reads_remote_uris_through_pyarrow_and_records_what_failed(small
     np.testing.assert_allclose([r["embedding"] for r in rows[:2]], direct, atol=1e-5)
 
 
+def test_a_uri_no_file_system_can_read_is_one_failed_row_not_a_failed_run(small, clip, tmp_path):
+    import pyarrow.parquet as pq
+
+    from mmdemo.tasks.index_shards import encode_shard
+
+    desc = {"shard": 0, "file": str(tmp_path / "s.parquet"), "first_id": 0, "model_id": clip.model_id,
+            "uris": ["https://example.invalid/x.jpg", str(small / "000-red-circle.png")],
+            "names": ["x.jpg", "000-red-circle.png"], "captions": ["", ""]}
+    assert encode_shard(clip, desc)["images"] == 1
+    rows = pq.read_table(tmp_path / "s.parquet").to_pylist()
+    assert "x.jpg could not be read" in rows[0]["error"] and rows[1]["error"] == ""
+
+
 def test_bad_lists_and_tables_get_clear_messages(small, tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -225,7 +238,7 @@ def test_bad_lists_and_tables_get_clear_messages(small, tmp_path, monkeypatch):
     (tmp_path / "empty.txt").write_text("# nothing yet\n\n")
     cases = {"nouri.parquet": ("table_no_uri_column", "no column named 'uri' or 'path'"),
              "fake.parquet": ("table_unreadable", "not a readable Parquet table"),
-             "missing.txt": ("file_not_found", "no-such.png"),
+             "missing.txt": ("no_files_found", "no-such.png"),
              "empty.txt": ("no_files_found", "No images found")}
     for name, (code, words) in cases.items():
         with pytest.raises(MMDemoError) as err:
@@ -235,6 +248,11 @@ def test_bad_lists_and_tables_get_clear_messages(small, tmp_path, monkeypatch):
         list_sources([small], max_files=5)
     with pytest.raises(MMDemoError, match="at least 1"):
         build_index_ray([small], tmp_path / "x.npz", workers=0)
+    # One stale line in a long list is skipped, and said; it does not stop the run.
+    (tmp_path / "stale.txt").write_text(f"{small / '000-red-circle.png'}\n{small / 'no-such.png'}\n")
+    listed, notices = list_sources([tmp_path / "stale.txt"])
+    assert [s.name for s in listed] == ["000-red-circle.png"]
+    assert len(notices) == 1 and "1 path(s) in the lists given were not found" in str(notices[0])
     listed, _ = list_sources([small, "s3://bucket/more/x.png"])  # a remote URI is kept for the workers
     assert len(listed) == 21 and (listed[-1].uri, listed[-1].name, listed[-1].remote) == (
         "s3://bucket/more/x.png", "x.png", True)

@@ -219,7 +219,7 @@ def test_the_map_of_a_large_index_is_a_seeded_sample_with_the_results_on_it(big,
     again = I.embedding_map(gallery, clip, query_text="a red diamond", max_points=500)
     assert again.labels == m.labels and np.allclose(again.points, m.points)  # seeded: the same map twice
     fig = map_figure(m, hits)
-    assert f"a seeded sample of {len(m.labels)} of 3,000 images" in fig.layout.title.text
+    assert f"{len(m.labels):,} of 3,000 images (a seeded sample and the best matches)" in fig.layout.title.text
     small = I.embedding_map(gallery, clip, query_text="a red diamond", max_points=5000)
     assert not small.sampled and len(small.points) == 3000
 
@@ -280,3 +280,21 @@ def test_a_huge_result_count_is_capped_not_a_dump_of_the_index():
     assert result_count(10**9) == MAX_SEARCH_RESULTS == 1000 and result_count(0) == 1
     with pytest.raises(MMDemoError, match="whole number"):
         result_count("lots")
+
+
+def test_cli_build_records_absolute_paths_and_points_to_the_right_options(built, capsys, tmp_path, monkeypatch):
+    """An index built from `photos/` must still find its files when the app runs elsewhere."""
+    monkeypatch.chdir(built["images"].parent)
+    out = tmp_path / "rel.npz"
+    code, _, err = cli_here(capsys, "index", "build", built["images"].name, "--out", out)
+    assert code == 0, err
+    paths = [it["path"] for it in EmbeddingIndex.load(out).items]
+    assert all(os.path.isabs(p) and os.path.isfile(p) for p in paths)
+    # Lists of paths are Ray's; too many files names the options that allow more.
+    (tmp_path / "list.txt").write_text(str(built["images"] / "x.png") + "\n")
+    code, _, err = cli_here(capsys, "index", "build", tmp_path / "list.txt", "--out", out)
+    assert code == 2 and "are read by --engine ray" in err
+    code, _, err = cli_here(capsys, "index", "build", built["images"], "--out", out, "--max-files", "3")
+    assert code == 2 and "raise --max-files (it is 3), or index a large image gallery with --engine ray" in err
+    code, _, err = cli_here(capsys, "index", "build", built["images"], "--out", out, "--workers", "2")
+    assert code == 2 and "--workers only apply with --engine ray" in err

@@ -40,7 +40,7 @@ def test_the_saved_index_is_named_and_searched(saved_app, page):
     rows = page.locator("#image-results-table").get_by_role("row")
     expect(rows.filter(has_text=f"{SAVED}00-small-red-diamond.png")).to_have_count(1)
     plot = page.locator("#image-map")
-    expect(plot).to_contain_text("a seeded sample of", timeout=60_000)
+    expect(plot).to_contain_text("(a seeded sample and the best matches)", timeout=60_000)
     folder = os.environ.get("MMDEMO_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)

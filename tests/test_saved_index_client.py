@@ -79,7 +79,7 @@ def test_a_result_whose_file_is_gone_keeps_its_row_without_a_thumbnail(client, s
 def test_the_map_of_the_saved_index_is_a_seeded_sample(client):
     client.predict("a red diamond", 5, None, api_name="/search_images")
     title = layout_text(client.predict("a red diamond", 5, api_name="/embedding_map"))
-    assert "a seeded sample of" in title and "of 3,000 images" in title
+    assert "(a seeded sample and the best matches)" in title and "of 3,000 images" in title
 
 
 def test_uploaded_files_still_win(client, saved):

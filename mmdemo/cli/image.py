@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -61,8 +62,15 @@ def cmd_rank_captions(args) -> int:
 
 
 def cmd_index_build(args) -> int:
+    # Items keep absolute paths: the app that serves the index may run from another folder.
+    args.sources = [s if "://" in str(s) else os.path.abspath(s) for s in args.sources]
     if args.engine == "ray":
         return _index_build_ray(args)
+    listed = [s for s in args.sources if Path(s).suffix.lower() in (".txt", ".parquet") and Path(s).is_file()]
+    if listed:
+        raise MMDemoError("index_option_invalid", f"{Path(listed[0]).name}: lists of paths and Parquet tables of "
+                                                  "URIs are read by --engine ray (pip install -r "
+                                                  "requirements-ray.txt). Without it, give folders, zips or files.")
     ray_only = [flag for flag, value in (("--address", args.address), ("--shards-dir", args.shards_dir),
                                          ("--workers", args.workers)) if value is not None]
     if ray_only:
@@ -71,6 +79,17 @@ def cmd_index_build(args) -> int:
         from mmdemo.tasks.image import MAX_GALLERY_FILES
 
         args.max_files = MAX_GALLERY_FILES
+    try:
+        return _index_build_local(args)
+    except MMDemoError as exc:
+        if exc.code != "too_many_files":
+            raise
+        raise MMDemoError("too_many_files", f"{exc} From the command line: raise --max-files (it is "
+                                            f"{args.max_files}), or index a large image gallery with --engine "
+                                            "ray.") from None
+
+
+def _index_build_local(args) -> int:
     if args.modality == "audio":  # sounds: one item per window (mmdemo.cli.audio)
         from mmdemo.cli.audio import index_build_sounds
 
@@ -106,12 +125,16 @@ def _index_build_ray(args) -> int:
         raise MMDemoError("ray_modality_unsupported", "--engine ray indexes images only; index sounds without "
                                                       "--engine ray (in this process).")
     out, extract_dir, _ = index_build_dirs(args)  # no embedding cache: the shards are Ray's cache
-    report = build_index_ray(args.sources, out, address=args.address, shards_dir=args.shards_dir,
-                             target_recall=args.target_recall,
-                             workers=args.workers, batch_size=args.batch_size, max_files=args.max_files,
-                             extract_dir=extract_dir,
-                             settings=EncoderSettings(args.profile, args.device,
-                                                      str(args.catalog) if args.catalog else None))
+    try:
+        report = build_index_ray(args.sources, out, address=args.address, shards_dir=args.shards_dir,
+                                 target_recall=args.target_recall,
+                                 workers=args.workers, batch_size=args.batch_size, max_files=args.max_files,
+                                 extract_dir=extract_dir,
+                                 settings=EncoderSettings(args.profile, args.device,
+                                                          str(args.catalog) if args.catalog else None))
+    except KeyboardInterrupt:
+        raise MMDemoError("index_build_stopped", "Stopped. The shards written so far are kept: run the same "
+                                                 "command again to resume.") from None
     if args.json:
         print_json(report)
         return 0

@@ -126,8 +126,8 @@ def encode_shard(clip, desc: dict, batch_size: int = 32) -> dict:
                 im = _load(uris[i], names[i])
             except MMDemoError as exc:
                 errors[i] = str(exc)
-            except OSError as exc:  # a remote read
-                errors[i] = f"{names[i]} could not be read ({exc})."
+            except (OSError, ValueError) as exc:  # a remote read; pyarrow's ArrowInvalid (an unknown scheme) is a ValueError
+                errors[i] = f"{names[i]} could not be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})."
             else:
                 notices[i] = [str(x) for x in im.notices]
                 loaded.append((i, im.image))

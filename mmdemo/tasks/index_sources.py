@@ -19,7 +19,7 @@ from typing import Iterable
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
-from mmdemo.errors import MMDemoError
+from mmdemo.errors import MMDemoError, Notice
 from mmdemo.media import IMAGE_SUFFIXES
 from mmdemo.tasks.gallery_files import gallery_files
 
@@ -64,19 +64,25 @@ def list_sources(sources: Iterable[str | Path], *, max_files: int | None = None,
                  extract_dir: Path | None = None) -> tuple[list[Source], list[str]]:
     """Every image the sources name, in order, and notices. ``max_files`` None: no limit."""
     entries: list[str | Path] = []  # local paths as Path, remote URIs as str
+    missing: list[str] = []  # paths a list or a table names that are not there
     for s in sources:
         p = _local(str(s))
         if p is None:
             entries.append(str(s))
-        elif p.suffix.lower() in LIST_SUFFIXES and p.is_file():
-            entries += _read_path_list(p)
-        elif p.suffix.lower() in TABLE_SUFFIXES and p.is_file():
-            entries += _read_uri_table(p)
+        elif p.suffix.lower() in (*LIST_SUFFIXES, *TABLE_SUFFIXES) and p.is_file():
+            listed = _read_path_list(p) if p.suffix.lower() in LIST_SUFFIXES else _read_uri_table(p)
+            # One stale line in a list of millions must not stop the run: it is skipped, and said.
+            missing += [str(e) for e in listed if isinstance(e, Path) and not e.exists()]
+            entries += [e for e in listed if not (isinstance(e, Path) and not e.exists())]
         else:
             entries.append(p)
     limit = sys.maxsize if max_files is None else max_files
     out: list[Source] = []
     notices: list[str] = []
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        notices.append(Notice("list_paths_missing", f"{len(missing)} path(s) in the lists given were not found and "
+                                                    f"were skipped: {shown}."))
     # Runs of local entries go to gallery_files together: its ordering, de-duplication and captions.
     for remote, run in itertools.groupby(entries, key=lambda e: isinstance(e, str)):
         if remote:
@@ -94,6 +100,10 @@ def list_sources(sources: Iterable[str | Path], *, max_files: int | None = None,
                                                   "instead.") from None
         notices += found
         out += [Source(os.path.abspath(p), str(p), p.name, captions.get(p.name, "")) for p in paths]
+    if not out and missing:
+        raise MMDemoError("no_files_found", f"None of the {len(missing)} path(s) in the lists given were found "
+                                            f"(e.g. {missing[0]}). Check the paths: relative ones are relative "
+                                            "to the list's own folder.")
     if not out:
         raise MMDemoError("no_files_found", "No images found: the lists and tables given are empty.")
     if len(out) > limit:

@@ -74,7 +74,7 @@ def map_figure(m: tasks.EmbeddingMap, hits: list[str]):
                                  marker=dict(symbol="star", size=20, color="#d62728", line=dict(width=1, color="black")),
                                  customdata=[m.query_label], hovertemplate="query: %{customdata}<extra></extra>"))
     ev = list(m.explained_variance) + [0.0, 0.0]
-    shown = (f"a seeded sample of {len(m.labels):,} of {m.total:,} images" if m.sampled
+    shown = (f"{len(m.labels):,} of {m.total:,} images (a seeded sample and the best matches)" if m.sampled
              else f"{len(m.labels)} image(s)")
     fig.update_layout(title=f"Embedding map: {shown}, PCA of the image embeddings",
                       xaxis_title=f"PC1 ({ev[0]:.0%} of variance)", yaxis_title=f"PC2 ({ev[1]:.0%} of variance)",

@@ -231,7 +231,8 @@ def listen_audio(panel: AudioPanel, explain, after, audio, texts_of, *, template
                api_name=False, concurrency_id=MODEL_CONCURRENCY_ID, preprocess=False)
 
     def after_scoring(audio_, text, templates_):
-        return explain(audio_, text, templates_) if (text or "").strip() else (None, "")
+        # Nothing to explain without a clip: a search whose best sound's file is gone shows none.
+        return explain(audio_, text, templates_) if (text or "").strip() and audio_ else (None, "")
 
     for event in after[0] if isinstance(after[0], (list, tuple)) else [after[0]]:
         event.success(fill, after[1], [panel.text], api_name=False, queue=False).success(
