@@ -70,10 +70,21 @@ def test_the_tuned_setting_and_its_held_out_recall_are_recorded(kind, n):
     assert [{k: t[k] for k in settings[0]} for t in tried] == settings[:len(tried)]
 
 
-def test_an_unreachable_target_records_the_recall_actually_measured():
-    idx, _ = make("hnsw", 2000, target_recall=1.01)
+def test_an_unreachable_target_falls_back_to_exact_search_and_says_what_was_measured():
+    idx, emb = make("hnsw", 2000, target_recall=1.01)
     info = idx.info()
-    assert info["recall_at_10"] < 1.01 and info["params"]["efSearch"] == ann_mod.HNSW_EF_SEARCH[-1]
+    assert info["kind"] == "exact" and info["recall_at_10"] == 1.0 and idx._ann is None
+    tried = info["fallback_from"]
+    assert tried["kind"] == "hnsw" and tried["recall_at_10"] < 1.01
+    assert tried["params"]["efSearch"] == ann_mod.HNSW_EF_SEARCH[-1]  # the most thorough setting was tried
+    assert recall(idx, emb, clustered(20, seed=3)) == 1.0
+
+
+def test_ivfpq_below_its_target_keeps_the_most_thorough_setting_and_records_its_recall():
+    idx, _ = make("ivfpq", 5000, target_recall=1.01)
+    info = idx.info()
+    assert info["kind"] == "ivfpq" and info["recall_at_10"] < 1.01 and info["fallback_from"] is None
+    assert idx._record["tried"][-1] == {**idx._ann.settings(10)[-1], "recall_at_10": info["recall_at_10"]}
 
 
 def test_duplicates_count_as_found_whichever_copy_comes_back():

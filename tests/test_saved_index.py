@@ -298,3 +298,15 @@ def test_cli_build_records_absolute_paths_and_points_to_the_right_options(built,
     assert code == 2 and "raise --max-files (it is 3), or index a large image gallery with --engine ray" in err
     code, _, err = cli_here(capsys, "index", "build", built["images"], "--out", out, "--workers", "2")
     assert code == 2 and "--workers only apply with --engine ray" in err
+
+
+def test_the_index_line_says_when_an_approximate_search_fell_back_to_exact(tmp_path):
+    from mmdemo.tasks.saved_index import open_index, summary
+
+    x = np.random.default_rng(0).normal(size=(2000, 32)).astype(np.float32)
+    idx = EmbeddingIndex("m", 32, exact_limit=0, target_recall=1.01)  # a target no graph search reaches
+    idx.add(x / np.linalg.norm(x, axis=1, keepdims=True), [{"name": str(i)} for i in range(2000)])
+    line = summary(open_index(idx.save(tmp_path / "u.npz")))
+    assert line.startswith("u.npz: 2,000 images · exact search (every one compared, recall@10 1.000; HNSW reached "
+                           "only recall@10 ")
+    assert line.endswith("(M 32, efConstruction 64, efSearch 1024), below the target 1.01)")

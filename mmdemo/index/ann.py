@@ -173,6 +173,8 @@ class IvfPq:
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
         index.cp.niter = 10  # k-means of the cells: 10 rounds are within a percent of 25 here, at 40% of the time
         index.cp.seed = index.pq.cp.seed = seed
+        # 256 code words from ~10k rows is enough (faiss warns below 39 rows per centroid).
+        index.pq.cp.min_points_per_centroid = 32
         sample = np.sort(np.random.default_rng(seed).choice(rows, size=min(n, max(64 * nlist, 256 * 64)),
                                                             replace=False))
         index.train(np.ascontiguousarray(embeddings[sample], np.float32))

@@ -27,6 +27,7 @@ from mmdemo.index.ann import exact_topk
 FORMAT = "mmdemo-index-2"
 OLD_FORMAT = "mmdemo-index-1"  # embeddings + a JSON meta holding the items; still read
 MODALITIES = ("image", "audio")
+EXACT_RECORD = {"kind": "exact", "params": {}, "recall_at_10": 1.0, "recall_queries": 0}
 
 
 def _json_array(obj) -> np.ndarray:
@@ -122,9 +123,17 @@ class EmbeddingIndex:
     def _prepare(self) -> dict:
         if self._record is None:
             if self.kind == "exact":
-                self._record = {"kind": "exact", "params": {}, "recall_at_10": 1.0, "recall_queries": 0}
+                self._record = dict(EXACT_RECORD)
             else:
-                self._ann, self._record = ann_mod.build(self.embeddings, self.kind, target=self.target_recall)
+                ann, record = ann_mod.build(self.embeddings, self.kind, target=self.target_recall)
+                if record["kind"] == "hnsw" and record["recall_at_10"] < self.target_recall:
+                    # Vectors with no structure to exploit (uniform noise): even the most thorough
+                    # graph search misses the target and is slower than a scan (bench_ann's uniform
+                    # row: recall 0.75 at 1.2x the scan's time). Up to HNSW_MAX_BYTES a scan is fast
+                    # enough: search exactly, and keep what was measured.
+                    ann, record = None, {**EXACT_RECORD, "fallback_from": {k: record[k] for k in (
+                        "kind", "params", "recall_at_10", "recall_queries", "target_recall")}}
+                self._ann, self._record = ann, record
         return self._record
 
     def search(self, queries: np.ndarray, k: int = 10) -> list[list[SearchHit]]:
@@ -152,6 +161,7 @@ class EmbeddingIndex:
         return {"items": len(self), "dim": self.dim, "model_id": self.model_id, "modality": self.modality,
                 "kind": record["kind"], "params": record["params"],
                 "recall_at_10": record["recall_at_10"], "recall_queries": record["recall_queries"],
+                "fallback_from": record.get("fallback_from"),
                 "file_bytes": self._path.stat().st_size if self._path and self._path.exists() else None}
 
     # -- persistence -------------------------------------------------------------------

@@ -95,7 +95,11 @@ def index_line(name: str, index: EmbeddingIndex, info: dict) -> str:
         # Windows come sound by sound, numbered in order: the last one's number counts the sounds.
         head = f"{name}: {int(index.items[-1].get('clip', 0)) + 1:,} sounds ({len(index):,} windows)"
     if kind == "exact":
-        return f"{head} · exact search (every one compared, recall@10 1.000)"
+        fell = info.get("fallback_from")
+        why = "" if not fell else (
+            f"; {KINDS.get(fell['kind'], fell['kind'])} reached only recall@10 {fell['recall_at_10']:.3f} "
+            f"({_params(fell['params'])}), below the target {fell['target_recall']:g}")
+        return f"{head} · exact search (every one compared, recall@10 1.000{why})"
     params = info.get("params") or {}
     name = KINDS.get(kind, kind) + (f" ({_params(params)})" if params else "")
     recall = info.get("recall_at_10")
