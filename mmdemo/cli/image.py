@@ -66,7 +66,10 @@ def cmd_index_build(args) -> int:
     args.sources = [s if "://" in str(s) else os.path.abspath(s) for s in args.sources]
     if args.engine == "ray":
         return _index_build_ray(args)
-    listed = [s for s in args.sources if Path(s).suffix.lower() in (".txt", ".parquet") and Path(s).is_file()]
+    from mmdemo.tasks.index_sources import LIST_SUFFIXES, TABLE_SUFFIXES
+
+    listed = [s for s in args.sources
+              if Path(s).suffix.lower() in (*LIST_SUFFIXES, *TABLE_SUFFIXES) and Path(s).is_file()]
     if listed:
         raise MMDemoError("index_option_invalid", f"{Path(listed[0]).name}: lists of paths and Parquet tables of "
                                                   "URIs are read by --engine ray (pip install -r "
@@ -190,6 +193,7 @@ def cmd_search_texts(args) -> int:
 
 def register(sub) -> None:
     from mmdemo.index.ann import TARGET_RECALL
+    from mmdemo.index.store import MODALITIES
     from mmdemo.tasks.ray_indexing import DEFAULT_BATCH_SIZE as RAY_BATCH_SIZE
     from mmdemo.tasks.image import MAX_GALLERY_FILES
 
@@ -216,7 +220,7 @@ def register(sub) -> None:
     with task_command(isub, "build", cmd_index_build,
                       help="embed a folder, a zip or image files into an index file (.npz)") as b:
         b.add_argument("sources", nargs="+", help="folders, zips or image files (sound files with --modality audio)")
-        b.add_argument("--modality", choices=("image", "audio"), default="image",
+        b.add_argument("--modality", choices=MODALITIES, default="image",
                        help="what to index: images with the clip model (default), or sounds, window by window, "
                             "with the audio model; the app's --gallery-index routes the file by it")
         b.add_argument("--out", required=True, type=Path, help="index file to write, e.g. gallery.npz")

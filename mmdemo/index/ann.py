@@ -73,13 +73,6 @@ def exact_topk(embeddings: np.ndarray, queries: np.ndarray, k: int,
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
-def _add(index, embeddings: np.ndarray, rows: np.ndarray) -> None:
-    """Add ``rows`` under their own numbers, copied out of a memory map a chunk at a time."""
-    for start in range(0, len(rows), _ADD_CHUNK):
-        ids = rows[start:start + _ADD_CHUNK]
-        index.add_with_ids(np.ascontiguousarray(embeddings[ids], np.float32), ids.astype(np.int64))
-
-
 def recall_at(found_scores: np.ndarray, truth_scores: np.ndarray) -> float:
     """Recall@k by score: a result counts when it is at least as near as the true k-th
     neighbour, so among exact duplicates (a photo saved twice) any copy is right."""
@@ -107,13 +100,33 @@ def _threads_for(n_queries: int) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-class Hnsw:
+class _Faiss:
+    """What both kinds share: a faiss index holding rows under their own numbers."""
+
+    def __init__(self, index):
+        self.index = index
+
+    @classmethod
+    def _filled(cls, index, embeddings: np.ndarray, rows: np.ndarray):
+        ann = cls(index)
+        ann.add(embeddings, rows)
+        return ann
+
+    def add(self, embeddings: np.ndarray, rows: np.ndarray) -> None:
+        """Add ``rows`` under their own numbers, copied out of a memory map a chunk at a time."""
+        for start in range(0, len(rows), _ADD_CHUNK):
+            ids = rows[start:start + _ADD_CHUNK]
+            self.index.add_with_ids(np.ascontiguousarray(embeddings[ids], np.float32), ids.astype(np.int64))
+
+
+class Hnsw(_Faiss):
     """faiss ``IndexHNSWFlat`` (inner product) under an id map; ``efSearch`` tuned."""
 
     kind = "hnsw"
 
     def __init__(self, index, ef_search: int = 64):
-        self.index, self.ef_search = index, ef_search
+        super().__init__(index)
+        self.ef_search = ef_search
 
     @classmethod
     def create(cls, embeddings: np.ndarray, rows: np.ndarray) -> "Hnsw":
@@ -121,12 +134,7 @@ class Hnsw:
 
         graph = faiss.IndexHNSWFlat(embeddings.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        ann = cls(faiss.IndexIDMap(graph))
-        ann.add(embeddings, rows)
-        return ann
-
-    def add(self, embeddings: np.ndarray, rows: np.ndarray) -> None:
-        _add(self.index, embeddings, rows)
+        return cls._filled(faiss.IndexIDMap(graph), embeddings, rows)
 
     @property
     def params(self) -> dict:
@@ -145,14 +153,15 @@ class Hnsw:
             return self.index.search(queries, k, params=faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k)))
 
 
-class IvfPq:
+class IvfPq(_Faiss):
     """faiss ``IndexIVFPQ`` (inner product); ``nprobe`` cells scanned, ``k_factor * k``
     candidates re-ranked exactly from the (memory-mapped) vectors."""
 
     kind = "ivfpq"
 
     def __init__(self, index, nprobe: int = 32, k_factor: int = 10):
-        self.index, self.nprobe, self.k_factor = index, nprobe, k_factor
+        super().__init__(index)
+        self.nprobe, self.k_factor = nprobe, k_factor
 
     @staticmethod
     def shape_for(n: int, dim: int) -> tuple[int, int]:
@@ -178,12 +187,7 @@ class IvfPq:
         sample = np.sort(np.random.default_rng(seed).choice(rows, size=min(n, max(64 * nlist, 256 * 64)),
                                                             replace=False))
         index.train(np.ascontiguousarray(embeddings[sample], np.float32))
-        ann = cls(index)
-        ann.add(embeddings, rows)
-        return ann
-
-    def add(self, embeddings: np.ndarray, rows: np.ndarray) -> None:
-        _add(self.index, embeddings, rows)
+        return cls._filled(index, embeddings, rows)
 
     @property
     def params(self) -> dict:

@@ -27,6 +27,7 @@ from mmdemo.tasks.index_sources import Source, is_remote
 SHARD_SIZE = 256  # images a shard holds: a few seconds of work on a CPU, what a re-run can lose
 SHARD_NAME = re.compile(r"shard-\d{5,}-[0-9a-f]{12}\.parquet")
 MAX_NOTICES = 20  # notices about single images reported; a large gallery can have thousands
+STALE_TEMP_SECONDS = 600  # a temp shard older than this is a killed run's, not one being written
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,6 @@ def plan_shards(sources: Sequence[Source], model_id: str, folder: Path, size: in
             h.update(f"\n{s.uri}\0{s.stamp()}\0{s.caption}".encode())
         shards.append(Shard(number, start, chunk, Path(folder) / f"shard-{number:05d}-{h.hexdigest()[:12]}.parquet"))
     return shards
-
-
-STALE_TEMP_SECONDS = 600
 
 
 def _mtime(path: Path) -> float:

@@ -69,6 +69,3 @@ def read_query(query: str | None, clip) -> tuple[str, list[str]]:
                               f"The query was longer than {MAX_QUERY_CHARS} characters and was shortened."))
     notices += text_notices(clip, [query], "query")
     return query, notices
-
-
-
