@@ -4,13 +4,13 @@ Set MMDEMO_SCREENSHOTS=/some/folder to keep a full-page screenshot of each featu
 """
 
 import json
-import os
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 from PIL import Image
+
+from tests.helpers.browser import open_image_tab, shot
 
 
 @pytest.fixture(scope="module")
@@ -24,28 +24,11 @@ def scenes():
     return [(folder / name, captions[name]) for name in sorted(captions)]
 
 
-def open_image_tab(page, url, sub=None):
-    page.set_viewport_size({"width": 1300, "height": 1000})
-    page.goto(url)
-    page.get_by_role("tab", name="Image", exact=True).click()
-    if sub:
-        page.get_by_role("tab", name=sub, exact=True).click()
-
-
 def pick_example(page, examples_id, n, path):
     page.locator(f"#{examples_id} button.gallery-item").nth(n).click()
     # The picked scene shows in the image input (by its file name).
     expect(page.locator(f"#{examples_id.replace('examples', 'input')} img").first).to_have_attribute(
         "src", re.compile(re.escape(path.name)))
-
-
-def shot(page, name):
-    folder = os.environ.get("MMDEMO_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.wait_for_function("[...document.images].every(im => im.complete)")
-        page.wait_for_timeout(500)  # plotly's transitions
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 def test_caption_an_example_scene(tiny_app, page, scenes):

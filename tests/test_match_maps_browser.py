@@ -8,7 +8,8 @@ import soundfile as sf
 from playwright.sync_api import expect
 
 from tests.test_audio_browser import open_audio_tab, sound, upload
-from tests.test_image_browser import open_image_tab, pick_example, scenes  # noqa: F401 - fixture
+from tests.helpers.browser import open_image_tab
+from tests.test_image_browser import pick_example, scenes  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

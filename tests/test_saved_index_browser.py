@@ -2,14 +2,13 @@
 which saved index it searches (its size, kind and recorded recall), and a search shows
 the index's images. Set MMDEMO_SCREENSHOTS=/some/folder to keep a screenshot."""
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from mmdemo.settings import Settings
+from tests.helpers.browser import open_image_tab, shot
 from tests.helpers.saved_indexes import SAVED, saved_image_index, serve
 
 
@@ -23,10 +22,7 @@ def saved_app(tmp_path_factory, clip, session_cache):
 
 
 def test_the_saved_index_is_named_and_searched(saved_app, page):
-    page.set_viewport_size({"width": 1300, "height": 1000})
-    page.goto(saved_app.local_url)
-    page.get_by_role("tab", name="Image", exact=True).click()
-    page.get_by_role("tab", name="Search images by text", exact=True).click()
+    open_image_tab(page, saved_app.local_url, "Search images by text")
     info = page.locator("#image-saved-index")
     expect(info).to_be_visible()
     expect(info).to_contain_text(re.compile(r"Searching gallery\.npz: 3,000 images · HNSW \(M \d+.*\) · "
@@ -41,7 +37,4 @@ def test_the_saved_index_is_named_and_searched(saved_app, page):
     expect(rows.filter(has_text=f"{SAVED}00-small-red-diamond.png")).to_have_count(1)
     plot = page.locator("#image-map")
     expect(plot).to_contain_text("(a seeded sample and the best matches)", timeout=60_000)
-    folder = os.environ.get("MMDEMO_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / "saved-index.png"), full_page=True)
+    shot(page, "saved-index")
