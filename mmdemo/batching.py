@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 # The encode methods that take a sequence of inputs first and return rows (an array, or a
 # tuple of arrays) in the same order: what can be concatenated and split back.
-BATCHED_METHODS = ("encode_images", "encode_image_tokens", "encode_texts", "encode_text_tokens", "encode_waves")
+BATCHED_METHODS = ("encode_images", "encode_image_tokens", "encode_texts", "encode_text_tokens", "encode_waves",
+                   "encode_wave_tokens")
 
 
 class _Request:

@@ -85,6 +85,9 @@ class Profile:
     audio: str | None = None
     fusion: tuple[str, ...] = ()
     hardware: str | None = None  # a key of HARDWARE
+    # The image model whose patch tokens fusion heads read (a clip or captioner entry);
+    # None: the clip's own. The tiny profile names its CoCa (mmdemo/head_inputs.py says why).
+    tokens: str | None = None
 
 
 @dataclasses.dataclass
@@ -188,6 +191,7 @@ def parse_catalog(data: dict, base: Path) -> Catalog:
             audio=raw.get("audio"),
             fusion=tuple([fusion] if isinstance(fusion, str) else fusion),
             hardware=hardware,
+            tokens=raw.get("tokens"),
         )
     return Catalog(entries, profiles)
 
@@ -221,6 +225,9 @@ def _check_references(catalog: Catalog) -> None:
                 if spec.kind != slot and not (slot == "clip" and spec.kind == "captioner"):
                     raise MMDemoError("catalog_invalid",
                                       f"Profile {profile.name!r}: {slot} = {ref!r} is a {spec.kind} entry.")
+        if profile.tokens is not None and catalog.entry(profile.tokens).kind not in ("clip", "captioner"):
+            raise MMDemoError("catalog_invalid", f"Profile {profile.name!r}: tokens = {profile.tokens!r} is not an "
+                                                 "image model (clip or captioner).")
         for ref in profile.fusion:
             if catalog.entry(ref).kind != "fusion":
                 raise MMDemoError("catalog_invalid",

@@ -33,7 +33,7 @@ SPACES_META_KEY = "spaces"
 @dataclass
 class FeatureSet:
     pooled: dict[str, torch.Tensor]  # {modality: [N, D]} L2-normalised embeddings
-    tokens: dict[str, torch.Tensor]  # {modality: [N, L, W]} token features (image patches)
+    tokens: dict[str, torch.Tensor]  # {modality: [N, L, W]} token features (patches, words, frames; 0 = padding)
     labels: torch.Tensor  # [N] class indices into label_names
     label_names: list[str]
     spaces: dict[str, str] = field(default_factory=dict)  # {modality: space id}; empty = one shared space
@@ -73,21 +73,26 @@ def encoder_spaces(clip, audio=None) -> dict[str, str]:
 
 
 def extract_features(examples: Sequence, clip, audio=None, *, label_names: list[str] | None = None,
-                     batch_size: int = 128) -> FeatureSet:
+                     batch_size: int = 128, token_tower=None) -> FeatureSet:
     """A FeatureSet from examples with ``image`` (array or PIL), ``text``, optional
-    ``audio`` (mono wave at the audio model's rate) and ``label`` attributes."""
+    ``audio`` (mono wave at the audio model's rate) and ``label`` attributes: pooled vectors
+    and token sequences as :func:`mmdemo.head_inputs.encode_for_heads` makes them for every
+    head (``token_tower``: the profile's image model for patch tokens; None: the CLIP)."""
+    from mmdemo.head_inputs import encode_for_heads
+
     if not examples:
         raise MMDemoError("no_examples", "No examples to extract features from.")
     images = [e.image if isinstance(e.image, Image.Image) else Image.fromarray(np.asarray(e.image))
               for e in examples]
-    img, img_tokens = clip.encode_image_tokens(images, batch_size=batch_size)
-    txt = clip.encode_texts([e.text for e in examples], batch_size=batch_size)
-    pooled = {"image": torch.from_numpy(img), "text": torch.from_numpy(txt)}
-    tokens = {"image": torch.from_numpy(img_tokens)}
+    modalities = ["image", "text"]
     if audio is not None:
         if any(getattr(e, "audio", None) is None for e in examples):
             raise MMDemoError("audio_missing", "Every example needs audio for a head that uses audio.")
-        pooled["audio"] = torch.from_numpy(audio.encode_waves([e.audio for e in examples], batch_size=batch_size))
+        modalities.append("audio")
+    enc = encode_for_heads(modalities, clip, audio, token_tower, images=images, texts=[e.text for e in examples],
+                           waves=[getattr(e, "audio", None) for e in examples], batch_size=batch_size)
+    pooled = {m: torch.from_numpy(np.asarray(v, np.float32)) for m, v in enc.pooled.items()}
+    tokens = {m: torch.from_numpy(np.asarray(v, np.float32)) for m, v in enc.tokens.items()}
     names = label_names or sorted({e.label for e in examples})
     index = {n: i for i, n in enumerate(names)}
     labels = torch.tensor([index[e.label] for e in examples], dtype=torch.long)

@@ -152,12 +152,14 @@ class Registry:
         return self.catalog.profile(self.profile_name)
 
     def for_slot(self, slot: str, *, lazy: bool = False) -> Any:
-        """The loaded model the active profile uses for ``slot`` (clip/captioner/audio).
+        """The loaded model the active profile uses for ``slot`` (clip/captioner/audio/tokens).
 
         ``lazy=True`` returns a :class:`LazyHandle` that loads on first use instead: the UI
         hands those to tasks, which check their inputs before touching the model, so an
         empty or unreadable input never starts a load (a download, on a real profile)."""
         name = getattr(self.profile, slot)
+        if name is None and slot == "tokens":  # the image model heads read patch tokens from: the clip's own
+            return None
         if name is None:
             raise MMDemoError("profile_slot_empty",
                               f"Profile {self.profile_name!r} has no {slot} model; pick another profile.")

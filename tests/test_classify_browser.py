@@ -47,6 +47,32 @@ def test_classify_a_generated_example_with_a_trained_head(tiny_app, page, exampl
     expect(page.locator("#classify-expected textarea")).to_have_value("")
 
 
+def test_every_example_is_answered_right_by_its_head_which_says_how_good_it_is(tiny_app, page, examples):
+    """Each generated example, clicked beside the inputs, then Classify: the best bundled head of
+    its task gives the generator's answer, and the head's card states its held-out accuracy."""
+    assert len(examples) == 7
+    open_classify(page, tiny_app[1])
+    label, expected = page.locator("#classify-label"), page.locator("#classify-expected textarea")
+    wrong = []
+    for row in examples:
+        # The examples sit beside the inputs: clickable without scrolling past the results.
+        cell = page.get_by_text(row["text"], exact=True).first
+        assert cell.bounding_box()["y"] < 1200
+        cell.click()
+        expect(expected).to_have_value(row["label"])
+        expect(page.locator("#classify-head-card")).to_contain_text("held-out accuracy", timeout=30_000)
+        info = page.locator("#classify-info")
+        before = info.inner_text()
+        page.get_by_role("button", name="Classify", exact=True).click()
+        # This example's answer has landed when the summary changed (probabilities and drops differ).
+        expect(info).not_to_have_text(before, timeout=60_000)
+        expect(info).to_contain_text(f"tiny-head-{row['task']}-")
+        got = label.locator("h2").first.inner_text(timeout=30_000).strip()
+        if got != row["label"]:
+            wrong.append((row["text"], row["label"], got))
+    assert not wrong, wrong
+
+
 def test_zero_shot_on_a_generated_scene(tiny_app, page, examples):
     row = next(e for e in examples if e["task"] == "scene_qa")
     open_classify(page, tiny_app[1], "Zero-shot")

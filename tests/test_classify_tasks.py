@@ -232,7 +232,8 @@ def scene(tmp_path_factory):
 
 def test_classify_with_ablation_and_attention(tiny_registry, clip, scene):
     row = scene[0]
-    res = tasks.classify(tiny_registry.get("tiny-head-scene_qa-attention"), row["image"], row["text"], None, clip)
+    res = tasks.classify(tiny_registry.get("tiny-head-scene_qa-attention"), row["image"], row["text"], None, clip,
+                         token_tower=tiny_registry.for_slot("tokens"))
     assert {r["label"] for r in res.labels} == {"no", "yes"}
     assert abs(sum(r["score"] for r in res.labels) - 1) < 1e-5
     assert [a["modality"] for a in res.ablation] == ["image", "text"]
@@ -240,19 +241,23 @@ def test_classify_with_ablation_and_attention(tiny_registry, clip, scene):
         assert [x["label"] for x in a["labels"]] == ["no", "yes"]
         assert abs(sum(x["score"] for x in a["labels"]) - 1) < 1e-5
         assert a["top_drop"] != 0  # removing either input changes the answer: it needs both
-    e = res.explanation
-    assert e["type"] == "attention" and e["names"] == ["image"] and abs(e["values"][0] - 1) < 1e-5
-    assert np.asarray(e["image_grid"]).shape == (8, 8)
+    e = res.explanation  # the question's attention over the 64 patches (the rest went to "nothing here")
+    assert e["type"] == "attention" and e["names"] == ["image"] and 0 < e["values"][0] <= 1 + 1e-6
+    grid = np.asarray(e["image_grid"])
+    assert grid.shape == (8, 8) and abs(grid.sum() - e["values"][0]) < 1e-4
 
 
 def test_classify_gated_explains_gates_and_needs_its_inputs(tiny_registry, clip, scene):
     row = scene[1]
     handle = tiny_registry.get("tiny-head-scene_qa-gated")
-    res = tasks.classify(handle, row["image"], row["text"], None, clip)
+    res = tasks.classify(handle, row["image"], row["text"], None, clip, token_tower=tiny_registry.for_slot("tokens"))
     assert res.explanation["type"] == "gates" and res.explanation["names"] == ["image", "text"]
     assert all(0 <= v <= 1 for v in res.explanation["values"])
+    assert np.asarray(res.explanation["image_grid"]).shape == (8, 8)  # each patch's gate
     with pytest.raises(MMDemoError, match="add the missing text"):
-        tasks.classify(handle, row["image"], "", None, clip)
+        tasks.classify(handle, row["image"], "", None, clip, token_tower=tiny_registry.for_slot("tokens"))
+    with pytest.raises(MMDemoError, match="reads image tokens from"):  # another tower's patches: refused
+        tasks.classify(handle, row["image"], row["text"], None, clip)
 
 
 def test_zero_shot_weights_change_the_result(clip, scene):
@@ -280,7 +285,8 @@ def test_words_the_tiny_model_does_not_know_are_named_in_classify(tiny_registry,
     assert notice.subject == "golden, retriever, dog"
     z = tasks.zero_shot(row["image"], None, None, "\n".join(row["zero_shot_labels"]), clip)
     assert not [n for n in z.notices if n.code == "words_unknown"]
-    res = tasks.classify(tiny_registry.get("tiny-head-scene_qa-gated"), row["image"], "is there a puppy?", None, clip)
+    res = tasks.classify(tiny_registry.get("tiny-head-scene_qa-gated"), row["image"], "is there a puppy?", None, clip,
+                         token_tower=tiny_registry.for_slot("tokens"))
     assert [n.subject for n in res.notices if n.code == "words_unknown"] == ["puppy"]
 
 

@@ -140,7 +140,8 @@ def encoders(registry):
 def test_every_head_answers_an_image_and_text_and_audio_heads_say_what_they_need(registry, examples, encoders):
     clip, _ = encoders
     scene = _scene(examples)
-    res = compare_heads(RegistryHeads(registry), scene["image"], scene["text"], None, clip)
+    res = compare_heads(RegistryHeads(registry), scene["image"], scene["text"], None, clip,
+                        token_tower=registry.for_slot("tokens", lazy=True))
     heads = registry.names(kind="fusion")
     assert [r["head"] for r in res.rows] == heads and res.modalities == ["image", "text"]
     ran = [r for r in res.rows if r["ok"]]
@@ -176,14 +177,17 @@ def test_side_by_side_heads_give_the_classify_tab_answers_from_one_encoding(regi
                 return counted
             return value
 
-    counted_clip = Counting(clip, ("encode_image_tokens", "encode_texts"),
-                            {"encode_image_tokens": "image", "encode_texts": "text"})
-    counted_audio = Counting(audio, ("encode_waves",), {"encode_waves": "audio"})
-    res = compare_heads(RegistryHeads(registry), ex["image"], ex["text"], ex["audio"], counted_clip, counted_audio)
+    counted_clip = Counting(clip, ("encode_image_tokens", "encode_text_tokens"),
+                            {"encode_image_tokens": "image", "encode_text_tokens": "text"})
+    counted_audio = Counting(audio, ("encode_wave_tokens",), {"encode_wave_tokens": "audio"})
+    tower = registry.for_slot("tokens", lazy=True)
+    res = compare_heads(RegistryHeads(registry), ex["image"], ex["text"], ex["audio"], counted_clip, counted_audio,
+                        token_tower=tower)
     assert all(r["ok"] for r in res.rows) and len(res.rows) == 10
     assert calls == {"image": 1, "text": 1, "audio": 1}  # ten heads, each input encoded once
     for r in res.rows:
-        alone = classify(registry.get(r["head"]), ex["image"], ex["text"], ex["audio"], clip, audio)
+        alone = classify(registry.get(r["head"]), ex["image"], ex["text"], ex["audio"], clip, audio,
+                         token_tower=tower)
         assert r["prediction"] == alone.labels[0]["label"]
         assert math.isclose(r["probability"], alone.labels[0]["score"], abs_tol=1e-5)
         assert r["contributions"] == pytest.approx({a["modality"]: a["top_drop"] for a in alone.ablation}, abs=1e-5)
@@ -196,7 +200,8 @@ def test_picked_heads_unknown_ones_and_empty_inputs(registry, examples, encoders
     clip, _ = encoders
     scene = _scene(examples)
     res = compare_heads(RegistryHeads(registry), scene["image"], scene["text"], None, clip,
-                        names=["tiny-head-scene_qa-gated", "tiny-clip", "no-such-head"])
+                        names=["tiny-head-scene_qa-gated", "tiny-clip", "no-such-head"],
+                        token_tower=registry.for_slot("tokens", lazy=True))
     gated, not_head, unknown = res.rows
     assert gated["ok"] and gated["kind"] == "gated"
     assert not not_head["ok"] and "not a fusion head" in not_head["error"]

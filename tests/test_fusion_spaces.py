@@ -17,7 +17,7 @@ from mmdemo.tasks.classify.datasets import Dataset, LabeledExample
 
 SOUNDS = ["hum", "whistle", "siren", "drum"]
 RATE, BANDS = 8000, 16
-HIDDEN = 256  # the trainer's default
+from mmdemo.training.fusion_trainer import TOKEN_HIDDEN  # noqa: E402  (the trainer's width for token heads)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -55,6 +55,16 @@ class FakeClip:
     def encode_texts(self, texts, batch_size=256):
         return _unit(np.stack([_hashed(t, 32, "clip") for t in texts]))
 
+    def encode_text_tokens(self, texts, batch_size=256):
+        """Pooled vectors, 6 word tokens of width 8 (a hash of each word), and the mask of real ones."""
+        words = [t.split()[:6] for t in texts]
+        tokens = np.zeros((len(texts), 6, 8), np.float32)
+        mask = np.zeros((len(texts), 6), bool)
+        for i, ws in enumerate(words):
+            for j, w in enumerate(ws):
+                tokens[i, j], mask[i, j] = _hashed(w, 8, "word"), True
+        return self.encode_texts(texts), tokens, mask
+
 
 class FakeClap:
     """Clips in their own 16-d space: the pooled spectrum, 16 bands of 250 Hz; a text
@@ -71,6 +81,13 @@ class FakeClap:
 
     def mel(self, wave):
         return np.abs(np.fft.rfft(np.asarray(wave)[:RATE], n=RATE))[:RATE // 2].reshape(BANDS, -1)
+
+    def encode_wave_tokens(self, waves, batch_size=64):
+        """Pooled vectors and 4 frame tokens: the 16 band energies of each quarter of the clip."""
+        quarter = RATE // 4
+        frames = np.stack([np.abs(np.fft.rfft(np.asarray(w)[:RATE].reshape(4, quarter), axis=1))[:, :quarter // 2 // BANDS * BANDS]
+                           .reshape(4, BANDS, -1).mean(-1) for w in waves])
+        return self.encode_waves(waves), (frames / frames.mean(axis=(1, 2), keepdims=True)).astype(np.float32)
 
     def encode_waves(self, waves, batch_size=64):
         energy = np.stack([self.mel(w).mean(1) for w in waves])
@@ -197,11 +214,13 @@ def test_raw_products_are_built_only_within_one_space(trained, encoders):
     report, _, _ = trained
     clip, audio = encoders
     expected_raw = {"weighted_sum": [], "concat": [], "bilinear": [("image", "text")],
-                    "gated": [("image", "text")], "attention": [("text", "image")]}
-    # Each kind's MLP input: no 16-d raw audio product anywhere; learned (hidden-wide) ones instead.
-    expected_in = {"bilinear": 3 * HIDDEN + 32 + HIDDEN,  # 3 learned pair products, 1 raw, the sum
-                   "gated": HIDDEN + 32 + HIDDEN + 32,  # fused, image*text raw, image x audio learned, image
-                   "attention": 2 * HIDDEN + (32 + 32 + 16) + 32,  # q, att*q, every vector, text*image raw
+                    "gated": [("image", "text")], "attention": [("image", "text")]}
+    # Each kind's MLP input: token heads read the one same-space cosine (image . text), never
+    # an image . audio one; the question (text) meets image and audio through learned maps.
+    h = TOKEN_HIDDEN
+    expected_in = {"bilinear": 2 * (2 * h) + 1,  # max and mean over tokens for image and audio, one cosine
+                   "gated": h + 2 * h + 2 + 1,  # fused, two gated summaries, their strongest gates, one cosine
+                   "attention": 2 * h + 1,  # one readout per stream (image, audio), one cosine
                    "concat": 32 + 32 + 16}
     for kind, head in report.heads.items():
         cfg = head.config()
@@ -221,7 +240,7 @@ def test_one_space_keeps_raw_products_and_other_spaces_or_dims_drop_them():
     apart = bilinear({"a": 16, "b": 16}, {"a": "s", "b": "t"})
     unspecified = bilinear({"a": 16, "b": 12}, None)  # one space, but no elementwise product of 16 by 12
     assert same.raw_pairs == [("a", "b")] and apart.raw_pairs == [] and unspecified.raw_pairs == []
-    assert same.out[0].in_features == apart.out[0].in_features + 16
+    assert same.out[0].in_features == apart.out[0].in_features + 1  # the a . b cosine
     import torch
 
     x = {"a": torch.randn(3, 16), "b": torch.randn(3, 12)}

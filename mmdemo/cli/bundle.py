@@ -124,6 +124,8 @@ def cmd_build_tiny(args) -> int:
         overrides["out"] = args.out
     if args.stages:
         overrides["stages"] = tuple(x.strip() for x in args.stages.split(",") if x.strip())  # build() checks them
+    if args.head_kinds:  # retrain some kinds only; the others' files stay as they are
+        overrides["head_kinds"] = tuple(x.strip() for x in args.head_kinds.split(",") if x.strip())
     for key in ("clip_steps", "audio_steps", "coca_steps", "seed"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
@@ -202,6 +204,7 @@ def register(sub) -> None:
     s.add_argument("--stages", help="comma-separated subset of clip,coca,heads,familiarity (default: all; later "
                                     "stages reuse --out)")
     s.add_argument("--seed", type=int)
+    s.add_argument("--head-kinds", help="comma-separated head kinds the heads stage trains (default: all)")
     s.add_argument("--clip-steps", type=int)
     s.add_argument("--audio-steps", type=int)
     s.add_argument("--coca-steps", type=int)

@@ -14,7 +14,7 @@ def cmd_train_fusion(args) -> int:
 
     registry = registry_from(args)
     # Lazy: models load when the data needs them (no audio column, no audio model).
-    clip = registry.for_slot("clip", lazy=True)
+    clip, tower = registry.for_slot("clip", lazy=True), registry.for_slot("tokens", lazy=True)
     audio = registry.for_slot("audio", lazy=True) if registry.profile.audio else None
     kinds = [k.strip() for k in args.heads.split(",") if k.strip()]
     work = tempfile.TemporaryDirectory(prefix="mmdemo-dataset-")
@@ -34,9 +34,10 @@ def cmd_train_fusion(args) -> int:
 
         report = tasks.train_on_dataset(ds, kinds, clip, audio, epochs=args.epochs, lr=args.lr,
                                         baselines=not args.no_baselines, progress=progress,
-                                        cache=tasks.FeatureCache(args.cache_dir) if args.cache_dir else None)
+                                        cache=tasks.FeatureCache(args.cache_dir) if args.cache_dir else None,
+                                        token_tower=tower)
     out = args.out if args.out.suffix == ".safetensors" else args.out.with_name(args.out.name + ".safetensors")
-    tasks.write_head(report, out, clip, audio)
+    tasks.write_head(report, out, clip, audio, tower)
     if args.json:
         print_json(report.to_dict())
         return 0
@@ -46,7 +47,8 @@ def cmd_train_fusion(args) -> int:
     print(f"{'head':<14}{'accuracy':>10}{'macro-F1':>10}  per-class recall")
     for r in report.leaderboard:
         recall = ", ".join(f"{k} {v:.2f}" for k, v in r.per_class_recall.items())
-        print(f"{r.name:<14}{r.accuracy:>10.3f}{r.macro_f1:>10.3f}  {recall}")
+        flag = "  (at chance)" if r.at_chance(report.chance) else ""
+        print(f"{r.name:<14}{r.accuracy:>10.3f}{r.macro_f1:>10.3f}  {recall}{flag}")
     print(f"winner: {report.winner.name}, saved to {out}")
     return 0
 
@@ -58,7 +60,8 @@ def cmd_classify(args) -> int:
     handle = resolve_head(registry, args.head, allow_paths=True)
     clip = registry.for_slot("clip", lazy=True)
     audio = registry.for_slot("audio", lazy=True) if registry.profile.audio else None
-    res = classify(handle, args.image, args.text, args.audio, clip, audio)
+    tower = registry.for_slot("tokens", lazy=True)
+    res = classify(handle, args.image, args.text, args.audio, clip, audio, token_tower=tower)
     if args.json:
         print_json(res.to_dict())
         return 0

@@ -29,11 +29,7 @@ def cmd_folder(args) -> int:
         if not args.head:
             raise MMDemoError("head_missing", "classify needs --head NAME (a fusion head) or a .safetensors file.")
         head = resolve_head(registry, args.head, allow_paths=True)
-    uses_audio = task == "match_audio" or (head is not None and "audio" in head.modalities)
-    models = folders.FolderModels(
-        clip=registry.for_slot("clip", lazy=True) if task in ("rank", "zero_shot", "classify") else None,
-        captioner=registry.for_slot("captioner", lazy=True) if task == "caption" else None,
-        audio=registry.for_slot("audio", lazy=True) if uses_audio and registry.profile.audio else None)
+    models = folders.FolderModels.for_task(registry, task, head)
     options = folders.FolderOptions(texts=args.texts or None, template="\n".join(args.template or []) or None,
                                     head=head, text=args.text, method=args.method, max_length=args.max_length,
                                     num_beams=args.beams)

@@ -69,6 +69,20 @@ class TinyAudioHandle:
             raise MMDemoError("audio_empty", "No audio to encode.")
         return np.concatenate(out)
 
+    def encode_wave_tokens(self, waves: Sequence[np.ndarray], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(L2-normalised embeddings [N, D], last-layer frame tokens [N, L, W]) in one pass,
+        for fusion heads that attend over time."""
+        pooled, tokens = [], []
+        with torch.inference_mode():
+            for start in range(0, len(waves), batch_size):
+                mels = np.stack([self.mel(w) for w in waves[start:start + batch_size]])
+                emb, frames = self.tower(torch.from_numpy(mels).to(self.device), return_tokens=True)
+                pooled.append(F.normalize(emb, dim=-1).float().cpu().numpy())
+                tokens.append(frames.float().cpu().numpy())
+        if not pooled:
+            raise MMDemoError("audio_empty", "No audio to encode.")
+        return np.concatenate(pooled), np.concatenate(tokens)
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self.text.encode_texts(texts)
 

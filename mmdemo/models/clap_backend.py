@@ -85,18 +85,30 @@ class ClapHandle:
 
     def encode_waves(self, waves: Sequence[np.ndarray], batch_size: int = MAX_AUDIO_BATCH) -> np.ndarray:
         """L2-normalised embeddings [N, D] of mono clips at ``sample_rate`` (the first window each)."""
+        return self._encode(waves, batch_size)[0]
+
+    def encode_wave_tokens(self, waves: Sequence[np.ndarray], batch_size: int = MAX_AUDIO_BATCH
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings [N, D], the audio tower's last-layer tokens [N, L, W]) in one pass, for
+        fusion heads that attend over time and frequency (HTSAT's [C, H, W] map, flattened)."""
+        return self._encode(waves, batch_size, tokens=True)
+
+    def _encode(self, waves, batch_size: int, tokens: bool = False):
         if not len(waves):
             raise MMDemoError("audio_empty", "No audio to encode.")
         if any(np.size(w) == 0 for w in waves):  # the extractor's repeat-padding divides by the length
             raise MMDemoError("audio_empty", "An audio clip to encode has no samples.")
-        out = []
+        out, grids = [], []
         with torch.inference_mode():
             batch_size = max(1, min(int(batch_size), MAX_AUDIO_BATCH))
             for start in range(0, len(waves), batch_size):
                 inputs = {k: v.to(self.device) for k, v in self._features(waves[start:start + batch_size]).items()}
-                emb = self.model.get_audio_features(**inputs).pooler_output
-                out.append(F.normalize(emb.float(), dim=-1).cpu().numpy())
-        return np.concatenate(out)
+                res = self.model.get_audio_features(**inputs)
+                out.append(F.normalize(res.pooler_output.float(), dim=-1).cpu().numpy())
+                if tokens:
+                    grid = res.last_hidden_state.float()  # [B, C, H, W]
+                    grids.append(grid.flatten(2).transpose(1, 2).cpu().numpy())
+        return np.concatenate(out), (np.concatenate(grids) if tokens else None)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = DEFAULT_TEXT_BATCH) -> np.ndarray:
         """L2-normalised embeddings [N, D] of texts in CLAP's space (cut at the text model's length)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from mmdemo.errors import MMDemoError, Notice
+from mmdemo.head_kinds import at_chance, quality_line
 from mmdemo.tasks.classify.apply import classify, read_inputs
 from mmdemo.tasks.classify.datasets import rate_of
 from mmdemo.tasks.classify.heads import resolve_head
@@ -219,7 +220,7 @@ def _picked_heads(heads, names: Sequence[str] | str | None) -> tuple[list[str], 
 
 
 def compare_heads(heads, image, text, audio_input, clip, audio=None, *,
-                  names: Sequence[str] | str | None = None) -> HeadComparison:
+                  names: Sequence[str] | str | None = None, token_tower=None) -> HeadComparison:
     """One example (image, text and/or audio) through each head of ``heads`` (anything with
     ``names()`` and ``resolve(name)``: a user's :class:`OwnerHeads`, or :class:`RegistryHeads`);
     ``names`` picks some, none means every head. Each modality is encoded once for all heads.
@@ -237,22 +238,26 @@ def compare_heads(heads, image, text, audio_input, clip, audio=None, *,
                                            "that use audio).")
     notices = [str(n) for n in dict.fromkeys(list(inputs.notices) + notices)]
     features: dict = {}  # each modality encoded once, by the first head that uses it
-    rows = [_one_head(heads, n, inputs, given, clip, audio, features, notices) for n in picked]
+    rows = [_one_head(heads, n, inputs, given, (clip, audio, token_tower), features, notices) for n in picked]
     if not any(r["ok"] for r in rows):
         notices.append(Notice("compare_no_head_fits", f"No head could take these inputs ({', '.join(given)}); "
                                                       "each row says why."))
     return HeadComparison(given, rows, notices)
 
 
-def _one_head(heads, head: str, inputs, given: list[str], clip, audio, features: dict,
+def _one_head(heads, head: str, inputs, given: list[str], encoders: tuple, features: dict,
               shared: Sequence[str]) -> dict:
-    row = {"head": head, "kind": None, "task": None, "modalities": [], "ok": True, "prediction": None,
+    clip, audio, token_tower = encoders
+    row = {"head": head, "kind": None, "task": None, "quality": None, "modalities": [], "ok": True, "prediction": None,
            "probability": None, "labels": [], "contributions": {}, "explanation": None, "error": None,
            "notices": []}
     try:
         handle = heads.resolve(head)
         row["kind"], row["modalities"] = handle.kind, list(handle.modalities)
-        row["task"] = (getattr(handle, "meta", None) or {}).get("task")
+        meta = getattr(handle, "meta", None) or {}
+        row["task"] = meta.get("task")
+        # How good the head is on its own task, and a word when it is at chance.
+        row["quality"] = quality_line(meta) + (" (at chance)" if at_chance(meta) else "")
         missing = [m for m in handle.modalities if m not in given]
         if missing:
             raise MMDemoError("compare_head_needs_input", f"Not run: this head needs {' + '.join(handle.modalities)};"
@@ -260,7 +265,8 @@ def _one_head(heads, head: str, inputs, given: list[str], clip, audio, features:
         if "audio" in handle.modalities and audio is None:
             raise MMDemoError("audio_model_missing", "Not run: this head uses audio, but the active profile has no "
                                                      "audio model.")
-        res = classify(handle, None, None, None, clip, audio, inputs=inputs, features=features)
+        res = classify(handle, None, None, None, clip, audio, inputs=inputs, features=features,
+                       token_tower=token_tower)
         top = res.labels[0]
         row.update(prediction=top["label"], probability=top["score"], labels=res.labels,
                    contributions={a["modality"]: a["top_drop"] for a in res.ablation},

@@ -32,6 +32,7 @@ from mmdemo.models.decode_options import DecodeOptions
 from mmdemo.scores import softmax
 from mmdemo.tasks import prompts
 from mmdemo.tasks.audio import MAX_CLIP_SECONDS, window_bounds
+from mmdemo.head_inputs import check_token_tower, encode_for_heads
 from mmdemo.tasks.classify.apply import DEFAULT_TEMPLATE
 from mmdemo.tasks.classify.datasets import MAX_AUDIO_SECONDS, MAX_CLASSES, MAX_IMAGE_PIXELS, MAX_LABEL_CHARS
 from mmdemo.tasks.gallery_files import gallery_files
@@ -87,6 +88,17 @@ class FolderModels:
     clip: Any = None
     captioner: Any = None
     audio: Any = None
+    tokens: Any = None  # the profile's token tower for a head's image tokens (None: the clip's)
+
+    @classmethod
+    def for_task(cls, registry, task: str, head=None) -> "FolderModels":
+        """The handles ``task`` needs from ``registry`` (lazy: nothing loads before a file is read),
+        the one place the UI and the CLI pick them."""
+        uses_audio = task == "match_audio" or (head is not None and "audio" in head.modalities)
+        return cls(clip=registry.for_slot("clip", lazy=True) if task in ("rank", "zero_shot", "classify") else None,
+                   captioner=registry.for_slot("captioner", lazy=True) if task == "caption" else None,
+                   audio=registry.for_slot("audio", lazy=True) if uses_audio and registry.profile.audio else None,
+                   tokens=registry.for_slot("tokens", lazy=True) if task == "classify" else None)
 
 
 @dataclass
@@ -309,14 +321,13 @@ class FolderRun:
 
     def _classify(self, inputs: list) -> list[tuple[str, float]]:
         m, head = self.models, self.options.head
-        feats, tokens = {}, {}
-        if "image" in head.modalities:
-            feats["image"], tokens["image"] = m.clip.encode_image_tokens([x[0] for x in inputs])
-        if "text" in head.modalities:
-            feats["text"] = m.clip.encode_texts([x[1] for x in inputs])
-        if "audio" in head.modalities:
-            feats["audio"] = m.audio.encode_waves([x[2] for x in inputs])
-        probs = np.asarray(head.predict(feats, tokens or None))
+        reads_tokens = (head.meta.get("config") or {}).get("reads") == "tokens"
+        check_token_tower(head, m.tokens if reads_tokens else None)
+        enc = encode_for_heads(head.modalities, m.clip, m.audio, m.tokens if reads_tokens else None,
+                               images=[x[0] for x in inputs], texts=[x[1] for x in inputs],
+                               waves=[x[2] for x in inputs])
+        tokens = enc.tokens if reads_tokens else {k: v for k, v in enc.tokens.items() if k == "image"}
+        probs = np.asarray(head.predict(enc.pooled, tokens or None))
         top = probs.argmax(axis=1)
         return [(head.labels[int(i)], float(p[int(i)])) for i, p in zip(top, probs)]
 

@@ -63,7 +63,8 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
     out: dict = {"seed": seed, "candidates": n}
     out.update(_world_metrics(clip, coca, audio, np.random.default_rng(seed), n=n, caption_n=caption_n,
                               image=lambda s: scenes.render_scene(s, size=size), sound=sounds.render_sound))
-    out["fusion"] = evaluate_heads(Path(bundle), clip, audio, seed=seed, task_n=task_n, baseline_n=baseline_n)
+    out["fusion"] = evaluate_heads(Path(bundle), clip, audio, seed=seed, task_n=task_n, baseline_n=baseline_n,
+                                   token_tower=coca)
     for name, (fn, _) in (sections or {}).items():
         out[name] = fn(clip, audio, seed=seed, n=min(n, 500))
     if second:
@@ -71,7 +72,7 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
         two = _world_metrics(clip, coca, audio, np.random.default_rng(seed), n=n, caption_n=caption_n,
                              image=image2, sound=sound2)
         two["fusion"] = evaluate_heads(Path(bundle), clip, audio, seed=seed, task_n=task_n, baseline_n=0,
-                                       render=(image2, sound2))
+                                       render=(image2, sound2), token_tower=coca)
         out["second_generator"] = two
         out["robustness_gap"] = robustness_gap(out, two)
         out["out_of_domain"] = _out_of_domain(clip, coca, audio, seed, image2, sound2, n=min(n, 500))
@@ -119,7 +120,7 @@ GAP_METRICS = (("text_to_image", "R@1"), ("image_to_text", "R@1"), ("caption", "
 
 def robustness_gap(first: dict, second: dict) -> dict:
     """second - first for each headline metric and each task's best fusion head."""
-    from mmdemo.models.fusion import HEAD_KINDS
+    from mmdemo.head_kinds import HEAD_KINDS
 
     gap = {f"{sec}.{key}": round(second[sec][key] - first[sec][key], 4) for sec, key in GAP_METRICS}
     for task, row in second.get("fusion", {}).items():
@@ -172,14 +173,15 @@ def _world_metrics(clip, coca, audio, rng: np.random.Generator, *, n: int, capti
 
 
 def evaluate_heads(bundle: Path, clip, audio, *, seed: int, task_n: int, baseline_n: int,
-                   render=None) -> dict:
+                   render=None, token_tower=None) -> dict:
     """Accuracy of each shipped head next to single-modality baselines trained here
     (a concat head that sees one modality only) on fresh data; ``baseline_n=0`` skips
     the baselines. ``render``: (image(scene), sound(spec)) to draw the test examples
     with instead of the first generator."""
     from dataclasses import replace
 
-    from mmdemo.models.fusion import HEAD_KINDS, load_head
+    from mmdemo.head_kinds import HEAD_KINDS
+    from mmdemo.models.fusion import load_head
     from mmdemo.features import extract_features
     from mmdemo.toyworld.tasks import TASKS, make_examples
     from mmdemo.training.fusion_trainer import FeatureSet, evaluate_head, train_heads
@@ -192,7 +194,8 @@ def evaluate_heads(bundle: Path, clip, audio, *, seed: int, task_n: int, baselin
         if render is not None:
             examples = [replace(e, image=render[0](e.scene), audio=render[1](e.sound) if e.sound else None)
                         for e in examples]
-        test = extract_features(examples, clip, audio if uses_audio else None, label_names=list(info.labels))
+        test = extract_features(examples, clip, audio if uses_audio else None, label_names=list(info.labels),
+                                token_tower=token_tower)
         row = {"chance": round(1 / len(info.labels), 4), "n": task_n}
         for kind in HEAD_KINDS:
             path = bundle / "heads" / f"{task}-{kind}.safetensors"
@@ -269,7 +272,14 @@ rates and sounds, chord roots and onsets, envelopes, gaps, loudness), the rest i
    (weight {report['options'].get('attribute_loss', 0)}; {report['options']['clip_steps']} steps, batch {report['options']['batch_size']});
 2. audio encoder against the frozen text tower ({report['options']['audio_steps']} steps);
 3. CoCa: caption loss + 0.1 contrastive ({report['options']['coca_steps']} steps);
-4. fusion heads: AdamW + cross-entropy on frozen features, early stopping on a stratified validation split.
+4. fusion heads ({report['options'].get('head_examples')} examples per task, {report['options'].get('head_epochs')} epochs, AdamW + cross-entropy
+   with warm-up and cosine decay, the state with the best validation loss kept) on frozen features:
+   pooled tiny-clip vectors, the question's words from tiny-clip's text tower, **patch tokens of
+   tiny-coca** (the profile's `tokens`: they name each object, tiny-clip's do not) and tiny-audio's
+   frame tokens. Weighted sum and concat read the pooled vectors only and cannot bind a colour to its
+   shape (at chance on `scene_qa`, on purpose: the app says so beside them); bilinear, attention and
+   gated read the tokens (`mmdemo/models/fusion_tokens.py`). Each head file records its accuracy on a
+   fresh test set, the task's chance and the best single modality (`quality`).
 Some colour+shape pairs are never shown in training (held out) to measure compositional generalisation.
 
 Build time: {report.get('total_seconds', '?')} s on this machine. Losses: {json.dumps({k: report[k] for k in ('clip_loss', 'audio_loss', 'caption_loss') if k in report})}
@@ -303,6 +313,7 @@ bundled photos, whole and four corner crops each), `speech` (espeak-ng sentences
 
 ## Limits
 Generated world only; 64x64 images; a closed vocabulary (unknown words become `<unk>`);
-audio windows of 4 s. Fusion heads expect features of exactly this tiny-clip (+ tiny-audio).
+audio windows of 4 s. Fusion heads expect features of exactly this tiny-clip, tiny-coca's patch
+tokens (+ tiny-audio).
 """
     atomic_write_text(Path(bundle) / "MODEL_CARD.md", card)

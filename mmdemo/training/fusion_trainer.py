@@ -56,12 +56,8 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int,
 
 def predict_proba(head, features: FeatureSet, batch_size: int = 1024) -> np.ndarray:
     head.eval()
-    out = []
     with torch.no_grad():
-        for s in range(0, len(features), batch_size):
-            part = features.subset(np.arange(s, min(s + batch_size, len(features))))
-            out.append(softmax(head(part.pooled, part.tokens or None).float().numpy()))
-    return np.concatenate(out)
+        return softmax(_logits(head, features, batch_size).float().numpy())
 
 
 def metrics_from(pred: np.ndarray, true: np.ndarray, label_names: list[str]) -> dict:
@@ -94,10 +90,38 @@ MIN_STEPS_PER_EPOCH = 8
 MIN_BATCH = 16
 
 
+# Width of a head's hidden layers: token heads run attention or an MLP per token, so they
+# are narrower (measured on the tiny bundle: 128 reaches the same accuracy as 256, in half the time).
+POOLED_HIDDEN, TOKEN_HIDDEN = 256, 128
+WARMUP_FRACTION = 0.05  # of all steps: the LR ramps up, then follows a cosine down
+
+
+def default_hidden(kind: str, features: FeatureSet) -> int:
+    from mmdemo.head_kinds import TOKEN_KINDS
+
+    return TOKEN_HIDDEN if kind in TOKEN_KINDS and features.tokens else POOLED_HIDDEN
+
+
+def _schedule(opt, total_steps: int):
+    """Warm-up then cosine decay: attention heads sit on a plateau for a few epochs before they
+    bind words to patches, and a constant LR either never leaves it or never settles."""
+    import math
+
+    warm = max(1, int(total_steps * WARMUP_FRACTION))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total_steps - warm))))
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 def train_heads(features: FeatureSet, kinds: list[str], *, epochs: int = 30, lr: float = 1e-3,
                 weight_decay: float = 1e-2, batch_size: int = 64, val_fraction: float = 0.2, patience: int = 5,
-                seed: int = 0, hidden: int = 256, progress: Callable[[dict], None] | None = None,
+                seed: int = 0, hidden: int | None = None, progress: Callable[[dict], None] | None = None,
                 cancel: threading.Event | None = None, split=None) -> list[TrainResult]:
+    """Each kind trained on one split; the state with the best validation loss is kept.
+    ``hidden``: None picks each kind's default width (:func:`default_hidden`)."""
     from mmdemo.models.fusion import create_head
 
     train_idx, val_idx = split if split is not None else stratified_split(
@@ -112,8 +136,9 @@ def train_heads(features: FeatureSet, kinds: list[str], *, epochs: int = 30, lr:
         # Each modality's own width and space: raw products only where vectors share one.
         head = create_head(kind, modalities=tuple(features.pooled), dims=features.dims,
                            spaces=dict(features.spaces) or None, num_classes=len(features.label_names),
-                           hidden=hidden, token_dims=token_dims)
+                           hidden=hidden or default_hidden(kind, features), token_dims=token_dims)
         opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+        sched = _schedule(opt, epochs * -(-len(tr) // batch_size))
         gen = torch.Generator().manual_seed(seed)
         best, best_state, best_epoch, bad, history = float("inf"), None, 0, 0, []
         for epoch in range(1, epochs + 1):
@@ -129,10 +154,11 @@ def train_heads(features: FeatureSet, kinds: list[str], *, epochs: int = 30, lr:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                sched.step()
                 total += loss.item() * len(b)
             head.eval()
             with torch.no_grad():
-                logits = head(va.pooled, va.tokens or None)
+                logits = _logits(head, va)
                 val_loss = float(F.cross_entropy(logits, va.labels))
                 val_acc = float((logits.argmax(1) == va.labels).float().mean())
             row = {"kind": kind, "epoch": epoch, "epochs": epochs, "train_loss": total / max(1, len(tr)),
@@ -151,3 +177,13 @@ def train_heads(features: FeatureSet, kinds: list[str], *, epochs: int = 30, lr:
         results.append(TrainResult(kind, head, evaluate_head(head, va), history,
                                    round(time.perf_counter() - started, 2), best_epoch))
     return results
+
+
+def _logits(head, features: FeatureSet, batch_size: int = 1024) -> torch.Tensor:
+    """Logits over a whole set, in batches (token heads on thousands of rows at once would
+    hold every attention map in memory)."""
+    out = []
+    for s in range(0, len(features), batch_size):
+        part = features.subset(np.arange(s, min(s + batch_size, len(features))))
+        out.append(head(part.pooled, part.tokens or None))
+    return torch.cat(out)

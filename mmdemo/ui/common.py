@@ -312,3 +312,10 @@ class SessionValues:
 def warn_all(notices) -> None:
     for notice in notices or ():
         gr.Warning(notice)
+
+
+def notes_markdown(notices) -> str:
+    """Notices as a Markdown 'Notes' list to append to a result (empty when there are none):
+    beside the answer they qualify, not only in a toast that fades."""
+    notices = [str(n) for n in dict.fromkeys(notices or [])]
+    return "\n\n**Notes**\n" + "\n".join(f"- {n}" for n in notices) if notices else ""

@@ -94,9 +94,10 @@ def _own_view(e: dict | None) -> str:
 def heads_table(res: tasks.HeadComparison):
     import pandas as pd
 
-    headers = ["head", "kind", "inputs", "prediction", "probability",
+    headers = ["head", "kind", "inputs", "held-out accuracy", "prediction", "probability",
                *[f"{m} contribution" for m in MODALITIES], "head's own view", "status"]
-    data = [[r["head"], r["kind"] or "", " + ".join(r["modalities"]), r["prediction"] or "", _pct(r["probability"]),
+    data = [[r["head"], r["kind"] or "", " + ".join(r["modalities"]), r.get("quality") or "",
+             r["prediction"] or "", _pct(r["probability"]),
              *[_pct(r["contributions"].get(m)) for m in MODALITIES], _own_view(r["explanation"]),
              "ok" if r["ok"] else r["error"]] for r in res.rows]
     return pd.DataFrame(data, columns=headers)
@@ -262,7 +263,8 @@ def build(registry: Registry, settings=None):
             audio = file_path(audio)
             audio_model = registry.for_slot("audio", lazy=True) if audio and registry.profile.audio else None
             res = tasks.compare_heads(heads_of(store, request), image_source(image)[0], text, audio,
-                                      registry.for_slot("clip", lazy=True), audio_model, names=heads)
+                                      registry.for_slot("clip", lazy=True), audio_model, names=heads,
+                                      token_tower=registry.for_slot("tokens", lazy=True))
             warn_all(res.notices)
             return _notes(heads_summary(res), res), heads_table(res), heads_figure(res), res.to_dict()
 

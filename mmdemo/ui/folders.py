@@ -158,11 +158,7 @@ def build(registry: Registry, settings=None):
             handle = None
             if key == "classify":  # the sender's own head of that name, else the registry's
                 handle = owner_heads(request).resolve(head)
-            uses_audio = key == "match_audio" or (handle is not None and "audio" in handle.modalities)
-            models = tasks.FolderModels(
-                clip=registry.for_slot("clip", lazy=True) if key in ("rank", "zero_shot", "classify") else None,
-                captioner=registry.for_slot("captioner", lazy=True) if key == "caption" else None,
-                audio=registry.for_slot("audio", lazy=True) if uses_audio and registry.profile.audio else None)
+            models = tasks.FolderModels.for_task(registry, key, handle)
             options = tasks.FolderOptions(texts=texts, template=template, head=handle, text=text, method=method,
                                           max_length=max_length)
             folder = runs.new()

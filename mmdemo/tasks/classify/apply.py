@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mmdemo.errors import MMDemoError, Notice
+from mmdemo.head_inputs import check_token_tower, encode_for_heads
 from mmdemo.media import load_audio, load_image, parse_text_lines
 from mmdemo.scores import ranked, softmax
 from mmdemo.tasks.prompts import ensemble_embeddings, fill, parse_templates, prompts_for
@@ -82,29 +83,29 @@ class Classification:
                 "ablation": self.ablation, "explanation": self.explanation, "notices": self.notices}
 
 
-def _single_features(inputs: Inputs, modalities, clip, audio, cache: dict | None = None) -> tuple[dict, dict]:
-    # ``cache`` (the caller's, for one example and one set of encoders) lets several heads
-    # share one encoding of each modality (mmdemo.tasks.compare runs every head at once).
+def _single_features(inputs: Inputs, modalities, clip, audio, cache: dict | None = None,
+                     token_tower=None) -> tuple[dict, dict, dict]:
+    """(pooled, tokens, the CLIP's own image tokens or {}) of one example for a head.
+    ``cache`` (the caller's, for one example and one set of encoders) lets several heads
+    share one encoding of each modality (mmdemo.tasks.compare runs every head at once)."""
     cache = {} if cache is None else cache
-    if "image" in modalities and "image" not in cache:
-        cache["image"] = clip.encode_image_tokens([inputs.image])
-    if "text" in modalities and "text" not in cache:
-        cache["text"] = clip.encode_texts([inputs.text])
-    if "audio" in modalities and "audio" not in cache:
-        cache["audio"] = audio.encode_waves([inputs.wave])
-    feats, tokens = {}, {}
-    for m in MODALITIES:  # in the order the heads were always given them
-        if m in modalities:
-            feats[m] = cache[m][0] if m == "image" else cache[m]
-    if "image" in modalities:
-        tokens["image"] = cache["image"][1]
-    return feats, tokens
+    todo = [m for m in MODALITIES if m in modalities and m not in cache]
+    if todo:
+        enc = encode_for_heads(todo, clip, audio, token_tower, images=[inputs.image], texts=[inputs.text],
+                               waves=[inputs.wave])
+        for m in todo:
+            own = enc.clip_image_tokens if m == "image" and enc.clip_image_tokens is not None else enc.tokens[m]
+            cache[m] = (enc.pooled[m], enc.tokens[m], own)
+    feats = {m: cache[m][0] for m in MODALITIES if m in modalities}  # in the order heads were always given them
+    tokens = {m: cache[m][1] for m in MODALITIES if m in modalities}
+    own = {"image": cache["image"][2]} if "image" in modalities else {}
+    return feats, tokens, own
 
 
-def _domain_notices(feats: dict, tokens: dict, clip, audio) -> list[Notice]:
+def _domain_notices(feats: dict, own_tokens: dict, clip, audio) -> list[Notice]:
     """Inputs unlike the encoders' world, said beside the head's answer (from the
-    features and tokens already extracted for it)."""
-    return ((image_tokens_notice(clip, tokens["image"]) if "image" in tokens else [])
+    features and the CLIP's own image tokens already extracted for it)."""
+    return ((image_tokens_notice(clip, own_tokens["image"]) if "image" in own_tokens else [])
             + (clip_notice(audio, feats["audio"]) if "audio" in feats else []))
 
 
@@ -114,22 +115,61 @@ def _explanation(raw: dict, modalities: Sequence[str]) -> dict:
         return {"type": "modality_weights", "names": list(modalities),
                 "values": [float(v) for v in np.asarray(raw["modality_weights"]).ravel()]}
     if "gates" in raw:
-        return {"type": "gates", "names": [str(m) for m in raw["modalities"]],
-                "values": [float(v) for v in np.asarray(raw["gates"])[0]]}
+        out = {"type": "gates", "names": [str(m) for m in raw["modalities"]],
+               "values": [float(v) for v in np.asarray(raw["gates"])[0]]}
+        if "image_token_gates" in raw:  # how open each patch's gate was
+            _add_grid(out, [float(v) for v in np.asarray(raw["image_token_gates"])[0]])
+        return out
     if "attention" in raw:
         w = np.asarray(raw["attention"])[0]
         names = [str(m) for m in raw["key_modalities"]]
         per_mod = {m: float(w[[i for i, n in enumerate(names) if n == m]].sum()) for m in dict.fromkeys(names)}
         out = {"type": "attention", "names": list(per_mod), "values": list(per_mod.values())}
-        img = [float(w[i]) for i, n in enumerate(names) if n == "image"]
-        # Patch tokens come row by row; some encoders put a class token first.
-        for skip in (0, 1):
-            side = int(round(np.sqrt(max(len(img) - skip, 0))))
-            if side > 1 and side * side == len(img) - skip:
-                out["image_grid"] = np.asarray(img[skip:]).reshape(side, side).tolist()
-                break
+        _add_grid(out, [float(w[i]) for i, n in enumerate(names) if n == "image"])
         return out
     return {"type": "none", "names": [], "values": []}
+
+
+def _add_grid(out: dict, per_patch: list[float]) -> None:
+    """``per_patch`` as a square ``image_grid`` to draw over the image. Patch tokens come
+    row by row; some encoders put a class token first."""
+    for skip in (0, 1):
+        side = int(round(np.sqrt(max(len(per_patch) - skip, 0))))
+        if side > 1 and side * side == len(per_patch) - skip:
+            out["image_grid"] = np.asarray(per_patch[skip:]).reshape(side, side).tolist()
+            return
+
+
+def describe_head(handle) -> str:
+    """What a person should know before trusting a head (Markdown): what its kind reads,
+    its task, and its held-out accuracy against chance and the best single modality; a head
+    at chance says so, and why."""
+    from mmdemo.head_kinds import POOLED_LIMIT, WHAT_IT_READS, chance_warning, quality_line
+
+    meta = getattr(handle, "meta", None) or {}
+    reads = WHAT_IT_READS.get(handle.kind, handle.kind)
+    if handle.kind in ("bilinear", "attention", "gated") and (meta.get("config") or {}).get("reads") != "tokens":
+        reads = f"{handle.kind} over pooled vectors (an older head design)"
+    task = f" for *{meta['task']}*" if meta.get("task") else ""
+    quality = quality_line(meta)
+    article = "an" if handle.kind[0] in "aeiou" else "a"
+    text = (f"**{handle.name}**: {article} {handle.kind} head over {' + '.join(handle.modalities)}{task}; it reads "
+            f"{reads}. {quality[0].upper()}{quality[1:]}.")
+    warning = chance_warning(meta, handle.kind)
+    if warning:
+        return text + f"\n\n⚠️ {warning}"
+    if handle.kind in ("weighted_sum", "concat"):  # the lesson, said even when it learned something
+        text += (f" Its limit: {POOLED_LIMIT}; for questions about which attribute belongs to which object, use "
+                 "an attention, bilinear or gated head.")
+    return text
+
+
+def head_notices(handle) -> list[Notice]:
+    """What to say beside any answer of this head: that it is at chance on its task, and why."""
+    from mmdemo.head_kinds import chance_warning
+
+    text = chance_warning(getattr(handle, "meta", None) or {}, handle.kind)
+    return [Notice("head_at_chance", text)] if text else []
 
 
 def _with_ablations(arrays: dict[str, np.ndarray], modalities: Sequence[str]) -> dict[str, np.ndarray]:
@@ -143,11 +183,12 @@ def _with_ablations(arrays: dict[str, np.ndarray], modalities: Sequence[str]) ->
 
 
 def classify(handle, image, text, audio_input, clip, audio=None, *, inputs: Inputs | None = None,
-             features: dict | None = None) -> Classification:
+             features: dict | None = None, token_tower=None) -> Classification:
     """Labels of one example from a fusion head, with each modality's ablation (its
     features replaced by zeros) and the head's own weights/gates/attention where it has them.
     ``inputs`` (already read by :func:`read_inputs`) and ``features`` (a dict the caller keeps)
-    let one example go through several heads with one decode and one encoding per modality."""
+    let one example go through several heads with one decode and one encoding per modality;
+    ``token_tower``: the profile's image model for patch tokens (``Registry.token_tower``)."""
     mods = tuple(handle.modalities)
     if inputs is None:
         inputs = read_inputs(image, text, audio_input, audio_rate=rate_of(audio))
@@ -164,8 +205,12 @@ def classify(handle, image, text, audio_input, clip, audio=None, *, inputs: Inpu
         notices.append(Notice("audio_ignored", f"Head {handle.name!r} does not use audio; the clip was ignored."))
     if "text" in mods:
         notices += unknown_words_notice(clip, [inputs.text])
-    feats, tokens = _single_features(inputs, mods, clip, audio, features)
-    notices += _domain_notices(feats, tokens, clip, audio)
+    check_token_tower(handle, token_tower)
+    feats, tokens, own_tokens = _single_features(inputs, mods, clip, audio, features, token_tower)
+    if (handle.meta.get("config") or {}).get("reads") != "tokens":
+        tokens = dict(own_tokens)  # a head of the older, pooled design read the CLIP's own patches only
+    notices += _domain_notices(feats, own_tokens, clip, audio)
+    notices += head_notices(handle)
     probs = handle.predict(_with_ablations(feats, mods), _with_ablations(tokens, mods) or None)
     full, top = probs[0], int(probs[0].argmax())
     ablation = [{"modality": m, "labels": [{"label": lab, "score": float(s)} for lab, s in zip(handle.labels, p)],

@@ -26,9 +26,15 @@ if TYPE_CHECKING:  # pragma: no cover
 FEATURE_BATCH = 256
 
 
-def _feature_key(ds_hash: str, modalities: tuple[str, ...], label_names, clip, audio) -> str:
-    ids = [clip.model_id, audio.model_id if audio is not None and "audio" in modalities else ""]
-    return content_hash(json.dumps([ds_hash, list(modalities), list(label_names), ids]).encode())[:32]
+# Bumped when what a feature file holds changes (2: word and frame tokens, patch tokens of
+# the profile's token tower), so files of the older layout are never read as the new one.
+FEATURES_LAYOUT = 2
+
+
+def _feature_key(ds_hash: str, modalities: tuple[str, ...], label_names, clip, audio, token_tower=None) -> str:
+    ids = [clip.model_id, audio.model_id if audio is not None and "audio" in modalities else "",
+           token_tower.model_id if token_tower is not None else ""]
+    return content_hash(json.dumps([FEATURES_LAYOUT, ds_hash, list(modalities), list(label_names), ids]).encode())[:32]
 
 
 class FeatureCache:
@@ -83,7 +89,7 @@ class FeatureCache:
 
 def dataset_features(ds: Dataset, clip, audio=None, *, cache: FeatureCache | None = None,
                      progress: Callable[[int, int], None] | None = None,
-                     cancel: threading.Event | None = None) -> tuple["FeatureSet", bool]:
+                     cancel: threading.Event | None = None, token_tower=None) -> tuple["FeatureSet", bool]:
     """(FeatureSet, from_cache): features of every example, extracted in batches once."""
     from mmdemo.features import concat_features, encoder_spaces, extract_features
     from mmdemo.training.fusion_trainer import TrainingCancelled
@@ -91,7 +97,7 @@ def dataset_features(ds: Dataset, clip, audio=None, *, cache: FeatureCache | Non
     if "audio" in ds.modalities and audio is None:
         raise MMDemoError("audio_model_missing", "This dataset has audio, but the active profile has no audio model; "
                                                  "pick a profile with one (e.g. tiny) or drop the audio column.")
-    key = _feature_key(ds.content_hash, ds.modalities, ds.label_names, clip, audio)
+    key = _feature_key(ds.content_hash, ds.modalities, ds.label_names, clip, audio, token_tower)
     if cache is not None:
         hit = cache.get(key)
         if hit is not None:
@@ -104,7 +110,8 @@ def dataset_features(ds: Dataset, clip, audio=None, *, cache: FeatureCache | Non
             raise TrainingCancelled("training_cancelled", "Training was cancelled while reading features; "
                                                           "previously saved heads are unchanged.")
         parts.append(extract_features(ds.examples[s:s + FEATURE_BATCH], clip,
-                                      audio if "audio" in ds.modalities else None, label_names=ds.label_names))
+                                      audio if "audio" in ds.modalities else None, label_names=ds.label_names,
+                                      token_tower=token_tower))
         if progress is not None:
             progress(min(s + FEATURE_BATCH, len(ds)), len(ds))
     fs = concat_features(parts)

@@ -49,11 +49,6 @@ def head_name(name: str | None, fallback: str) -> str:
     return clean
 
 
-def _encoders(clip, audio, modalities) -> dict:
-    enc = {"clip": clip.model_id}
-    if "audio" in modalities and audio is not None:
-        enc["audio"] = audio.model_id
-    return enc
 
 
 def check_save_name(registry, name: str) -> None:
@@ -66,24 +61,27 @@ def check_save_name(registry, name: str) -> None:
                                                     "your head.")
 
 
-def write_head(report: TrainReport, path: str | Path, clip, audio=None) -> Path:
+def write_head(report: TrainReport, path: str | Path, clip, audio=None, token_tower=None) -> Path:
     """The winner as a head file (atomic: an earlier file at ``path`` survives a crash),
-    its metadata naming the encoders it was trained on."""
+    its metadata naming the encoders it was trained on and how good it is."""
+    from mmdemo.head_inputs import head_encoder_ids
     from mmdemo.models.fusion import save_head  # torch, only when a head is written
 
     meta = {"labels": report.label_names, "modalities": list(report.modalities), "task": report.dataset,
-            "encoder": _encoders(clip, audio, report.modalities),
+            "encoder": head_encoder_ids(report.modalities, clip, audio, token_tower),
             "validation": {"accuracy": report.winner.accuracy, "macro_f1": report.winner.macro_f1,
                            "n": report.n_val},
+            "quality": report.quality(),
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     report.saved_path = save_head(path, report.winner_head, meta)
     return report.saved_path
 
 
-def save_trained_head(report: TrainReport, registry, cache_dir: str | Path, name: str, clip, audio=None) -> Path:
+def save_trained_head(report: TrainReport, registry, cache_dir: str | Path, name: str, clip, audio=None,
+                      token_tower=None) -> Path:
     """Save the winner to ``cache_dir/heads/<name>.safetensors`` and register it."""
     check_save_name(registry, name)
-    path = write_head(report, Path(cache_dir) / "heads" / f"{name}.safetensors", clip, audio)
+    path = write_head(report, Path(cache_dir) / "heads" / f"{name}.safetensors", clip, audio, token_tower)
     registry.register(EntrySpec(name, "fusion", "mmdemo", weights=path,
                                 description=f"Your {report.winner.kind} head for {report.dataset!r} "
                                             f"({len(report.label_names)} labels, validation accuracy "
@@ -234,12 +232,12 @@ class OwnerHeads:
     def _path(self, name: str) -> Path:
         return self.folder / f"{name}.safetensors"
 
-    def save_trained(self, report: TrainReport, name: str, clip, audio=None) -> bool:
+    def save_trained(self, report: TrainReport, name: str, clip, audio=None, token_tower=None) -> bool:
         """Save the winner as this owner's ``name``; True when it replaced this owner's head of that name."""
         name = self.check_name(name, name)
         path = self._path(name)
         replaced = path.is_file()
-        write_head(report, path, clip, audio)
+        write_head(report, path, clip, audio, token_tower)
         report.saved_as = name
         return replaced
 

@@ -23,9 +23,15 @@ class LeaderRow:
     seconds: float
     baseline: bool = False
 
-    def to_dict(self) -> dict:
+    def at_chance(self, chance: float) -> bool:
+        from mmdemo.head_kinds import AT_CHANCE_MARGIN
+
+        return self.accuracy <= chance + AT_CHANCE_MARGIN
+
+    def to_dict(self, chance: float | None = None) -> dict:
         return {"name": self.name, "kind": self.kind, "modalities": list(self.modalities),
                 "accuracy": round(self.accuracy, 4), "macro_f1": round(self.macro_f1, 4),
+                "at_chance": None if chance is None else self.at_chance(chance),
                 "per_class_recall": {k: round(v, 4) for k, v in self.per_class_recall.items()},
                 "best_epoch": self.best_epoch, "seconds": self.seconds, "baseline": self.baseline}
 
@@ -51,10 +57,28 @@ class TrainReport:
     saved_as: str | None = None
     saved_path: Path | None = None
 
+    @property
+    def chance(self) -> float:
+        return 1.0 / max(1, len(self.label_names))
+
+    def best_single(self) -> float | None:
+        """The best single-modality baseline's validation accuracy (None: no baselines run)."""
+        singles = [r.accuracy for r in self.leaderboard if r.baseline]
+        return max(singles) if singles else None
+
+    def quality(self, row: LeaderRow | None = None) -> dict:
+        """What a head file records of how good ``row`` (the winner) is: held-out accuracy on
+        the validation split, the task's chance and the best single modality beside it."""
+        row = row or self.winner
+        best = self.best_single()
+        return {"accuracy": round(row.accuracy, 4), "chance": round(self.chance, 4),
+                "best_single": None if best is None else round(best, 4), "n": self.n_val, "split": "validation"}
+
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "examples": self.n_examples, "train": self.n_train, "validation": self.n_val,
                 "labels": self.label_names, "modalities": list(self.modalities),
-                "leaderboard": [r.to_dict() for r in self.leaderboard], "winner": self.winner.name,
+                "leaderboard": [r.to_dict(self.chance) for r in self.leaderboard],
+                "chance": round(self.chance, 4), "winner": self.winner.name,
                 "winner_confusion": self.winner.confusion, "features_cached": self.features_cached,
                 "feature_seconds": self.feature_seconds, "train_seconds": self.train_seconds,
                 "saved_as": self.saved_as, "saved_path": str(self.saved_path) if self.saved_path else None,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from mmdemo.errors import MMDemoError
+from mmdemo.head_kinds import HEAD_KINDS
 from mmdemo.tasks.classify.datasets import Dataset, generated_dataset, load_dataset_upload, rate_of
 from mmdemo.tasks.classify.features import FeatureCache, dataset_features
 from mmdemo.tasks.classify.heads import OwnerHeads, check_save_name, head_name, save_trained_head
@@ -28,8 +29,6 @@ DEFAULT_EPOCHS = 60
 # Epochs without a better validation loss before training stops (early stopping).
 DEFAULT_PATIENCE = 8
 MAX_PATIENCE = 100
-# mmdemo.models.fusion.HEAD_KINDS, without importing torch when the app is built (a test keeps them equal).
-HEAD_KINDS = ("weighted_sum", "concat", "bilinear", "attention", "gated")
 CANCELLED = "Training was cancelled; previously saved heads are unchanged."
 
 
@@ -55,7 +54,7 @@ def check_training_options(kinds, epochs, lr, patience=DEFAULT_PATIENCE) -> list
 def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epochs: int = DEFAULT_EPOCHS,
                      lr: float = 1e-3, baselines: bool = True, seed: int = 0, patience: int = DEFAULT_PATIENCE,
                      cache: FeatureCache | None = None, progress: Callable[[dict], None] | None = None,
-                     cancel: threading.Event | None = None) -> TrainReport:
+                     cancel: threading.Event | None = None, token_tower=None) -> TrainReport:
     """Train each head kind (and single-modality baselines) on one shared stratified split.
 
     ``progress`` gets dicts: {"stage": "features", "done", "total"} while encoding, then
@@ -66,7 +65,7 @@ def train_on_dataset(ds: Dataset, kinds: Sequence[str], clip, audio=None, *, epo
     patience = int(patience)
     emit = progress or (lambda _row: None)
     t0 = time.perf_counter()
-    fs, cached = dataset_features(ds, clip, audio, cache=cache, cancel=cancel,
+    fs, cached = dataset_features(ds, clip, audio, cache=cache, cancel=cancel, token_tower=token_tower,
                                   progress=lambda d, t: emit({"stage": "features", "done": d, "total": t}))
     feature_seconds = round(time.perf_counter() - t0, 2)
     split = stratified_split(fs.label_indices(), 0.2, seed, fs.label_names)
@@ -188,6 +187,7 @@ class TrainingJob:
             # Lazy: a dataset without audio never loads the audio model (a download, on a real profile).
             clip = self.registry.for_slot("clip", lazy=True)
             audio = self.registry.for_slot("audio", lazy=True) if self.registry.profile.audio else None
+            tower = self.registry.for_slot("tokens", lazy=True)
 
             def on_rows(done, total):
                 if self._cancel.is_set():  # reading 20,000 rows takes a while: stop there too
@@ -197,13 +197,13 @@ class TrainingJob:
             ds = self.make_dataset(work, audio, on_rows)
             report = train_on_dataset(ds, self.kinds, clip, audio, epochs=self.epochs, lr=self.lr,
                                       patience=self.patience, baselines=self.baselines, cache=self.feature_cache,
-                                      progress=self._events.put, cancel=self._cancel)
+                                      progress=self._events.put, cancel=self._cancel, token_tower=tower)
             if self._cancel.is_set():
                 raise TrainingCancelled("training_cancelled", CANCELLED)
             if self.heads is not None:
-                self.replaced = self.heads.save_trained(report, self.save_as, clip, audio)
+                self.replaced = self.heads.save_trained(report, self.save_as, clip, audio, tower)
             else:
-                save_trained_head(report, self.registry, self.cache_dir, self.save_as, clip, audio)
+                save_trained_head(report, self.registry, self.cache_dir, self.save_as, clip, audio, tower)
             self.report = report
         except BaseException as exc:  # handed to whoever asks for the result
             self.error = exc

@@ -13,7 +13,9 @@ from mmdemo.tasks import classify as tasks
 from mmdemo.ui.classify.context import ClassifyContext, default_head
 from mmdemo.ui.classify.figures import ablation_figure, explanation_figure
 from mmdemo.ui import match_maps
-from mmdemo.ui.common import MODEL_CONCURRENCY_ID, ResultFiles, file_path, image_source, user_errors, warn_all
+from mmdemo.errors import MMDemoError
+from mmdemo.ui.common import (MODEL_CONCURRENCY_ID, ResultFiles, file_path, image_source, notes_markdown,
+                              user_errors, warn_all)
 
 
 def render(ctx: ClassifyContext) -> dict:
@@ -25,27 +27,33 @@ def render(ctx: ClassifyContext) -> dict:
                                allow_custom_value=True,  # heads trained after page load; checked by name
                                info="Bundled heads are named tiny-head-<task>-<kind>; yours appear here "
                                     "after training or upload.")
+            # What the picked head reads and how good it is (accuracy vs chance), before anyone trusts it.
+            card = gr.Markdown(elem_id="classify-head-card")
             image = gr.Image(type="filepath", label="Image", elem_id="classify-image", height=220)
             text = gr.Textbox(label="Text", placeholder="is there a red star?", elem_id="classify-text")
             audio = gr.Audio(type="filepath", label="Audio (for heads that use it)", elem_id="classify-audio")
             button = gr.Button("Classify", variant="primary")
         with gr.Column():
+            # Beside the inputs, not under the fold: a click fills them, Classify answers.
+            examples_at = gr.Column()
             label = gr.Label(num_top_classes=10, label="Prediction", elem_id="classify-label")
             # What the generator says the answer is, for a clicked example; cleared when an input changes.
             expected = gr.Textbox(label="Expected answer (generated example)", interactive=False,
                                   elem_id="classify-expected")
             info = gr.Markdown(elem_id="classify-info")
+    with examples_at:
+        gr.Examples([[default_head(names, e["task"]), e["image"], e["text"], e["audio"], e["label"]]
+                     for e in ctx.examples], [head, image, text, audio, expected],
+                    label="Generated examples with their expected answers (click one, then Classify)",
+                    examples_per_page=8)
     with gr.Row():
         ablation = gr.Plot(label="Modality contribution", elem_id="classify-ablation")
         explain = gr.Plot(label="What the head looked at", elem_id="classify-explain")
     # The encoder beneath the head, not the head's decision: said in the title.
     why = match_maps.image_panel("classify", "Where the CLIP beneath the head matched the text in the image "
                                              "(not the head's own decision)")
-    gr.Examples([[default_head(names, e["task"]), e["image"], e["text"], e["audio"], e["label"]] for e in ctx.examples],
-                [head, image, text, audio, expected],
-                label="Generated examples with their expected answers (click one, then Classify)")
-    return {"head": head, "image": image, "text": text, "audio": audio, "button": button, "label": label,
-            "expected": expected, "info": info, "ablation": ablation, "explain": explain, "why": why}
+    return {"head": head, "card": card, "image": image, "text": text, "audio": audio, "button": button,
+            "label": label, "expected": expected, "info": info, "ablation": ablation, "explain": explain, "why": why}
 
 
 def listen(ctx: ClassifyContext, ui: dict, maps: ResultFiles) -> None:
@@ -68,21 +76,33 @@ def listen(ctx: ClassifyContext, ui: dict, maps: ResultFiles) -> None:
         """
         handle = ctx.resolve_head(head, request)  # the sender's own head of that name, else the registry's
         res = tasks.classify(handle, image_source(image)[0], text, file_path(audio),
-                             registry.for_slot("clip", lazy=True), ctx.audio_for("audio" in handle.modalities))
+                             registry.for_slot("clip", lazy=True), ctx.audio_for("audio" in handle.modalities),
+                             token_tower=registry.for_slot("tokens", lazy=True))
         warn_all(res.notices)
         top = res.labels[0]
         drops = ", ".join(f"without {a['modality']} {-a['top_drop']:+.1%}" for a in res.ablation)
         article = "an" if res.kind[0] in "aeiou" else "a"
         info = (f"**{top['label']}** ({top['score']:.1%}) from **{res.head}**, {article} {res.kind} head over "
-                f"{' + '.join(res.modalities)}.\n\nChange in P({top['label']}) when an input is removed: {drops}.")
+                f"{' + '.join(res.modalities)}.\n\nChange in P({top['label']}) when an input is removed: {drops}."
+                + "\n\n" + tasks.describe_head(handle) + notes_markdown(
+                    [n for n in res.notices if getattr(n, "code", None) != "head_at_chance"]))
         return {r["label"]: r["score"] for r in res.labels}, info, ablation_figure(res), explanation_figure(res)
 
     def head_choices(request: gr.Request):
         return gr.update(choices=ctx.fusion_names(request))
 
+    def head_card(head, request: gr.Request):
+        if not (head or "").strip():
+            return ""
+        try:
+            return tasks.describe_head(ctx.resolve_head(head, request))
+        except MMDemoError as exc:  # a head that does not load says why here; Classify raises it
+            return f"⚠️ {exc}"
+
     # An input the user changes is no longer the generated example: its answer no longer applies.
     for event in (ui["image"].upload, ui["image"].clear, ui["text"].input, ui["audio"].upload, ui["audio"].clear):
         event(lambda: "", None, ui["expected"], api_name=False, queue=False)
+    ui["head"].change(head_card, ui["head"], ui["card"], api_name=False, queue=False)
     # Heads trained or uploaded in another tab of the same login appear when the list is opened.
     ui["head"].focus(head_choices, None, ui["head"], api_name=False, queue=False)
     classified = ui["button"].click(classify, [ui["head"], ui["image"], ui["text"], ui["audio"]],

@@ -19,7 +19,7 @@ from mmdemo.tasks.classify.heads import HeadStore, OwnerHeads, owner_of
 log = logging.getLogger(__name__)
 
 # Bundled heads of each task, best first: the one picked when a task's example is clicked.
-PREFERRED_KINDS = ("bilinear", "gated", "attention", "concat", "weighted_sum")
+PREFERRED_KINDS = ("attention", "bilinear", "gated", "concat", "weighted_sum")
 
 
 def _writable_dir(preferred: Path, fallback: Path) -> Path:

@@ -24,7 +24,8 @@ from mmdemo.ui.common import user_errors, warn_all
 TRAINING_CONCURRENCY_ID = "classify-training"
 CHART_EVERY_S = 0.5
 DEFAULT_KINDS = ["concat", "bilinear", "gated"]
-BOARD_COLUMNS = ["rank", "head", "inputs", "accuracy", "macro-F1", "per-class recall", "best epoch", "seconds"]
+BOARD_COLUMNS = ["rank", "head", "inputs", "accuracy", "vs chance", "macro-F1", "per-class recall", "best epoch",
+                 "seconds"]
 CSV_HELP = (
     "**Your data**: a CSV with columns `image,text,label` (and optionally `audio`), one example per row, "
     "media paths relative to the CSV, uploaded together with the media files, or one zip holding the CSV and "
@@ -34,9 +35,22 @@ CSV_HELP = (
 
 
 def board_rows(report: tasks.TrainReport) -> list[list]:
+    chance = report.chance
     return [[i + 1, r.name + (" (baseline)" if r.baseline else ""), " + ".join(r.modalities), round(r.accuracy, 4),
+             f"at chance ({chance:.2f})" if r.at_chance(chance) else f"{r.accuracy - chance:+.2f}",
              round(r.macro_f1, 4), ", ".join(f"{k} {v:.2f}" for k, v in r.per_class_recall.items()),
              r.best_epoch, r.seconds] for i, r in enumerate(report.leaderboard)]
+
+
+def _at_chance(report: tasks.TrainReport) -> str:
+    """Which trained heads learned nothing, said in words (the leaderboard marks them too)."""
+    idle = [r.name for r in report.leaderboard if not r.baseline and r.at_chance(report.chance)]
+    if not idle:
+        return ""
+    return (f"\n\n**At chance** (within {tasks.AT_CHANCE_MARGIN:.2f} of {report.chance:.2f}): {', '.join(idle)}. "
+            "Weighted sum and concat read one pooled vector per input, which cannot tell which attribute belongs "
+            "to which object; attention, bilinear and gated read image patches and words. A token head at chance "
+            "needs more rows or epochs.")
 
 
 def report_summary(report: tasks.TrainReport, replaced: bool = False) -> str:
@@ -53,7 +67,7 @@ def report_summary(report: tasks.TrainReport, replaced: bool = False) -> str:
             f"validation), {len(report.label_names)} labels, inputs {' + '.join(report.modalities)}; {cached}; "
             f"{len(fusion)} head(s) trained in {report.train_seconds:.1f} s.\n\n"
             f"Winner: **{report.winner.name}** with validation accuracy **{report.winner.accuracy:.3f}** "
-            f"(macro-F1 {report.winner.macro_f1:.3f}).{vs}\n\n"
+            f"(macro-F1 {report.winner.macro_f1:.3f}; chance {report.chance:.3f}).{vs}{_at_chance(report)}\n\n"
             f"{'Replaced your head' if replaced else 'Saved as'} **{report.saved_as}** (now in your head list of "
             f"*Classify with a head*; only this session or login sees it).")
 

@@ -1,0 +1,74 @@
+"""The fusion head kinds, what each can and cannot do, and when a head is at chance.
+
+Torch-free, so the app can list kinds and explain a head's limits without loading
+any model; :mod:`mmdemo.models.fusion` builds the heads themselves.
+"""
+
+from __future__ import annotations
+
+HEAD_KINDS = ("weighted_sum", "concat", "bilinear", "attention", "gated")
+# Kinds that read token sequences (image patches, words, sound frames) when the
+# features have them; weighted sum and concatenation read one pooled vector per modality.
+TOKEN_KINDS = ("bilinear", "attention", "gated")
+# Within this much of chance (accuracy), a head is said to be at chance.
+AT_CHANCE_MARGIN = 0.05
+
+WHAT_IT_READS = {
+    "weighted_sum": "one pooled vector per modality, summed with learned weights",
+    "concat": "one pooled vector per modality, concatenated into an MLP",
+    "bilinear": "the question's vector multiplied with every image patch and sound frame (a low-rank matrix product)",
+    "attention": "the question's words attending over image patches and sound frames, through two layers",
+    "gated": "question-conditioned gates on every image patch and sound frame, then gates between modalities",
+}
+
+# Why a pooled kind cannot answer questions about which colour goes with which shape.
+POOLED_LIMIT = ("it reads one pooled vector per input, which cannot bind a colour to its shape among "
+                "other objects (a red star and a blue circle pool much like a blue star and a red circle)")
+
+
+def chance_of(meta: dict) -> float | None:
+    """A head file's chance accuracy: recorded, or 1 / number of labels."""
+    quality = meta.get("quality") or {}
+    if quality.get("chance") is not None:
+        return float(quality["chance"])
+    labels = meta.get("labels") or []
+    return 1.0 / len(labels) if labels else None
+
+
+def accuracy_of(meta: dict) -> float | None:
+    """The held-out accuracy a head file records (its test set, else its validation split)."""
+    quality = meta.get("quality") or {}
+    if quality.get("accuracy") is not None:
+        return float(quality["accuracy"])
+    val = meta.get("validation") or {}
+    return float(val["accuracy"]) if val.get("accuracy") is not None else None
+
+
+def at_chance(meta: dict) -> bool:
+    acc, chance = accuracy_of(meta), chance_of(meta)
+    return acc is not None and chance is not None and acc <= chance + AT_CHANCE_MARGIN
+
+
+def quality_line(meta: dict) -> str:
+    """One line a person reads beside a head: its held-out accuracy against chance and the
+    best single modality, where recorded."""
+    acc, chance = accuracy_of(meta), chance_of(meta)
+    if acc is None:
+        return "accuracy not recorded"
+    quality = meta.get("quality") or {}
+    parts = [f"held-out accuracy {acc:.2f}"]
+    if chance is not None:
+        parts.append(f"chance {chance:.2f}")
+    if quality.get("best_single") is not None:
+        parts.append(f"best single modality {float(quality['best_single']):.2f}")
+    return ", ".join(parts)
+
+
+def chance_warning(meta: dict, kind: str) -> str | None:
+    """What to say about a head at chance on its task (None when it is not): why, and what
+    to use instead."""
+    if not at_chance(meta):
+        return None
+    why = POOLED_LIMIT if kind in ("weighted_sum", "concat") else "it did not learn this task from its data"
+    return (f"This {kind} head is at chance on its task ({quality_line(meta)}): {why}. Its answers mean "
+            "nothing; use an attention, bilinear or gated head instead.")
