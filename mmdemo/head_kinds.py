@@ -6,6 +6,12 @@ any model; :mod:`mmdemo.models.fusion` builds the heads themselves.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HEAD_META_KEY = "mmdemo_head"  # the safetensors metadata entry holding a head's config, labels and encoders
+
 HEAD_KINDS = ("weighted_sum", "concat", "bilinear", "attention", "gated")
 # Kinds that read token sequences (image patches, words, sound frames) when the
 # features have them; weighted sum and concatenation read one pooled vector per modality.
@@ -72,3 +78,25 @@ def chance_warning(meta: dict, kind: str) -> str | None:
     why = POOLED_LIMIT if kind in ("weighted_sum", "concat") else "it did not learn this task from its data"
     return (f"This {kind} head is at chance on its task ({quality_line(meta)}): {why}. Its answers mean "
             "nothing; use an attention, bilinear or gated head instead.")
+
+
+@dataclass(frozen=True)
+class HeadSummary:
+    """What a person is told about a head before using it, read from its file's header
+    alone: no torch, no weights (picking a head in the UI loads nothing)."""
+
+    name: str
+    kind: str
+    modalities: tuple[str, ...]
+    meta: dict = field(default_factory=dict)
+
+
+def read_head_summary(path: str | Path, name: str) -> HeadSummary:
+    """The summary of the head file at ``path``; a file that is no head raises ValueError."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        if not 0 < size <= 16 * 1024 * 1024:  # safetensors caps its header well below this
+            raise ValueError("not a safetensors file")
+        header = json.loads(f.read(size))
+    meta = json.loads((header.get("__metadata__") or {})[HEAD_META_KEY])
+    return HeadSummary(name, str(meta["config"]["kind"]), tuple(meta["modalities"]), meta)

@@ -158,12 +158,11 @@ class Registry:
         hands those to tasks, which check their inputs before touching the model, so an
         empty or unreadable input never starts a load (a download, on a real profile)."""
         name = getattr(self.profile, slot)
-        if name is None and slot == "tokens":  # the image model heads read patch tokens from: the clip's own
-            return None
-        if name is None:
+        if name is None and slot != "tokens":
             raise MMDemoError("profile_slot_empty",
                               f"Profile {self.profile_name!r} has no {slot} model; pick another profile.")
-        return LazyHandle(self, name) if lazy else self.get(name)
+        # A profile without a tokens entry: None, and heads read the clip's own patches.
+        return None if name is None else LazyHandle(self, name) if lazy else self.get(name)
 
     def names(self, kind: str | None = None) -> list[str]:
         return [n for n, s in self.catalog.entries.items() if kind is None or s.kind == kind]

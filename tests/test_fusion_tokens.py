@@ -155,3 +155,35 @@ def test_a_head_reading_another_token_tower_is_refused_under_a_profile_without_i
     registry.check_fits_profile({"clip": clip, "tokens": coca}, "Head 'x'")  # fits
     with pytest.raises(MMDemoError, match="tokens encoder"):
         registry.check_fits_profile({"clip": clip, "tokens": "something-else"}, "Head 'x'")
+
+
+def test_a_head_card_comes_from_the_file_header_and_loads_nothing():
+    from mmdemo.catalog import load_catalog
+    from mmdemo.registry import Registry
+    from mmdemo.tasks.classify import describe_head
+    from mmdemo.tasks.classify.heads import registry_head_summary
+
+    registry = Registry(load_catalog(), profile="tiny")
+    summary = registry_head_summary(registry, "tiny-head-scene_sound_match-attention")
+    assert summary.kind == "attention" and summary.modalities == ("image", "text", "audio")
+    card = describe_head(summary)
+    assert "scene_sound_match" in card and "chance 0.25" in card and "at chance" not in card
+    assert "weighted_sum" in describe_head(registry_head_summary(registry, "tiny-head-scene_qa-weighted_sum"))
+    assert all(s.state == "not loaded" for s in registry.status())
+    with pytest.raises(MMDemoError, match="not a fusion head"):
+        registry_head_summary(registry, "tiny-clip")
+
+
+def test_small_data_heads_start_from_the_encoders_opinion_and_train_on_any_row_count():
+    """161 training rows leave a last batch of one; the prior (batch-normed cosines) starts at zero."""
+    from mmdemo.models.fusion import create_head
+    from mmdemo.training.fusion_trainer import train_heads
+
+    fs = _random_features(202, VIT_B_32, VIT_B_32_LENGTHS, pad_text_to=10)
+    fresh = create_head("attention", modalities=fs.modalities, dims=fs.dims, spaces=fs.spaces, num_classes=2,
+                        hidden=16, token_dims={m: t.shape[-1] for m, t in fs.tokens.items()}).eval()
+    with torch.no_grad():  # zero token readout and zero prior: a new head starts undecided
+        assert torch.allclose(fresh(fs.pooled, fs.tokens), torch.zeros(202, 2))
+    assert fresh.config()["prior"] is True
+    (res,) = train_heads(fs, ["bilinear"], epochs=1, seed=0, split=(np.arange(161), np.arange(161, 202)))
+    assert res.history and np.isfinite(res.history[0]["train_loss"])

@@ -14,14 +14,13 @@ from pathlib import Path
 
 from mmdemo.atomic import atomic_save_file
 from mmdemo.errors import MMDemoError
-from mmdemo.head_kinds import HEAD_KINDS, TOKEN_KINDS
+from mmdemo.head_kinds import HEAD_KINDS, HEAD_META_KEY, TOKEN_KINDS
 from mmdemo.models.fusion_base import FusionHead
 from mmdemo.models.fusion_pooled import (ConcatHead, PooledAttentionHead, PooledBilinearHead, PooledGatedHead,
                                          WeightedSumHead)
 from mmdemo.models.fusion_tokens import AttentionHead, BilinearHead, GatedHead
 from mmdemo.weights import read_safetensors
 
-HEAD_META_KEY = "mmdemo_head"  # the safetensors metadata entry holding config, labels and encoders
 
 _TOKEN_HEADS = {cls.kind: cls for cls in (BilinearHead, AttentionHead, GatedHead)}
 _POOLED_HEADS = {cls.kind: cls for cls in (WeightedSumHead, ConcatHead, PooledBilinearHead, PooledAttentionHead,
@@ -53,7 +52,10 @@ def load_head(path: str | Path, device: str = "cpu") -> tuple[FusionHead, dict]:
     try:
         cfg = dict(meta["config"])
         kind = cfg.pop("kind")
-        head = create_head(kind, reads=cfg.pop("reads", "pooled"), **cfg)
+        reads = cfg.pop("reads", "pooled")
+        if reads == "tokens":
+            cfg.setdefault("prior", False)  # token heads saved before the prior had none
+        head = create_head(kind, reads=reads, **cfg)
         head.load_state_dict(state)
         if not isinstance(meta.get("labels"), list) or len(meta["labels"]) != cfg["num_classes"]:
             raise ValueError("labels")

@@ -35,13 +35,35 @@ class TokenHead(FusionHead):
 
     uses_tokens = True
 
-    def __init__(self, **kw):
+    def __init__(self, *, prior: bool = True, **kw):
         super().__init__(**kw)
         self._config["reads"] = "tokens"
         self.query_modality = "text" if "text" in self.modalities else self.modalities[0]
         self.kv_modalities = [m for m in self.modalities if m != self.query_modality]
         self._raw = self._note_raw((i, j) for i in range(len(self.modalities))
                                    for j in range(i + 1, len(self.modalities)) if self._comparable(i, j))
+        # The same-space cosines also reach the logits straight, through a few weights: on a
+        # few hundred rows that route is learned long before the token paths stop memorising.
+        # (The bundled heads were trained before it existed: their configs say no prior.)
+        # Cosines sit in a narrow band around a positive mean: standardised first, the few
+        # weights see the difference between classes rather than the common offset.
+        self.prior = (nn.Sequential(nn.BatchNorm1d(len(self._raw)), nn.Linear(len(self._raw), self._config["num_classes"]))
+                      if self._raw and prior else None)
+        if self.prior is not None:
+            self._config["prior"] = True
+
+    def _start_at_the_prior(self) -> None:
+        """The token paths' last layer and the prior start at zero: a new head's first steps
+        follow the encoders' cosines, and the token paths grow in from there (called once
+        ``out`` exists)."""
+        if self.prior is not None:  # the prior too: a random sign there is a wrong opinion to unlearn
+            for layer in (self.out[-1], self.prior[-1]):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def _logits(self, fused: torch.Tensor, cosines: list[torch.Tensor]) -> torch.Tensor:
+        logits = self.out(torch.cat([fused] + cosines, dim=-1))
+        return logits + self.prior(torch.cat(cosines, dim=-1)) if self.prior is not None else logits
 
     def _width(self, m: str) -> int:
         """Width of what ``m`` contributes as a sequence: its tokens, else its pooled vector."""
@@ -97,6 +119,7 @@ class AttentionHead(TokenHead):
         self.streams = nn.ModuleDict({m: nn.ModuleList(CrossBlock(h, heads, c["dropout"]) for _ in range(layers))
                                       for m in self.kv_modalities})
         self.out = _mlp(h * len(self.kv_modalities) + len(self._raw), h, c["num_classes"], c["dropout"])
+        self._start_at_the_prior()
 
     def _queries(self, feats, tokens):
         q = self.query_modality
@@ -128,7 +151,7 @@ class AttentionHead(TokenHead):
 
     def forward(self, feats, tokens=None):
         reads, _, _ = self._run(feats, tokens)
-        return self.out(torch.cat(reads + self._cosines(self._vectors(feats)), dim=-1))
+        return self._logits(torch.cat(reads, dim=-1), self._cosines(self._vectors(feats)))
 
     def explain(self, feats, tokens=None):
         """Where the question looked: the last layer's cross-attention, averaged over the
@@ -158,6 +181,7 @@ class BilinearHead(TokenHead):
         self.per_token = nn.ModuleDict({m: nn.Sequential(nn.LayerNorm(h), nn.Linear(h, h), nn.GELU())
                                         for m in self.kv_modalities})
         self.out = _mlp(2 * h * len(self.kv_modalities) + len(self._raw), h, c["num_classes"], c["dropout"])
+        self._start_at_the_prior()
 
     def forward(self, feats, tokens=None):
         xs = self._vectors(feats)
@@ -168,7 +192,7 @@ class BilinearHead(TokenHead):
             z = self.per_token[m](self.u[m](q).unsqueeze(1) * self.v[m](seq))
             parts += [z.masked_fill(~mask.unsqueeze(-1), -1e4).amax(1).clamp(min=-1e3),
                       (z * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)]
-        return self.out(torch.cat(parts + self._cosines(xs), dim=-1))
+        return self._logits(torch.cat(parts, dim=-1), self._cosines(xs))
 
 
 class GatedHead(TokenHead):
@@ -190,6 +214,7 @@ class GatedHead(TokenHead):
         self.modality_gate = nn.Linear(h * n, n)
         self.out = _mlp(h + h * len(self.kv_modalities) + len(self.kv_modalities) + len(self._raw), h,
                         c["num_classes"], c["dropout"])
+        self._start_at_the_prior()
 
     def _gate(self, feats, tokens):
         q = self.q_proj(feats[self.query_modality].float())
@@ -210,7 +235,7 @@ class GatedHead(TokenHead):
     def forward(self, feats, tokens=None):
         xs = self._vectors(feats)
         fused, summaries, strongest, _, _ = self._gate(feats, tokens)
-        return self.out(torch.cat([fused] + summaries + strongest + self._cosines(xs), dim=-1))
+        return self._logits(torch.cat([fused] + summaries + strongest, dim=-1), self._cosines(xs))
 
     def explain(self, feats, tokens=None):
         with torch.no_grad():

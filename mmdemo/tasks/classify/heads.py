@@ -128,6 +128,23 @@ def register_saved_heads(registry, cache_dir: str | Path) -> list[str]:
     return added
 
 
+def registry_head_summary(registry, name: str):
+    """A registry head's :class:`mmdemo.head_kinds.HeadSummary`, from its file's header (loads nothing)."""
+    from mmdemo.head_kinds import read_head_summary
+
+    spec = registry.catalog.entry(name)
+    if spec.kind != "fusion" or spec.weights is None:
+        raise MMDemoError("not_a_fusion_head", f"{name!r} is a {spec.kind} model, not a fusion head.")
+    return _summary(read_head_summary, spec.weights, name)
+
+
+def _summary(read, path: Path, name: str):
+    try:
+        return read(path, name)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise MMDemoError("not_a_head", f"Head {name!r}: its file is missing or is not an mmdemo fusion head.") from None
+
+
 def resolve_head(registry, name_or_path: str | Path, *, allow_paths: bool = False):
     """A FusionHandle, checked against the active encoders, from a registry name or,
     where ``allow_paths`` (the CLI; never a web request, which must not read server
@@ -251,6 +268,18 @@ class OwnerHeads:
         replaced = dest.is_file()
         atomic_write_bytes(dest, path.read_bytes())
         return name, replaced
+
+    def summary(self, name: str):
+        """What to say about a head before using it (its file's header: loads nothing)."""
+        from mmdemo.head_kinds import read_head_summary
+
+        key = str(name or "").strip()
+        own = self._path(key) if re.fullmatch(f"[{_NAME_CHARS}]{{1,{_NAME_MAX}}}", key) else None  # never a path
+        if own is not None and own.is_file():
+            return _summary(read_head_summary, own, key)
+        if key not in self.registry.catalog.entries:
+            raise MMDemoError("head_not_found", f"No head named {key!r}.")
+        return registry_head_summary(self.registry, key)
 
     def resolve(self, name: str):
         """A FusionHandle by name: this owner's head of that name, else the registry's."""

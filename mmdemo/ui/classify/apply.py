@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from mmdemo.tasks import classify as tasks
+from mmdemo.tasks.classify.heads import registry_head_summary
 from mmdemo.ui.classify.context import ClassifyContext, default_head
 from mmdemo.ui.classify.figures import ablation_figure, explanation_figure
 from mmdemo.ui import match_maps
@@ -28,7 +29,7 @@ def render(ctx: ClassifyContext) -> dict:
                                info="Bundled heads are named tiny-head-<task>-<kind>; yours appear here "
                                     "after training or upload.")
             # What the picked head reads and how good it is (accuracy vs chance), before anyone trusts it.
-            card = gr.Markdown(elem_id="classify-head-card")
+            card = gr.Markdown(_default_card(ctx, default_head(names, "scene_qa")), elem_id="classify-head-card")
             image = gr.Image(type="filepath", label="Image", elem_id="classify-image", height=220)
             text = gr.Textbox(label="Text", placeholder="is there a red star?", elem_id="classify-text")
             audio = gr.Audio(type="filepath", label="Audio (for heads that use it)", elem_id="classify-audio")
@@ -54,6 +55,16 @@ def render(ctx: ClassifyContext) -> dict:
                                              "(not the head's own decision)")
     return {"head": head, "card": card, "image": image, "text": text, "audio": audio, "button": button,
             "label": label, "expected": expected, "info": info, "ablation": ablation, "explain": explain, "why": why}
+
+
+def _default_card(ctx: ClassifyContext, name: str | None) -> str:
+    """The default head's card, from its file's header (building the app loads no model)."""
+    if not name:
+        return ""
+    try:
+        return tasks.describe_head(registry_head_summary(ctx.registry, name))
+    except MMDemoError as exc:
+        return f"⚠️ {exc}"
 
 
 def listen(ctx: ClassifyContext, ui: dict, maps: ResultFiles) -> None:
@@ -95,7 +106,7 @@ def listen(ctx: ClassifyContext, ui: dict, maps: ResultFiles) -> None:
         if not (head or "").strip():
             return ""
         try:
-            return tasks.describe_head(ctx.resolve_head(head, request))
+            return tasks.describe_head(ctx.heads_of(request).summary(head))
         except MMDemoError as exc:  # a head that does not load says why here; Classify raises it
             return f"⚠️ {exc}"
 
