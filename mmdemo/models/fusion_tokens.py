@@ -47,8 +47,9 @@ class TokenHead(FusionHead):
         # (The bundled heads were trained before it existed: their configs say no prior.)
         # Cosines sit in a narrow band around a positive mean: standardised first, the few
         # weights see the difference between classes rather than the common offset.
-        self.prior = (nn.Sequential(nn.BatchNorm1d(len(self._raw)), nn.Linear(len(self._raw), self._config["num_classes"]))
-                      if self._raw and prior else None)
+        n = len(self._raw)
+        self.prior = (nn.Sequential(nn.BatchNorm1d(n), nn.Linear(n, self._config["num_classes"]))
+                      if n and prior else None)
         if self.prior is not None:
             self._config["prior"] = True
 
