@@ -38,16 +38,16 @@ def main() -> None:
     from mmdemo.tasks.compare import RegistryHeads, compare_heads
 
     registry = Registry(load_catalog(), device="cpu", profile="tiny")
-    clip, audio = registry.for_slot("clip"), registry.for_slot("audio")
+    clip, audio, tower = registry.for_slot("clip"), registry.for_slot("audio"), registry.for_slot("tokens")
     heads = RegistryHeads(registry)
     with tempfile.TemporaryDirectory() as tmp:
         ex = next(e for e in generated_examples(Path(tmp)) if e["task"] == "scene_sound_match")
 
         def side_by_side():
-            return compare_heads(heads, ex["image"], ex["text"], ex["audio"], clip, audio)
+            return compare_heads(heads, ex["image"], ex["text"], ex["audio"], clip, audio, token_tower=tower)
 
         def one_by_one():
-            return [classify(heads.resolve(n), ex["image"], ex["text"], ex["audio"], clip, audio)
+            return [classify(heads.resolve(n), ex["image"], ex["text"], ex["audio"], clip, audio, token_tower=tower)
                     for n in heads.names()]
 
         same = [r["prediction"] for r in side_by_side().rows] == [c.labels[0]["label"] for c in one_by_one()]

@@ -298,7 +298,7 @@ def _total(values: list) -> float | None:
 def profile_summary(catalog: Catalog, name: str) -> dict:
     """A profile's models, their sizes together and what each tab does with them."""
     p = catalog.profile(name)
-    names = list(dict.fromkeys([n for n in (p.clip, p.captioner, p.audio) if n] + list(p.fusion)))
+    names = list(dict.fromkeys([n for n in (p.clip, p.captioner, p.audio, p.tokens) if n] + list(p.fusion)))
     sizes = [entry_size(catalog.entry(n)) for n in names]
     clip = catalog.entry(p.clip) if p.clip else None
     audio = catalog.entry(p.audio) if p.audio else None

@@ -49,14 +49,24 @@ def encode_for_heads(modalities: Sequence[str], clip, audio=None, token_tower=No
     return HeadInputs(pooled, tokens, clip_tokens if token_tower is not None else None)
 
 
+def reads_tokens(config: dict | None) -> bool:
+    """Whether a head of this config reads token sequences (older and pooled designs don't)."""
+    return (config or {}).get("reads") == "tokens"
+
+
+def tower_for(handle, token_tower):
+    """The token tower to encode for ``handle``: the profile's for a head that reads tokens,
+    None (the CLIP's own patches, no extra pass) for one that doesn't."""
+    return token_tower if reads_tokens((getattr(handle, "meta", None) or {}).get("config")) else None
+
+
 def check_token_tower(handle, token_tower) -> None:
     """Refuse to feed a head image tokens of another tower than the one it was trained on
     (its file records it): patch tokens of two towers mean different things, and the head
     would answer with confidence and be wrong."""
     from mmdemo.errors import MMDemoError
 
-    if "image" not in handle.modalities or ((getattr(handle, "meta", None) or {}).get("config") or {}).get(
-            "reads") != "tokens":
+    if "image" not in handle.modalities or not reads_tokens((getattr(handle, "meta", None) or {}).get("config")):
         return
     wanted = (getattr(handle, "encoder", None) or {}).get("tokens")
     given = token_tower.model_id if token_tower is not None else None

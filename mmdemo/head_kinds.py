@@ -32,22 +32,37 @@ POOLED_LIMIT = ("it reads one pooled vector per input, which cannot bind a colou
                 "other objects (a red star and a blue circle pool much like a blue star and a red circle)")
 
 
+def _fraction(value) -> float | None:
+    """A recorded accuracy or chance, or None when it is missing or not a number in [0, 1]
+    (an uploaded file's metadata is anybody's)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if 0.0 <= value <= 1.0 else None
+
+
+def _quality(meta: dict) -> dict:
+    quality = (meta or {}).get("quality")
+    return quality if isinstance(quality, dict) else {}
+
+
 def chance_of(meta: dict) -> float | None:
     """A head file's chance accuracy: recorded, or 1 / number of labels."""
-    quality = meta.get("quality") or {}
-    if quality.get("chance") is not None:
-        return float(quality["chance"])
-    labels = meta.get("labels") or []
-    return 1.0 / len(labels) if labels else None
+    chance = _fraction(_quality(meta).get("chance"))
+    if chance is not None:
+        return chance
+    labels = (meta or {}).get("labels")
+    return 1.0 / len(labels) if isinstance(labels, list) and labels else None
 
 
 def accuracy_of(meta: dict) -> float | None:
-    """The held-out accuracy a head file records (its test set, else its validation split)."""
-    quality = meta.get("quality") or {}
-    if quality.get("accuracy") is not None:
-        return float(quality["accuracy"])
-    val = meta.get("validation") or {}
-    return float(val["accuracy"]) if val.get("accuracy") is not None else None
+    """The accuracy a head file records (its test set, else its validation split)."""
+    acc = _fraction(_quality(meta).get("accuracy"))
+    if acc is not None:
+        return acc
+    val = (meta or {}).get("validation")
+    return _fraction(val.get("accuracy")) if isinstance(val, dict) else None
 
 
 def at_chance(meta: dict) -> bool:
@@ -61,12 +76,16 @@ def quality_line(meta: dict) -> str:
     acc, chance = accuracy_of(meta), chance_of(meta)
     if acc is None:
         return "accuracy not recorded"
-    quality = meta.get("quality") or {}
-    parts = [f"held-out accuracy {acc:.2f}"]
+    quality = _quality(meta)
+    # A head trained in the app is scored on the validation split that also picked it (optimistic);
+    # the bundled heads on a test set of their own.
+    what = "held-out accuracy" if quality.get("split") == "test" else "validation accuracy"
+    parts = [f"{what} {acc:.2f}"]
     if chance is not None:
         parts.append(f"chance {chance:.2f}")
-    if quality.get("best_single") is not None:
-        parts.append(f"best single modality {float(quality['best_single']):.2f}")
+    best = _fraction(quality.get("best_single"))
+    if best is not None:
+        parts.append(f"best single modality {best:.2f}")
     return ", ".join(parts)
 
 

@@ -270,7 +270,7 @@ class Registry:
     def load_profile(self) -> list[str]:
         """Load everything the active profile names; returns the names loaded."""
         p = self.profile
-        names = [n for n in (p.clip, p.captioner, p.audio) if n] + list(p.fusion)
+        names = list(dict.fromkeys([n for n in (p.clip, p.captioner, p.audio, p.tokens) if n] + list(p.fusion)))
         for n in names:
             self.get(n)
         return names

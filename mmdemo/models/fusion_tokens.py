@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmdemo.errors import MMDemoError
 from mmdemo.models.fusion_base import FusionHead, _mlp, token_mask, trim_padding
 
 
@@ -62,9 +63,15 @@ class TokenHead(FusionHead):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
 
-    def _logits(self, fused: torch.Tensor, cosines: list[torch.Tensor]) -> torch.Tensor:
+    def _logits(self, fused: torch.Tensor, cosines: list[torch.Tensor], xs: list[torch.Tensor]) -> torch.Tensor:
         logits = self.out(torch.cat([fused] + cosines, dim=-1))
-        return logits + self.prior(torch.cat(cosines, dim=-1)) if self.prior is not None else logits
+        if self.prior is None:
+            return logits
+        # A pair with an input left out (zeros: the ablation) says nothing, rather than "no match".
+        present = [(xs[i].abs().sum(-1, keepdim=True) > 0) & (xs[j].abs().sum(-1, keepdim=True) > 0)
+                   for i, j in ((self.modalities.index(a), self.modalities.index(b)) for a, b in self.raw_pairs)]
+        standard = self.prior[0](torch.cat(cosines, dim=-1)) * torch.cat(present, dim=-1).float()
+        return logits + self.prior[1](standard)
 
     def _width(self, m: str) -> int:
         """Width of what ``m`` contributes as a sequence: its tokens, else its pooled vector."""
@@ -76,6 +83,8 @@ class TokenHead(FusionHead):
         if m in self._config["token_dims"] and tokens and m in tokens:
             seq = tokens[m].float()
             return trim_padding(seq, token_mask(seq))
+        if self._width(m) != self.dims[m]:  # built for tokens of another width: the pooled vector won't do
+            raise MMDemoError("head_input_missing", f"This {self.kind} head reads {m} tokens; none were given.")
         x = feats[m].float().unsqueeze(1)
         return x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
 
@@ -152,7 +161,8 @@ class AttentionHead(TokenHead):
 
     def forward(self, feats, tokens=None):
         reads, _, _ = self._run(feats, tokens)
-        return self._logits(torch.cat(reads, dim=-1), self._cosines(self._vectors(feats)))
+        xs = self._vectors(feats)
+        return self._logits(torch.cat(reads, dim=-1), self._cosines(xs), xs)
 
     def explain(self, feats, tokens=None):
         """Where the question looked: the last layer's cross-attention, averaged over the
@@ -191,9 +201,11 @@ class BilinearHead(TokenHead):
         for m in self.kv_modalities:
             seq, mask = self._sequence(m, feats, tokens)
             z = self.per_token[m](self.u[m](q).unsqueeze(1) * self.v[m](seq))
-            parts += [z.masked_fill(~mask.unsqueeze(-1), -1e4).amax(1).clamp(min=-1e3),
+            # An input left out (all padding) has no best token: 0, as its mean is.
+            best = z.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+            parts += [torch.where(mask.any(1, keepdim=True), best, torch.zeros_like(best)),
                       (z * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)]
-        return self._logits(torch.cat(parts, dim=-1), self._cosines(xs))
+        return self._logits(torch.cat(parts, dim=-1), self._cosines(xs), xs)
 
 
 class GatedHead(TokenHead):
@@ -236,7 +248,7 @@ class GatedHead(TokenHead):
     def forward(self, feats, tokens=None):
         xs = self._vectors(feats)
         fused, summaries, strongest, _, _ = self._gate(feats, tokens)
-        return self._logits(torch.cat([fused] + summaries + strongest, dim=-1), self._cosines(xs))
+        return self._logits(torch.cat([fused] + summaries + strongest, dim=-1), self._cosines(xs), xs)
 
     def explain(self, feats, tokens=None):
         with torch.no_grad():

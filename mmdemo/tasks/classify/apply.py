@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mmdemo.errors import MMDemoError, Notice
-from mmdemo.head_inputs import check_token_tower, encode_for_heads
+from mmdemo.head_inputs import check_token_tower, encode_for_heads, reads_tokens, tower_for
 from mmdemo.media import load_audio, load_image, parse_text_lines
 from mmdemo.scores import ranked, softmax
 from mmdemo.tasks.prompts import ensemble_embeddings, fill, parse_templates, prompts_for
@@ -87,18 +87,27 @@ def _single_features(inputs: Inputs, modalities, clip, audio, cache: dict | None
                      token_tower=None) -> tuple[dict, dict, dict]:
     """(pooled, tokens, the CLIP's own image tokens or {}) of one example for a head.
     ``cache`` (the caller's, for one example and one set of encoders) lets several heads
-    share one encoding of each modality (mmdemo.tasks.compare runs every head at once)."""
+    share one encoding of each modality (mmdemo.tasks.compare runs every head at once);
+    image entries are kept per token tower, since heads of one comparison may read different ones."""
     cache = {} if cache is None else cache
-    todo = [m for m in MODALITIES if m in modalities and m not in cache]
+    tower_id = token_tower.model_id if token_tower is not None else ""
+    key = {m: (m, tower_id) if m == "image" else m for m in MODALITIES}
+    plain = cache.get(("image", ""))
+    if "image" in modalities and key["image"] not in cache and plain is not None:
+        # The CLIP's pass is done (for a pooled head): only the tower's patches are missing.
+        cache[key["image"]] = (plain[0], token_tower.encode_image_tokens([inputs.image])[1], plain[2])
+    todo = [m for m in MODALITIES if m in modalities and key[m] not in cache]
     if todo:
         enc = encode_for_heads(todo, clip, audio, token_tower, images=[inputs.image], texts=[inputs.text],
                                waves=[inputs.wave])
         for m in todo:
             own = enc.clip_image_tokens if m == "image" and enc.clip_image_tokens is not None else enc.tokens[m]
-            cache[m] = (enc.pooled[m], enc.tokens[m], own)
-    feats = {m: cache[m][0] for m in MODALITIES if m in modalities}  # in the order heads were always given them
-    tokens = {m: cache[m][1] for m in MODALITIES if m in modalities}
-    own = {"image": cache["image"][2]} if "image" in modalities else {}
+            cache[key[m]] = (enc.pooled[m], enc.tokens[m], own)
+        if "image" in todo and tower_id:  # the same CLIP pass serves a pooled head later
+            cache.setdefault(("image", ""), (enc.pooled["image"], enc.clip_image_tokens, enc.clip_image_tokens))
+    feats = {m: cache[key[m]][0] for m in MODALITIES if m in modalities}  # in the order heads were always given them
+    tokens = {m: cache[key[m]][1] for m in MODALITIES if m in modalities}
+    own = {"image": cache[key["image"]][2]} if "image" in modalities else {}
     return feats, tokens, own
 
 
@@ -205,9 +214,10 @@ def classify(handle, image, text, audio_input, clip, audio=None, *, inputs: Inpu
         notices.append(Notice("audio_ignored", f"Head {handle.name!r} does not use audio; the clip was ignored."))
     if "text" in mods:
         notices += unknown_words_notice(clip, [inputs.text])
-    check_token_tower(handle, token_tower)
-    feats, tokens, own_tokens = _single_features(inputs, mods, clip, audio, features, token_tower)
-    if (handle.meta.get("config") or {}).get("reads") != "tokens":
+    tower = tower_for(handle, token_tower)  # pooled heads need no extra image pass
+    check_token_tower(handle, tower)
+    feats, tokens, own_tokens = _single_features(inputs, mods, clip, audio, features, tower)
+    if tower is None and not reads_tokens(handle.meta.get("config")):
         tokens = dict(own_tokens)  # a head of the older, pooled design read the CLIP's own patches only
     notices += _domain_notices(feats, own_tokens, clip, audio)
     notices += head_notices(handle)

@@ -64,11 +64,13 @@ def check_save_name(registry, name: str) -> None:
 def write_head(report: TrainReport, path: str | Path, clip, audio=None, token_tower=None) -> Path:
     """The winner as a head file (atomic: an earlier file at ``path`` survives a crash),
     its metadata naming the encoders it was trained on and how good it is."""
-    from mmdemo.head_inputs import head_encoder_ids
+    from mmdemo.head_inputs import head_encoder_ids, reads_tokens
     from mmdemo.models.fusion import save_head  # torch, only when a head is written
 
     meta = {"labels": report.label_names, "modalities": list(report.modalities), "task": report.dataset,
-            "encoder": head_encoder_ids(report.modalities, clip, audio, token_tower),
+            # The token tower only for a head that reads its patches (a pooled winner fits any tower).
+            "encoder": head_encoder_ids(report.modalities, clip, audio, token_tower if reads_tokens(
+                report.winner_head.config()) else None),
             "validation": {"accuracy": report.winner.accuracy, "macro_f1": report.winner.macro_f1,
                            "n": report.n_val},
             "quality": report.quality(),

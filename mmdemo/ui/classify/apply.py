@@ -109,6 +109,8 @@ def listen(ctx: ClassifyContext, ui: dict, maps: ResultFiles) -> None:
             return tasks.describe_head(ctx.heads_of(request).summary(head))
         except MMDemoError as exc:  # a head that does not load says why here; Classify raises it
             return f"⚠️ {exc}"
+        except Exception:  # noqa: BLE001 - odd metadata in someone's file: the card says so, the page lives
+            return "⚠️ This head's file has metadata this version cannot read."
 
     # An input the user changes is no longer the generated example: its answer no longer applies.
     for event in (ui["image"].upload, ui["image"].clear, ui["text"].input, ui["audio"].upload, ui["audio"].clear):

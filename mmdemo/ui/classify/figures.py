@@ -40,7 +40,8 @@ def explanation_figure(res: tasks.Classification):
         return fig
     grid = e.get("image_grid")
     fig = make_subplots(rows=1, cols=2 if grid else 1, column_widths=[0.5, 0.5] if grid else None,
-                        subplot_titles=(titles[e["type"]], "Attention over image patches") if grid else None)
+                        subplot_titles=(titles[e["type"]], "Gate of each image patch" if e["type"] == "gates"
+                                        else "Attention over image patches") if grid else None)
     fig.add_trace(go.Bar(x=e["names"], y=e["values"], marker_color="#2a9d8f", showlegend=False,
                          hovertemplate="%{x}: %{y:.3f}<extra></extra>"), row=1, col=1)
     if grid:
