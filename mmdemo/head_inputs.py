@@ -56,24 +56,30 @@ def reads_tokens(config: dict | None) -> bool:
 
 def tower_for(handle, token_tower):
     """The token tower to encode for ``handle``: the profile's for a head that reads tokens,
-    None (the CLIP's own patches, no extra pass) for one that doesn't."""
-    return token_tower if reads_tokens((getattr(handle, "meta", None) or {}).get("config")) else None
-
-
-def check_token_tower(handle, token_tower) -> None:
-    """Refuse to feed a head image tokens of another tower than the one it was trained on
-    (its file records it): patch tokens of two towers mean different things, and the head
-    would answer with confidence and be wrong."""
+    None (the CLIP's own patches, no extra pass) for one that doesn't. A token head is refused
+    another tower than the one it was trained on (its file records it): patch tokens of two
+    towers mean different things, and the head would answer with confidence and be wrong."""
     from mmdemo.errors import MMDemoError
 
-    if "image" not in handle.modalities or not reads_tokens((getattr(handle, "meta", None) or {}).get("config")):
-        return
-    wanted = (getattr(handle, "encoder", None) or {}).get("tokens")
-    given = token_tower.model_id if token_tower is not None else None
-    if wanted != given:
-        raise MMDemoError("head_token_tower_mismatch",
-                          f"Head {handle.name!r} reads image tokens from {wanted or 'the CLIP itself'}, but was "
-                          f"given {given or 'the CLIP itself'}; use the profile it was trained on.")
+    if not reads_tokens((getattr(handle, "meta", None) or {}).get("config")):
+        return None
+    if "image" in handle.modalities:
+        wanted = (getattr(handle, "encoder", None) or {}).get("tokens")
+        given = token_tower.model_id if token_tower is not None else None
+        if wanted != given:
+            raise MMDemoError("head_token_tower_mismatch",
+                              f"Head {handle.name!r} reads image tokens from {wanted or 'the CLIP itself'}, but was "
+                              f"given {given or 'the CLIP itself'}; use the profile it was trained on.")
+    return token_tower
+
+
+def tokens_read_by(handle, tokens: dict) -> dict:
+    """The token sequences ``handle``'s head reads from ``tokens`` (encoded with
+    :func:`tower_for`'s tower): all of them for a token head; for the older pooled designs the
+    image patches only (their attention read the CLIP's own patches; the rest ignore tokens)."""
+    if reads_tokens((getattr(handle, "meta", None) or {}).get("config")):
+        return tokens
+    return {m: t for m, t in tokens.items() if m == "image"}
 
 
 def head_encoder_ids(modalities: Sequence[str], clip, audio=None, token_tower=None) -> dict[str, str]:

@@ -65,9 +65,14 @@ def accuracy_of(meta: dict) -> float | None:
     return _fraction(val.get("accuracy")) if isinstance(val, dict) else None
 
 
+def is_at_chance(accuracy: float, chance: float) -> bool:
+    """The one rule for "at chance", for head files and leaderboard rows alike."""
+    return accuracy <= chance + AT_CHANCE_MARGIN
+
+
 def at_chance(meta: dict) -> bool:
     acc, chance = accuracy_of(meta), chance_of(meta)
-    return acc is not None and chance is not None and acc <= chance + AT_CHANCE_MARGIN
+    return acc is not None and chance is not None and is_at_chance(acc, chance)
 
 
 def quality_line(meta: dict) -> str:
@@ -94,7 +99,7 @@ def chance_warning(meta: dict, kind: str) -> str | None:
     to use instead."""
     if not at_chance(meta):
         return None
-    why = POOLED_LIMIT if kind in ("weighted_sum", "concat") else "it did not learn this task from its data"
+    why = POOLED_LIMIT if kind not in TOKEN_KINDS else "it did not learn this task from its data"
     return (f"This {kind} head is at chance on its task ({quality_line(meta)}): {why}. Its answers mean "
             "nothing; use an attention, bilinear or gated head instead.")
 

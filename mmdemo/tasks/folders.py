@@ -32,7 +32,7 @@ from mmdemo.models.decode_options import DecodeOptions
 from mmdemo.scores import softmax
 from mmdemo.tasks import prompts
 from mmdemo.tasks.audio import MAX_CLIP_SECONDS, window_bounds
-from mmdemo.head_inputs import check_token_tower, encode_for_heads, reads_tokens, tower_for
+from mmdemo.head_inputs import encode_for_heads, tokens_read_by, tower_for
 from mmdemo.tasks.classify.apply import DEFAULT_TEMPLATE
 from mmdemo.tasks.classify.datasets import MAX_AUDIO_SECONDS, MAX_CLASSES, MAX_IMAGE_PIXELS, MAX_LABEL_CHARS
 from mmdemo.tasks.gallery_files import gallery_files
@@ -321,13 +321,10 @@ class FolderRun:
 
     def _classify(self, inputs: list) -> list[tuple[str, float]]:
         m, head = self.models, self.options.head
-        tower = tower_for(head, m.tokens)
-        check_token_tower(head, tower)
-        enc = encode_for_heads(head.modalities, m.clip, m.audio, tower, images=[x[0] for x in inputs],
-                               texts=[x[1] for x in inputs], waves=[x[2] for x in inputs])
-        tokens = enc.tokens if reads_tokens(head.meta.get("config")) else {
-            k: v for k, v in enc.tokens.items() if k == "image"}
-        probs = np.asarray(head.predict(enc.pooled, tokens or None))
+        enc = encode_for_heads(head.modalities, m.clip, m.audio, tower_for(head, m.tokens),
+                               images=[x[0] for x in inputs], texts=[x[1] for x in inputs],
+                               waves=[x[2] for x in inputs])
+        probs = np.asarray(head.predict(enc.pooled, tokens_read_by(head, enc.tokens) or None))
         top = probs.argmax(axis=1)
         return [(head.labels[int(i)], float(p[int(i)])) for i, p in zip(top, probs)]
 

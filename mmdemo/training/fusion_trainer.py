@@ -4,6 +4,7 @@ train/validation split, early stopping on validation loss; seeded and cancellabl
 from __future__ import annotations
 
 import copy
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 
 from mmdemo.errors import MMDemoError
 from mmdemo.features import FeatureSet
+from mmdemo.head_kinds import TOKEN_KINDS
 from mmdemo.scores import softmax
 
 
@@ -97,8 +99,6 @@ WARMUP_FRACTION = 0.05  # of all steps: the LR ramps up, then follows a cosine d
 
 
 def default_hidden(kind: str, features: FeatureSet) -> int:
-    from mmdemo.head_kinds import TOKEN_KINDS
-
     return TOKEN_HIDDEN if kind in TOKEN_KINDS and features.tokens else POOLED_HIDDEN
 
 
@@ -121,8 +121,6 @@ def _param_groups(head, lr: float, weight_decay: float) -> list[dict]:
 def _schedule(opt, total_steps: int):
     """Warm-up then cosine decay: attention heads sit on a plateau for a few epochs before they
     bind words to patches, and a constant LR either never leaves it or never settles."""
-    import math
-
     warm = max(1, int(total_steps * WARMUP_FRACTION))
 
     def factor(step: int) -> float:

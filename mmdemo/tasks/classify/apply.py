@@ -14,7 +14,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mmdemo.errors import MMDemoError, Notice
-from mmdemo.head_inputs import check_token_tower, encode_for_heads, reads_tokens, tower_for
+from mmdemo.head_inputs import encode_for_heads, reads_tokens, tokens_read_by, tower_for
+from mmdemo.head_kinds import POOLED_LIMIT, TOKEN_KINDS, WHAT_IT_READS, chance_warning, quality_line
 from mmdemo.media import load_audio, load_image, parse_text_lines
 from mmdemo.scores import ranked, softmax
 from mmdemo.tasks.prompts import ensemble_embeddings, fill, parse_templates, prompts_for
@@ -153,11 +154,9 @@ def describe_head(handle) -> str:
     """What a person should know before trusting a head (Markdown): what its kind reads,
     its task, and its held-out accuracy against chance and the best single modality; a head
     at chance says so, and why."""
-    from mmdemo.head_kinds import POOLED_LIMIT, WHAT_IT_READS, chance_warning, quality_line
-
     meta = getattr(handle, "meta", None) or {}
     reads = WHAT_IT_READS.get(handle.kind, handle.kind)
-    if handle.kind in ("bilinear", "attention", "gated") and (meta.get("config") or {}).get("reads") != "tokens":
+    if handle.kind in TOKEN_KINDS and not reads_tokens(meta.get("config")):
         reads = f"{handle.kind} over pooled vectors (an older head design)"
     task = f" for *{meta['task']}*" if meta.get("task") else ""
     quality = quality_line(meta)
@@ -167,7 +166,7 @@ def describe_head(handle) -> str:
     warning = chance_warning(meta, handle.kind)
     if warning:
         return text + f"\n\n⚠️ {warning}"
-    if handle.kind in ("weighted_sum", "concat"):  # the lesson, said even when it learned something
+    if handle.kind not in TOKEN_KINDS:  # the lesson, said even when it learned something
         text += (f" Its limit: {POOLED_LIMIT}; for questions about which attribute belongs to which object, use "
                  "an attention, bilinear or gated head.")
     return text
@@ -175,8 +174,6 @@ def describe_head(handle) -> str:
 
 def head_notices(handle) -> list[Notice]:
     """What to say beside any answer of this head: that it is at chance on its task, and why."""
-    from mmdemo.head_kinds import chance_warning
-
     text = chance_warning(getattr(handle, "meta", None) or {}, handle.kind)
     return [Notice("head_at_chance", text)] if text else []
 
@@ -215,10 +212,8 @@ def classify(handle, image, text, audio_input, clip, audio=None, *, inputs: Inpu
     if "text" in mods:
         notices += unknown_words_notice(clip, [inputs.text])
     tower = tower_for(handle, token_tower)  # pooled heads need no extra image pass
-    check_token_tower(handle, tower)
     feats, tokens, own_tokens = _single_features(inputs, mods, clip, audio, features, tower)
-    if tower is None and not reads_tokens(handle.meta.get("config")):
-        tokens = dict(own_tokens)  # a head of the older, pooled design read the CLIP's own patches only
+    tokens = tokens_read_by(handle, tokens)
     notices += _domain_notices(feats, own_tokens, clip, audio)
     notices += head_notices(handle)
     probs = handle.predict(_with_ablations(feats, mods), _with_ablations(tokens, mods) or None)

@@ -49,8 +49,6 @@ def head_name(name: str | None, fallback: str) -> str:
     return clean
 
 
-
-
 def check_save_name(registry, name: str) -> None:
     """Refuse to save over a built-in entry (bundled heads, encoders): only the user's own heads are replaced."""
     if name in registry.catalog.entries:
@@ -132,17 +130,18 @@ def register_saved_heads(registry, cache_dir: str | Path) -> list[str]:
 
 def registry_head_summary(registry, name: str):
     """A registry head's :class:`mmdemo.head_kinds.HeadSummary`, from its file's header (loads nothing)."""
-    from mmdemo.head_kinds import read_head_summary
-
     spec = registry.catalog.entry(name)
     if spec.kind != "fusion" or spec.weights is None:
         raise MMDemoError("not_a_fusion_head", f"{name!r} is a {spec.kind} model, not a fusion head.")
-    return _summary(read_head_summary, spec.weights, name)
+    return _summary(spec.weights, name)
 
 
-def _summary(read, path: Path, name: str):
+def _summary(path: Path, name: str):
+    """The header of a head file as a summary, or a message saying it is none."""
+    from mmdemo.head_kinds import read_head_summary
+
     try:
-        return read(path, name)
+        return read_head_summary(path, name)
     except (OSError, ValueError, KeyError, TypeError):
         raise MMDemoError("not_a_head", f"Head {name!r}: its file is missing or is not an mmdemo fusion head.") from None
 
@@ -273,12 +272,10 @@ class OwnerHeads:
 
     def summary(self, name: str):
         """What to say about a head before using it (its file's header: loads nothing)."""
-        from mmdemo.head_kinds import read_head_summary
-
         key = str(name or "").strip()
         own = self._path(key) if re.fullmatch(f"[{_NAME_CHARS}]{{1,{_NAME_MAX}}}", key) else None  # never a path
         if own is not None and own.is_file():
-            return _summary(read_head_summary, own, key)
+            return _summary(own, key)
         if key not in self.registry.catalog.entries:
             raise MMDemoError("head_not_found", f"No head named {key!r}.")
         return registry_head_summary(self.registry, key)

@@ -24,9 +24,9 @@ class LeaderRow:
     baseline: bool = False
 
     def at_chance(self, chance: float) -> bool:
-        from mmdemo.head_kinds import AT_CHANCE_MARGIN
+        from mmdemo.head_kinds import is_at_chance
 
-        return self.accuracy <= chance + AT_CHANCE_MARGIN
+        return is_at_chance(self.accuracy, chance)
 
     def to_dict(self, chance: float | None = None) -> dict:
         return {"name": self.name, "kind": self.kind, "modalities": list(self.modalities),
