@@ -8,6 +8,15 @@ threshold on the Mahalanobis distance from them, calibrated so a chosen share of
 in-world inputs (1% by default) falls beyond it; tasks say so next to a result whose
 input lies beyond it (``tasks/domain_notices.py``).
 
+Clips are judged differently (:class:`FrameFamiliarity`): a pooled audio embedding
+of a clip rendered by other code drifts out of the in-world cloud while every 10 ms
+of it still sounds like the world, and speech lands inside it. So the audio tower's
+familiarity keeps a bank of in-world log-mel frames (each relative to its clip's
+loudest value) and scores a clip by how far its frames lie from their nearest in the
+bank (a high quantile over the clip's frames, so a few odd frames at an onset don't
+count): a syllable or a plucked string has frames no tone, chirp, noise, click or
+chord has.
+
 It is stored beside the weights it belongs to, as ``<weights stem>.familiar.safetensors``
 (``tiny-clip.safetensors`` -> ``tiny-clip.familiar.safetensors``); a model without
 one (every real checkpoint) gets no such notices. numpy only: no torch here.
@@ -84,7 +93,77 @@ class Familiarity:
                        json.loads(meta.get("meta", "{}")))
 
 
-def load_beside(weights: Path | None) -> Familiarity | None:
+# A clip's score is this quantile of its frames' distances to the bank.
+FRAME_QUANTILE = 0.8
+MAX_BANK = 24000  # frames kept (float16: 3 MB at 64 mel rows)
+MAX_FRAMES = 1000  # a long clip is judged on this many of its frames, evenly spread
+
+
+@dataclass
+class FrameFamiliarity:
+    bank: np.ndarray  # [N, F] in-world frames
+    threshold: float
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, fit_on: list[np.ndarray], calibrate_on: list[np.ndarray], flagged: float = FLAGGED_IN_WORLD,
+            seed: int = 0, **meta) -> "FrameFamiliarity":
+        """The bank from the frames of the clips ``fit_on`` (each [T, F]); the threshold
+        from the clips ``calibrate_on`` (others, so it is not set on the bank's own frames)."""
+        frames = np.concatenate([f for f in fit_on if len(f)])
+        rng = np.random.default_rng(seed)
+        if len(frames) > MAX_BANK:
+            frames = frames[rng.choice(len(frames), MAX_BANK, replace=False)]
+        out = cls(frames.astype(np.float16), 0.0, meta)
+        scores = out.scores(calibrate_on)
+        out.threshold = float(np.quantile(scores, 1 - flagged))
+        out.meta.update(flagged_in_world=flagged, fitted_on=len(fit_on), bank_frames=len(frames),
+                        calibrated_on=len(calibrate_on), frame_quantile=FRAME_QUANTILE)
+        return out
+
+    def scores(self, clips: list[np.ndarray]) -> np.ndarray:
+        """Per clip ([T, F] frames): the FRAME_QUANTILE of its frames' distances to their
+        nearest bank frame (0 for a clip with no sound in it: silence is no evidence)."""
+        bank = self.bank.astype(np.float32)
+        bank_sq = (bank ** 2).sum(1)
+        out = []
+        for frames in clips:
+            frames = np.asarray(frames, np.float32)
+            if not len(frames):
+                out.append(0.0)
+                continue
+            if len(frames) > MAX_FRAMES:
+                frames = frames[np.linspace(0, len(frames) - 1, MAX_FRAMES).astype(int)]
+            d2 = (frames ** 2).sum(1)[:, None] + bank_sq[None] - 2 * frames @ bank.T
+            nearest = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+            out.append(float(np.quantile(nearest, FRAME_QUANTILE)))
+        return np.asarray(out)
+
+    def unfamiliar_clips(self, clips: list[np.ndarray]) -> list[bool]:
+        return [bool(s > self.threshold) for s in self.scores(clips)]
+
+    def save(self, path: Path) -> None:
+        from safetensors.numpy import save
+
+        from mmdemo.atomic import atomic_write_bytes
+
+        data = save({"bank": self.bank}, {"threshold": repr(self.threshold), "kind": "frames",
+                                          "meta": json.dumps(self.meta)})
+        atomic_write_bytes(Path(path), data)
+
+
+def load(path: Path) -> Familiarity | FrameFamiliarity:
+    """Either kind, by the file's ``kind`` (files without one hold a :class:`Familiarity`)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata() or {}
+        if meta.get("kind") == "frames":
+            return FrameFamiliarity(f.get_tensor("bank"), float(meta["threshold"]), json.loads(meta.get("meta", "{}")))
+    return Familiarity.load(path)
+
+
+def load_beside(weights: Path | None) -> Familiarity | FrameFamiliarity | None:
     """The familiarity stored beside ``weights``, or None when there is none or it is
     unreadable (a notice is a nicety: a broken file must not stop the model loading)."""
     if weights is None:
@@ -93,7 +172,7 @@ def load_beside(weights: Path | None) -> Familiarity | None:
     if not path.is_file():
         return None
     try:
-        return Familiarity.load(path)
+        return load(path)
     except Exception:  # noqa: BLE001 - any unreadable file means "no notices"
         import logging
 

@@ -126,11 +126,14 @@ def cmd_build_tiny(args) -> int:
         overrides["stages"] = tuple(x.strip() for x in args.stages.split(",") if x.strip())  # build() checks them
     if args.head_kinds:  # retrain some kinds only; the others' files stay as they are
         overrides["head_kinds"] = tuple(x.strip() for x in args.head_kinds.split(",") if x.strip())
+    if args.head_tasks:  # retrain some tasks' heads only (e.g. those that read a rebuilt tower)
+        overrides["head_tasks"] = tuple(x.strip() for x in args.head_tasks.split(",") if x.strip())
     for key in ("clip_steps", "audio_steps", "coca_steps", "seed"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     report = build(BuildOptions(), **overrides)
-    if not args.smoke and "heads" in report:  # the bundle is complete: evaluate it, write the card
+    if not args.smoke and "familiarity" in report.get("options", {}).get("stages", ()):
+        # The last stage ran: the bundle is complete; evaluate it, write the card.
         from mmdemo.tasks.world_eval import SECTIONS
         from mmdemo.training.evaluate import evaluate, write_model_card
 
@@ -198,13 +201,14 @@ def register(sub) -> None:
     s.add_argument("--markdown", action="store_true", help="markdown tables (the README's profiles section)")
     s.set_defaults(func=cmd_models)
 
-    s = sub.add_parser("build-tiny", help="train the embedded tiny bundle from nothing (about 50 min on 2 CPU cores)")
+    s = sub.add_parser("build-tiny", help="train the embedded tiny bundle from nothing (about 2 hours on 2 CPU cores)")
     s.add_argument("--out", type=Path, help="output folder (default assets/models/tiny)")
     s.add_argument("--smoke", action="store_true", help="a few steps only, to check the pipeline")
-    s.add_argument("--stages", help="comma-separated subset of clip,coca,heads,familiarity (default: all; later "
-                                    "stages reuse --out)")
+    s.add_argument("--stages", help="comma-separated subset of clip,audio,coca,heads,familiarity (default: all; "
+                                    "later stages reuse --out)")
     s.add_argument("--seed", type=int)
     s.add_argument("--head-kinds", help="comma-separated head kinds the heads stage trains (default: all)")
+    s.add_argument("--head-tasks", help="comma-separated tasks whose heads the heads stage trains (default: all)")
     s.add_argument("--clip-steps", type=int)
     s.add_argument("--audio-steps", type=int)
     s.add_argument("--coca-steps", type=int)

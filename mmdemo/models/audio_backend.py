@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from mmdemo.catalog import EntrySpec
 from mmdemo.errors import MMDemoError
-from mmdemo.familiarity import load_beside
+from mmdemo.familiarity import FrameFamiliarity, load_beside
 from mmdemo.models import audio_tower as at
 from mmdemo.scores import softmax
 from mmdemo.weights import FILE, require_weights
@@ -45,10 +45,16 @@ class TinyAudioHandle:
         handle.familiarity = load_beside(path)
         return handle
 
-    def unfamiliar(self, audio_embs: np.ndarray) -> list[bool] | None:
-        """Which clip embeddings lie outside the world the model was trained on (None:
-        no bounds are known)."""
-        return self.familiarity.unfamiliar(audio_embs) if self.familiarity is not None else None
+    def unfamiliar_waves(self, waves: Sequence[np.ndarray]) -> list[bool] | None:
+        """Which clips (mono at ``sample_rate``, whole) sound unlike the world the model
+        was trained on (None: no bounds are known). Judged by their frames
+        (familiarity.FrameFamiliarity); an older bundle's file, by the first window's embedding."""
+        fam = self.familiarity
+        if fam is None:
+            return None
+        if isinstance(fam, FrameFamiliarity):
+            return fam.unfamiliar_clips([at.familiar_frames(np.asarray(w, np.float32)) for w in waves])
+        return fam.unfamiliar(self.encode_waves(list(waves)))
 
     def modules(self):
         return [self.tower]
@@ -57,12 +63,18 @@ class TinyAudioHandle:
         """The log-mel picture the model sees for one window (also shown in the UI)."""
         return at.fit_frames(at.log_mel(np.asarray(wave, np.float32)), self._n_frames)
 
+    def inputs(self, wave: np.ndarray) -> np.ndarray:
+        """Everything the tower reads for one window: the log-mel picture, and the pitch
+        and peak rows when it was built with them."""
+        return at.fit_frames(at.model_inputs(np.asarray(wave, np.float32), pitch=self.tower.reads_pitch),
+                             self._n_frames)
+
     def encode_waves(self, waves: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """L2-normalised embeddings [N, D] of mono clips at ``sample_rate`` (first window each)."""
         out = []
         with torch.inference_mode():
             for start in range(0, len(waves), batch_size):
-                mels = np.stack([self.mel(w) for w in waves[start:start + batch_size]])
+                mels = np.stack([self.inputs(w) for w in waves[start:start + batch_size]])
                 emb = self.tower(torch.from_numpy(mels).to(self.device))
                 out.append(F.normalize(emb, dim=-1).float().cpu().numpy())
         if not out:
@@ -75,7 +87,7 @@ class TinyAudioHandle:
         pooled, tokens = [], []
         with torch.inference_mode():
             for start in range(0, len(waves), batch_size):
-                mels = np.stack([self.mel(w) for w in waves[start:start + batch_size]])
+                mels = np.stack([self.inputs(w) for w in waves[start:start + batch_size]])
                 emb, frames = self.tower(torch.from_numpy(mels).to(self.device), return_tokens=True)
                 pooled.append(F.normalize(emb, dim=-1).float().cpu().numpy())
                 tokens.append(frames.float().cpu().numpy())

@@ -164,7 +164,7 @@ def match_audio(source: Any, labels: str | Sequence[str], audio, *, templates: s
     clip = _load(source, name, audio, max_seconds)
     notices = clip.notices + notices + t_notices + unknown_words_notice(audio, label_list + tpls)
     windowed = embed_clip(audio, clip, hop_seconds)
-    notices += clip_notice(audio, windowed.embeddings)
+    notices += clip_notice(audio, clip.wave)
     text = encode_labels(audio, label_list, tpls)
     sim = windowed.embeddings @ text.T  # [W, L]
     best_w = sim.argmax(axis=0)
@@ -206,7 +206,7 @@ def search_texts_by_audio(source: Any, texts: str | Sequence[str], audio, *, k: 
     order = np.argsort(-sim, kind="stable")[: max(1, int(k))]
     return TextSearch(clip.name, clip.duration, [{"label": items[i], "score": float(sim[i])} for i in order],
                       clip.notices + notices + unknown_words_notice(audio, items)
-                      + clip_notice(audio, windowed.embeddings))
+                      + clip_notice(audio, clip.wave))
 
 
 # --------------------------------------------------------------------------- gallery

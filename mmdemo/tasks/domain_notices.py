@@ -45,10 +45,8 @@ def image_tokens_notice(model, image_tokens: np.ndarray) -> list[Notice]:
     return unfamiliar_notice(find(image_tokens) if find is not None else None, "image")
 
 
-def clip_notice(audio, window_embs: np.ndarray) -> list[Notice]:
-    """One clip, heard as windows: unfamiliar when most of its windows are."""
-    find = getattr(audio, "unfamiliar", None)
-    flags = find(window_embs) if find is not None else None
-    if flags is None or not len(flags):
-        return []
-    return unfamiliar_notice([sum(flags) > len(flags) / 2], "clip")
+def clip_notice(audio, wave: np.ndarray) -> list[Notice]:
+    """One clip (mono at the model's rate, whole), judged by the audio model itself."""
+    find = getattr(audio, "unfamiliar_waves", None)
+    flags = find([wave]) if find is not None else None
+    return unfamiliar_notice(flags, "clip")

@@ -221,7 +221,7 @@ def explain_audio_text(source: Any, text: str | None, audio, *, templates: str |
              + [(f, t) for f in _spans(gf_edges, f_pos) for t in _spans(gt_edges, t_pos)])
     embs = np.asarray(audio.encode_waves(_silenced(spec, cells, len(wave))), np.float32) @ text_emb
     drops = embs[0] - embs[1:]
-    notices = list(clip.notices) + clip_notice(audio, windowed.embeddings)
+    notices = list(clip.notices) + clip_notice(audio, clip.wave)
     return AudioMatchMap(
         text, float(sims[best]), (start / sr, end / sr), t_edges + start / sr, f_edges,
         drops[:TIME_SLICES], drops[TIME_SLICES:TIME_SLICES + FREQ_BANDS],

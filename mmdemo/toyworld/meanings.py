@@ -20,13 +20,25 @@ PATTERN_CONTRAST = (25, 50)  # pattern colour: background +- this
 PATTERN_PERIOD_PX = (6, 10)  # stripe, dot and check period at 64 px (vertical stripes)
 DOT_RADIUS_PX = (1.0, 2.2)  # at 64 px
 
-# Sounds
-PITCH_HZ = {"low": (110, 155), "mid": (370, 520), "high": (1450, 2000)}  # tone fundamental
-CHIRP_LOW_HZ, CHIRP_HIGH_HZ = (250, 350), (2600, 3400)  # a sweep between the two, up or down
-CLICK_RATE_HZ = {"slow": (2.5, 3.5), "fast": (13.0, 19.0)}  # clicks per second
-CHORD_ROOT_HZ = (230, 300)  # major: root, major third, fifth; minor: root, minor third, fifth
-PEAK_DBFS = {"loud": (-4.0, 0.0), "quiet": (-20.0, -13.0)}  # clip peak
+# Sounds. Each family of words splits one audible scale into bands that touch, so every
+# value in the covered range has exactly one word and the words are ordinal (a sine swept
+# from 80 Hz to 4 kHz is low, then mid, then high, never back): what people hear, not
+# one point per word. Generators draw log-uniformly within a band (see sounds.log_uniform).
+PITCH_HZ = {"low": (55.0, 300.0), "mid": (300.0, 1000.0), "high": (1000.0, 5000.0)}  # tone fundamental
+CHIRP_LOW_HZ, CHIRP_HIGH_HZ = (120.0, 600.0), (1200.0, 4000.0)  # a sweep between the two, up or down
+CLICK_RATE_HZ = {"slow": (1.5, 7.0), "fast": (7.0, 25.0)}  # clicks per second
+CHORD_ROOT_HZ = (160.0, 450.0)  # major: root, major third, fifth; minor: root, minor third, fifth
+PEAK_DBFS = {"quiet": (-45.0, -12.0), "loud": (-12.0, 0.0)}  # clip peak
 EVENT_SECONDS = {"one event": (1.0, 4.0), "each of two events": (0.8, 2.0)}
+
+
+def band_of(bands: dict[str, tuple[float, float]], value: float) -> str | None:
+    """The word whose band holds ``value`` (a boundary belongs to the upper band); None
+    outside every band."""
+    for word, (lo, hi) in sorted(bands.items(), key=lambda kv: kv[1]):
+        if lo <= value < hi or (value == hi and hi == max(b[1] for b in bands.values())):
+            return word
+    return None
 
 
 def _span(lo_hi, unit: str = "") -> str:
@@ -51,9 +63,10 @@ def table() -> str:
         ("sine / square / sawtooth", "pure tone / odd harmonics at 1/k / all harmonics at 1/k"),
         ("rising / falling chirp", f"exponential sweep {_span(CHIRP_LOW_HZ)} Hz <-> {_span(CHIRP_HIGH_HZ)} Hz"),
         ("slow / fast clicks", " / ".join(_span(CLICK_RATE_HZ[p], " clicks/s") for p in ("slow", "fast"))),
-        ("major / minor chord", f"root {_span(CHORD_ROOT_HZ, ' Hz')} with a major / minor third and a fifth"),
+        ("major / minor chord", f"root {_span(CHORD_ROOT_HZ, ' Hz')} with a major / minor third and a fifth "
+                                "(equal-tempered or just intonation; notes may start up to 40 ms apart)"),
         ("white / pink / brown noise", "flat spectrum / -3 dB per octave / -6 dB per octave"),
-        ("loud / quiet", " / ".join(_span(PEAK_DBFS[p], " dBFS peak") for p in ("loud", "quiet"))),
+        ("quiet / loud", " / ".join(_span(PEAK_DBFS[p], " dBFS peak") for p in ("quiet", "loud"))),
         ("durations", "; ".join(f"{k} {_span(v, ' s')}" for k, v in EVENT_SECONDS.items())),
     ]
     return "\n".join(["| words | meaning |", "|---|---|", *(f"| {w} | {m} |" for w, m in rows)])

@@ -113,33 +113,47 @@ class _Voice:
     click_ms: float = 4.0
     chord_root: float = 262.0
     chord_stagger: float = 0.0  # seconds between the chord's notes' onsets
+    just_chord: bool = True  # just intonation (4:5:6, 10:12:15), else equal-tempered
     attack: float = 0.01  # seconds
     release: float = 0.01
+    fade_power: float = 1.0  # envelope curve: 1 linear, 2 quadratic
+    harmonic_tilt: float = 1.0  # additive waves: harmonic k at 1/k**tilt
+    harmonic_phases: bool = False  # additive waves: each harmonic at its own small phase offset
+
+
+def log_uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
+    """A value drawn evenly in log scale between the band's ends: as many octaves of low
+    pitch as of high, as many doublings of slow clicks as of fast (how people hear them)."""
+    lo, hi = lo_hi
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
 def _sample_voice(e: SoundEvent, rng: np.random.Generator) -> _Voice:
     from mmdemo.toyworld import meanings as m
 
     pitch = e.variant.split()[0] if e.kind == "tone" else None
-    return _Voice(pitch_hz=float(rng.uniform(*m.PITCH_HZ[pitch])) if pitch else None,
+    return _Voice(pitch_hz=log_uniform(rng, m.PITCH_HZ[pitch]) if pitch else None,
                   phase=float(rng.uniform(0, 2 * np.pi)), additive=bool(rng.random() < 0.5),
-                  chirp_hz=(float(rng.uniform(*m.CHIRP_LOW_HZ)), float(rng.uniform(*m.CHIRP_HIGH_HZ))),
+                  chirp_hz=(log_uniform(rng, m.CHIRP_LOW_HZ), log_uniform(rng, m.CHIRP_HIGH_HZ)),
                   linear_chirp=bool(rng.random() < 0.3),
-                  click_rate=float(rng.uniform(*m.CLICK_RATE_HZ[e.variant])) if e.kind == "clicks" else None,
+                  click_rate=log_uniform(rng, m.CLICK_RATE_HZ[e.variant]) if e.kind == "clicks" else None,
                   click_ring_hz=float(rng.uniform(1000, 4000)) if rng.random() < 0.5 else 0.0,
-                  click_ms=float(rng.uniform(2, 7)), chord_root=float(rng.uniform(*m.CHORD_ROOT_HZ)),
-                  chord_stagger=float(rng.uniform(0, 0.04)), attack=float(rng.uniform(0.002, 0.06)),
-                  release=float(rng.uniform(0.01, 0.25)))
+                  click_ms=float(rng.uniform(2, 7)), chord_root=log_uniform(rng, m.CHORD_ROOT_HZ),
+                  chord_stagger=float(rng.uniform(0, 0.04)), just_chord=bool(rng.random() < 0.5),
+                  attack=float(rng.uniform(0.002, 0.06)), release=float(rng.uniform(0.01, 0.25)),
+                  fade_power=float(rng.choice([1.0, 2.0])), harmonic_tilt=float(rng.uniform(0.8, 1.2)),
+                  harmonic_phases=bool(rng.random() < 0.5))
 
 
-def _periodic(wave: str, f: float, t: np.ndarray, phase: float, additive: bool) -> np.ndarray:
+def _periodic(wave: str, f: float, t: np.ndarray, phase: float, voice: _Voice) -> np.ndarray:
     p = 2 * np.pi * f * t + phase
     if wave == "sine":
         return np.sin(p)
-    if additive:  # band-limited: harmonics k (odd only for square) at 1/k, below Nyquist
+    if voice.additive:  # band-limited: harmonics k (odd only for square) at about 1/k, below Nyquist
         ks = np.arange(1, int(SAMPLE_RATE / 2 / f) + 1)
         ks = ks[ks % 2 == 1] if wave == "square" else ks
-        return sum(np.sin(k * p) / k for k in ks)
+        offsets = np.sin(ks * 12.9898 + phase) * 0.2 if voice.harmonic_phases else np.zeros(len(ks))
+        return sum(np.sin(k * p + o) / k ** voice.harmonic_tilt for k, o in zip(ks, offsets))
     return np.sign(np.sin(p)) if wave == "square" else 2 * ((p / (2 * np.pi)) % 1.0) - 1
 
 
@@ -149,7 +163,7 @@ def _event_wave(e: SoundEvent, rng: np.random.Generator, voice: _Voice = _Voice(
     j = 1.0 + e.jitter
     if e.kind == "tone":
         pitch, wave = e.variant.split()
-        x = _periodic(wave, voice.pitch_hz or PITCHES[pitch] * j, t, voice.phase, voice.additive)
+        x = _periodic(wave, voice.pitch_hz or PITCHES[pitch] * j, t, voice.phase, voice)
     elif e.kind == "chirp":
         lo, hi = voice.chirp_hz[0] * j, voice.chirp_hz[1] * j
         f0, f1 = (lo, hi) if e.variant == "rising" else (hi, lo)
@@ -181,7 +195,10 @@ def _event_wave(e: SoundEvent, rng: np.random.Generator, voice: _Voice = _Voice(
             seg += burst[: len(seg)]
     elif e.kind == "chord":
         root = voice.chord_root * j
-        ratios = (1.0, 1.25, 1.5) if e.variant == "major" else (1.0, 1.2, 1.5)
+        third = 2 ** ((4 if e.variant == "major" else 3) / 12)  # equal-tempered
+        if voice.just_chord:
+            third = 5 / 4 if e.variant == "major" else 6 / 5
+        ratios = (1.0, third, 1.5 if voice.just_chord else 2 ** (7 / 12))
         x = np.zeros(n)
         for k, r in enumerate(ratios):
             start = min(n, int(k * voice.chord_stagger * SAMPLE_RATE))
@@ -192,7 +209,7 @@ def _event_wave(e: SoundEvent, rng: np.random.Generator, voice: _Voice = _Voice(
     if e.kind != "clicks":
         for seconds, part in ((voice.attack, slice(None)), (voice.release, slice(None, None, -1))):
             fade = min(n // 4, int(seconds * SAMPLE_RATE))
-            x[part][:fade] *= np.linspace(0, 1, fade)
+            x[part][:fade] *= np.linspace(0, 1, fade) ** voice.fade_power
     return x
 
 

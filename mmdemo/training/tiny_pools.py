@@ -21,23 +21,25 @@ from mmdemo.training import tiny_configs
 class Pools:
     """Scenes and sounds, refreshed as training goes; each step draws a batch and fresh wordings."""
 
-    def __init__(self, opts, rng: np.random.Generator, bar: Callable, with_sounds: bool = True):
+    def __init__(self, opts, rng: np.random.Generator, bar: Callable, with_sounds: bool = True,
+                 with_scenes: bool = True):
         """``opts``: the build's options (``image_pool``/``sound_pool`` say how many,
         ``varied`` what share is drawn in a varied look or voice)."""
-        from mmdemo.models.audio_tower import N_MELS, WINDOW_SECONDS, frames_for
+        from mmdemo.models.audio_tower import WINDOW_SECONDS, frames_for, input_rows
         from mmdemo.toyworld import scenes, sounds
 
         self.rng, self.varied = rng, float(getattr(opts, "varied", 0.0))
         # Share of a batch that also gets a hard negative (each costs a text-tower row).
         self.negatives = float(getattr(opts, "hard_negatives", 0.0))
         self.n_frames = frames_for(WINDOW_SECONDS)
-        self.scenes = [scenes.sample_scene(rng, split="train") for _ in range(opts.image_pool)]
+        self.scenes = [scenes.sample_scene(rng, split="train") for _ in range(opts.image_pool if with_scenes else 0)]
         self.images = np.zeros((len(self.scenes), tiny_configs.IMAGE_SIZE, tiny_configs.IMAGE_SIZE, 3), np.uint8)
         self.captions = [""] * len(self.scenes)
         for i in bar(range(len(self.scenes)), desc="render scenes"):
             self._set_scene(i, self.scenes[i])
         self.sounds = [sounds.sample_sound(rng) for _ in range(opts.sound_pool if with_sounds else 0)]
-        self.mels = np.zeros((len(self.sounds), N_MELS, self.n_frames), np.float16)
+        # What the audio tower reads (log-mel, pitch and peak rows), float16 to keep the pool small.
+        self.audio_inputs = np.zeros((len(self.sounds), input_rows(), self.n_frames), np.float16)
         self.descriptions = [""] * len(self.sounds)
         for i in bar(range(len(self.sounds)), desc="render sounds"):
             self._set_sound(i, self.sounds[i])
@@ -58,11 +60,11 @@ class Pools:
         self.scenes[i], self.images[i], self.captions[i] = scene, self.render(scene), scenes.caption(scene)
 
     def _set_sound(self, i: int, spec) -> None:
-        from mmdemo.models.audio_tower import fit_frames, log_mel
+        from mmdemo.models.audio_tower import fit_frames, model_inputs
         from mmdemo.toyworld import sounds
 
         self.sounds[i] = spec
-        self.mels[i] = fit_frames(log_mel(sounds.render_sound(spec, rng=self._look())), self.n_frames)
+        self.audio_inputs[i] = fit_frames(model_inputs(sounds.render_sound(spec, rng=self._look())), self.n_frames)
         self.descriptions[i] = sounds.describe(spec)
 
     def refresh(self, n_scenes: int, n_sounds: int) -> None:

@@ -1,4 +1,5 @@
-"""The tiny bundle's two training stages: CLIP + audio (one text tower), then CoCa.
+"""The tiny bundle's training stages: CLIP (+ an audio tower shaping its text tower),
+the shipped audio tower against that frozen text tower, then CoCa.
 
 Each stage trains, writes its weights into the bundle folder and adds its losses and
 timings to the build report; :mod:`mmdemo.training.build_tiny` decides which run.
@@ -54,14 +55,16 @@ def _texts_and_negatives(clip, tok, texts: list[str], negatives: list[str]):
 
 
 def clip_stage(opts, out: Path, tok, pools, rng: np.random.Generator, bar, report: dict) -> None:
-    from mmdemo.models.audio_tower import AudioTower, save_audio_tower
+    from mmdemo.models.audio_tower import PITCH_BINS, AudioTower
     from mmdemo.models.open_clip_backend import create_untrained
 
     n_img, n_snd, B, SB = len(pools.scenes), len(pools.sounds), opts.batch_size, opts.sound_batch_size
     # -- 1. CLIP + audio, jointly, through one text tower ------------------------------
     torch.manual_seed(opts.seed)
     clip = create_untrained(out / f"{CLIP_NAME}.json")
-    audio = AudioTower(embed_dim=tiny_configs.EMBED_DIM)
+    # Trained beside the CLIP so its text tower learns to tell sounds apart; the shipped
+    # audio tower is trained afresh against that text tower (audio_stage).
+    audio = AudioTower(embed_dim=tiny_configs.EMBED_DIM, pitch_bins=PITCH_BINS)
     audio_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
     probe = AttributeProbe(tiny_configs.EMBED_DIM)
     params = list(clip.parameters()) + list(audio.parameters()) + [audio_scale] + list(probe.parameters())
@@ -81,7 +84,7 @@ def clip_stage(opts, out: Path, tok, pools, rng: np.random.Generator, bar, repor
         loss_attr = probe.loss(img_raw, AttributeProbe.targets(drawn))
         j = rng.integers(0, n_snd, SB)
         stexts, skeys, snegs = pools.sound_texts(j)
-        aud = F.normalize(audio(torch.from_numpy(pools.mels[j].astype(np.float32))), dim=-1)
+        aud = F.normalize(audio(torch.from_numpy(pools.audio_inputs[j].astype(np.float32))), dim=-1)
         stxt, sneg = _texts_and_negatives(clip, tok, stexts, snegs)
         loss_a = contrastive_loss(aud, stxt, audio_scale.exp().clamp(max=100), skeys, sneg, snegs)
         _step(opt, sched, loss_i + loss_a + opts.attribute_loss * loss_attr, params)
@@ -94,27 +97,76 @@ def clip_stage(opts, out: Path, tok, pools, rng: np.random.Generator, bar, repor
     clip.eval()
     _save_model(clip, out / "tiny-clip.safetensors", CLIP_NAME, opts.seed)
 
-    # -- 2. audio against the frozen, shipped text tower --------------------------------
+
+
+def sound_only_rows(tok) -> list[int]:
+    """Token ids of the words only sounds use ("chord", "minor", "beep"...): no scene
+    caption contains them, so moving their embeddings leaves every image caption's
+    text embedding (and the image half of the bundle) exactly as it was."""
+    from mmdemo.toyworld import scenes, sounds
+
+    return sorted(tok.stoi[w] for w in sounds.WORDS - scenes.WORDS if w in tok.stoi)
+
+
+def audio_stage(opts, out: Path, tok, bar, report: dict) -> None:
+    """A fresh audio tower (log-mel, pitch and peak rows: models/audio_tower.py) trained
+    against the shipped CLIP's frozen text tower. Only the embedding rows of sound-only
+    words learn beside it: in the joint stage "a major chord" and "a minor chord" barely
+    differed (nothing could hear the third), and a frozen text side would keep them so.
+    Rewrites tiny-clip.safetensors with those rows (every other weight bit-identical)."""
+    from safetensors.torch import load_file
+
+    from mmdemo.models.audio_tower import PITCH_BINS, AudioTower, save_audio_tower
+    from mmdemo.models.open_clip_backend import create_untrained
+    from mmdemo.training.tiny_pools import Pools
+
+    # Its own seeded streams, so `--stages audio` trains the tower a full build would.
+    rng = np.random.default_rng(opts.seed + 5)
+    torch.manual_seed(opts.seed + 5)
+    t0 = time.perf_counter()
+    pools = Pools(opts, np.random.default_rng(opts.seed + 6), bar, with_scenes=False)
+    report["audio_data_seconds"] = round(time.perf_counter() - t0, 1)
+    clip = create_untrained(out / f"{CLIP_NAME}.json")
+    clip.load_state_dict(load_file(str(out / "tiny-clip.safetensors")))
+    clip.eval()
     for p in clip.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.AdamW(list(audio.parameters()) + [audio_scale], lr=opts.lr * 0.3, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, opts.audio_steps, warmup=20))
+    words = clip.token_embedding.weight
+    before = words.detach().clone()
+    rows = torch.tensor(sound_only_rows(tok))
+    keep = torch.ones(len(words), 1)
+    keep[rows] = 0.0
+    words.requires_grad_(True)
+    words.register_hook(lambda g: g * (1 - keep))  # only the sound-only rows get a gradient
+    audio = AudioTower(embed_dim=tiny_configs.EMBED_DIM, pitch_bins=PITCH_BINS)
+    audio_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    params = list(audio.parameters()) + [audio_scale]
+    # No weight decay on the word rows: AdamW would shrink the frozen ones too.
+    opt = torch.optim.AdamW([{"params": params}, {"params": [words], "weight_decay": 0.0}], lr=opts.lr,
+                            weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, opts.audio_steps, warmup=100))
+    audio.train()
     losses = []
     t0 = time.perf_counter()
-    for step in (pbar := bar(range(opts.audio_steps), desc="audio (frozen text)")):
+    for step in (pbar := bar(range(opts.audio_steps), desc="audio")):
         pools.refresh(0, opts.refresh_sounds)
-        j = rng.integers(0, n_snd, SB)
+        j = rng.integers(0, len(pools.sounds), opts.sound_batch_size)
         stexts, skeys, snegs = pools.sound_texts(j)
-        with torch.no_grad():
-            stxt, sneg = _texts_and_negatives(clip, tok, stexts, snegs)
-        aud = F.normalize(audio(torch.from_numpy(pools.mels[j].astype(np.float32))), dim=-1)
+        stxt, sneg = _texts_and_negatives(clip, tok, stexts, snegs)
+        aud = F.normalize(audio(torch.from_numpy(pools.audio_inputs[j].astype(np.float32))), dim=-1)
         loss = contrastive_loss(aud, stxt, audio_scale.exp().clamp(max=100), skeys, sneg, snegs)
-        _step(opt, sched, loss)
+        _step(opt, sched, loss, params)
         losses.append(loss.item())
         _show(pbar, step, loss=loss)
     report["audio_seconds"] = round(time.perf_counter() - t0, 1)
     report["audio_loss"] = ends(losses)
+    moved = (words.detach() - before).abs().sum(1) > 0
+    if bool(moved[keep[:, 0] > 0].any()):
+        raise AssertionError("a word row shared with scene captions moved in the audio stage")
+    report["audio_word_rows_moved"] = int(moved.sum())
+    words.requires_grad_(False)
     audio.eval()
+    _save_model(clip, out / "tiny-clip.safetensors", CLIP_NAME, opts.seed)
     save_audio_tower(audio, out / "tiny-audio.safetensors",
                      {"text_encoder": CLIP_NAME, "logit_scale": audio_scale.detach().exp().clamp(max=100).item()})
 

@@ -112,11 +112,11 @@ def _single_features(inputs: Inputs, modalities, clip, audio, cache: dict | None
     return feats, tokens, own
 
 
-def _domain_notices(feats: dict, own_tokens: dict, clip, audio) -> list[Notice]:
-    """Inputs unlike the encoders' world, said beside the head's answer (from the
-    features and the CLIP's own image tokens already extracted for it)."""
+def _domain_notices(feats: dict, own_tokens: dict, wave, clip, audio) -> list[Notice]:
+    """Inputs unlike the encoders' world, said beside the head's answer (the image from
+    the CLIP's own tokens already extracted for it, the clip from its frames)."""
     return ((image_tokens_notice(clip, own_tokens["image"]) if "image" in own_tokens else [])
-            + (clip_notice(audio, feats["audio"]) if "audio" in feats else []))
+            + (clip_notice(audio, wave) if "audio" in feats else []))
 
 
 def _explanation(raw: dict, modalities: Sequence[str]) -> dict:
@@ -214,7 +214,7 @@ def classify(handle, image, text, audio_input, clip, audio=None, *, inputs: Inpu
     tower = tower_for(handle, token_tower)  # pooled heads need no extra image pass
     feats, tokens, own_tokens = _single_features(inputs, mods, clip, audio, features, tower)
     tokens = tokens_read_by(handle, tokens)
-    notices += _domain_notices(feats, own_tokens, clip, audio)
+    notices += _domain_notices(feats, own_tokens, inputs.wave, clip, audio)
     notices += head_notices(handle)
     probs = handle.predict(_with_ablations(feats, mods), _with_ablations(tokens, mods) or None)
     full, top = probs[0], int(probs[0].argmax())
@@ -319,7 +319,7 @@ def zero_shot(image, text, audio_input, labels, clip, audio=None, *, weights: di
     if "audio" in used:
         a_prompts = audio_prompts(prompts, names, audio, clip)
         audio_emb = audio.encode_waves([inputs.wave])
-        notices += clip_notice(audio, audio_emb)
+        notices += clip_notice(audio, inputs.wave)
         # Audio in the CLIP's text space gets the same ensemble; a CLAP its own one template.
         a_templates = ensemble if shares_clip_space(audio, clip) else [AUDIO_TEMPLATE]
         sims["audio"] = audio_emb[0] @ ensemble_embeddings(audio.encode_texts, names, a_templates).T
