@@ -93,6 +93,39 @@ def test_speech_is_said_to_sound_unlike_the_world_and_a_generated_clip_is_not(cl
     assert top_label(result)[0] and any(unlike in w for w in warnings)  # an answer, and the warning
 
 
+def _plain(kind: str, hz, seconds: float = 2.0, peak_db: float = -6.0) -> np.ndarray:
+    """Made here with plain numpy, neither generator's code: a sine at ``hz``, or the notes
+    ``hz`` together (a chord), at a peak of ``peak_db`` dBFS."""
+    t = np.arange(int(seconds * SR)) / SR
+    x = sum(np.sin(2 * np.pi * f * t + k) for k, f in enumerate(np.atleast_1d(hz)))
+    x[:320] *= np.linspace(0, 1, 320)
+    x[-320:] *= np.linspace(1, 0, 320)
+    return (x / np.abs(x).max() * 10 ** (peak_db / 20)).astype(np.float32)
+
+
+@pytest.mark.parametrize("hz,word", [(2640, "high"), (220, "low"), (600, "mid"), (90, "low"), (3500, "high")])
+def test_pitch_words_mean_what_people_hear(client, tmp_path, hz, word):
+    """A pure tone anywhere in a word's band gets that word (the previous bundle called a
+    2,640 Hz sine "low": its words meant three narrow bands with gaps between)."""
+    path = write(tmp_path / f"{hz}.wav", _plain("sine", hz))
+    labels = "\n".join(f"a {p} sine tone" for p in ("low", "mid", "high"))
+    assert top_label(match(client, path, labels))[0] == f"a {word} sine tone"
+
+
+@pytest.mark.parametrize("name,notes", [("C major", (261.63, 329.63, 392.0)), ("F major", (174.61, 220.0, 261.63)),
+                                        ("A minor", (220.0, 261.63, 329.63)), ("E minor", (329.63, 392.0, 493.88))])
+def test_a_chord_is_heard_as_major_or_minor(client, tmp_path, name, notes):
+    path = write(tmp_path / f"{name}.wav", _plain("chord", notes))
+    top, _ = top_label(match(client, path, "a major chord\na minor chord"))
+    assert top == f"a {name.split()[1]} chord"
+
+
+@pytest.mark.parametrize("peak_db,word", [(-30, "quiet"), (-3, "loud")])
+def test_loudness_words_follow_the_peak(client, tmp_path, peak_db, word):
+    path = write(tmp_path / f"{peak_db}.wav", _plain("sine", 440.0, peak_db=peak_db), subtype="FLOAT")
+    assert top_label(match(client, path, "a loud mid sine tone\na quiet mid sine tone"))[0] == f"a {word} mid sine tone"
+
+
 def test_endpoints_are_named(client):
     names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
     assert {"/match_audio", "/search_audio", "/search_texts_by_audio", "/audio_example_clip"} <= names

@@ -10,7 +10,7 @@ from mmdemo.training.build_tiny import SMOKE, BuildOptions, build
 
 def test_smoke_build_runs_every_stage_and_losses_fall(tmp_path):
     report = build(BuildOptions(out=tmp_path, progress=False), **SMOKE)
-    for key in ("clip_loss", "joint_audio_loss", "attribute_loss", "caption_loss"):
+    for key in ("clip_loss", "joint_audio_loss", "attribute_loss", "audio_loss", "caption_loss"):
         assert report[key]["last"] < report[key]["first"], (key, report[key])
     names = {p.name for p in tmp_path.iterdir()}
     assert {"tokenizer.json", "tiny-clip.safetensors", "tiny-coca.safetensors", "tiny-audio.safetensors",
@@ -18,6 +18,30 @@ def test_smoke_build_runs_every_stage_and_losses_fall(tmp_path):
     heads = sorted(p.name for p in (tmp_path / "heads").iterdir())
     assert len(heads) == 10 and "scene_qa-attention.safetensors" in heads
     assert json.loads((tmp_path / "build_report.json").read_text())["heads"]["scene_qa"].keys() >= {"concat", "gated"}
+
+
+def test_the_audio_stage_moves_only_the_words_that_only_sounds_use(tmp_path):
+    """So every image caption embeds exactly as the CLIP stage left it."""
+    from safetensors.torch import load_file
+
+    from mmdemo.models.audio_tower import load_audio_tower
+    from mmdemo.models.tokenizer import WordTokenizer
+    from mmdemo.training.tiny_stages import sound_only_rows
+
+    build(BuildOptions(out=tmp_path, progress=False, stages=("clip",)), **{k: v for k, v in SMOKE.items()})
+    before = load_file(str(tmp_path / "tiny-clip.safetensors"))
+    report = build(BuildOptions(out=tmp_path, progress=False, stages=("audio",)), **SMOKE)
+    after = load_file(str(tmp_path / "tiny-clip.safetensors"))
+    assert before.keys() == after.keys()
+    changed = [k for k in before if not (before[k] == after[k]).all()]
+    assert changed == ["token_embedding.weight"]
+    rows = (before["token_embedding.weight"] != after["token_embedding.weight"]).any(dim=1).nonzero()[:, 0].tolist()
+    tok = WordTokenizer.load(tmp_path / "tokenizer.json")
+    assert rows and set(rows) <= set(sound_only_rows(tok)) and report["audio_word_rows_moved"] == len(rows)
+    assert {"chord", "minor", "major"} <= {tok.itos[r] for r in sound_only_rows(tok)}
+    assert not {"red", "circle", "a", "left"} & {tok.itos[r] for r in sound_only_rows(tok)}
+    tower, meta = load_audio_tower(tmp_path / "tiny-audio.safetensors")
+    assert tower.reads_pitch and meta["text_encoder"] == "mmdemo-tiny-clip"
 
 
 def test_training_preprocessing_matches_the_app():

@@ -5,7 +5,7 @@ import logging
 
 import numpy as np
 
-from mmdemo.familiarity import Familiarity, load_beside, path_for
+from mmdemo.familiarity import Familiarity, FrameFamiliarity, load_beside, path_for
 from mmdemo.tasks.domain_notices import clip_notice, image_notice, image_tokens_notice, unfamiliar_notice
 
 
@@ -50,8 +50,8 @@ class _Model:
     def __init__(self, flags):
         self.flags = flags
 
-    def unfamiliar(self, embs):
-        return self.flags[:len(embs)]
+    def unfamiliar_waves(self, waves):
+        return self.flags[:len(waves)]
 
     def unfamiliar_images(self, images):
         return self.flags[:len(images)]
@@ -72,6 +72,38 @@ def test_notices_name_one_input_or_count_several():
     assert image_tokens_notice(object(), np.zeros((1, 64, 8))) == []
 
 
-def test_a_clip_is_unfamiliar_when_most_of_its_windows_are():
-    assert clip_notice(_Model([True, True, False]), np.zeros((3, 4)))[0].code == "input_unfamiliar"
-    assert clip_notice(_Model([True, False, False]), np.zeros((3, 4))) == []
+def test_a_clip_notice_follows_the_audio_models_judgement_of_the_whole_clip():
+    (one,) = clip_notice(_Model([True]), np.zeros(16000, np.float32))
+    assert one.code == "input_unfamiliar" and "This clip looks unlike" in one
+    assert clip_notice(_Model([False]), np.zeros(16000, np.float32)) == []
+    assert clip_notice(object(), np.zeros(16000, np.float32)) == []  # no bounds known: nothing said
+
+
+def _frames_of(kind, rng, n=60):
+    """[T, F] frames: 'tone' frames are one of a few peaked spectra; 'speech' frames smeared ones."""
+    base = np.full((n, 16), -12.0, np.float32)
+    if kind == "tone":
+        bins = rng.integers(2, 14, size=1)
+        base[:, bins] = 0.0
+        base[:, bins + 1] = -6.0
+    else:
+        base[:] = rng.uniform(-10, 0, size=(n, 16))
+    return base + rng.normal(0, 0.3, size=base.shape).astype(np.float32)
+
+
+def test_clips_are_judged_by_their_frames_and_a_few_odd_frames_do_not_flag_a_clip(tmp_path):
+    rng = np.random.default_rng(0)
+    fam = FrameFamiliarity.fit([_frames_of("tone", rng) for _ in range(200)],
+                               [_frames_of("tone", rng) for _ in range(200)], model="tiny-audio")
+    fresh = np.mean(fam.unfamiliar_clips([_frames_of("tone", rng) for _ in range(400)]))
+    assert fresh <= 0.03, fresh
+    assert np.mean(fam.unfamiliar_clips([_frames_of("speech", rng) for _ in range(50)])) > 0.95
+    clip = _frames_of("tone", rng)
+    clip[:5] = _frames_of("speech", rng)[:5]  # an onset click: under a tenth of the frames
+    assert fam.unfamiliar_clips([clip]) == [False]
+    assert fam.unfamiliar_clips([np.zeros((0, 16), np.float32)]) == [False]  # silence is no evidence
+    weights = tmp_path / "tiny-audio.safetensors"
+    fam.save(path_for(weights))
+    back = load_beside(weights)
+    assert isinstance(back, FrameFamiliarity) and back.threshold == fam.threshold
+    assert back.meta["model"] == "tiny-audio" and back.bank.dtype == np.float16

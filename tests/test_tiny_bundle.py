@@ -55,6 +55,18 @@ def test_the_second_generator_finds_the_words_too(metrics):
     assert two["audio_to_text"]["R@1"] >= 0.9
 
 
+def test_sound_words_follow_what_is_heard(metrics):
+    """Sweeps by a third renderer (training/sound_eval.py) and chords of both generators.
+    Shipped (this sample): see eval.json's sounds; the previous bundle called a 2,640 Hz
+    sine low and heard no chord (0 of 12)."""
+    sounds = metrics["sounds"]
+    assert sounds["pitch_sweep"]["correct"] >= 0.95 and sounds["pitch_sweep"]["monotone"], sounds["pitch_sweep"]
+    assert sounds["click_sweep"]["correct"] >= 0.9 and sounds["click_sweep"]["monotone"], sounds["click_sweep"]
+    assert sounds["loudness_sweep"]["correct"] >= 0.9, sounds["loudness_sweep"]
+    for generator, row in sounds["chords"].items():
+        assert row["major"] >= 0.9 and row["minor"] >= 0.9, (generator, row)
+
+
 def test_inputs_from_outside_the_world_are_flagged_and_its_own_are_not(metrics):
     """Shipped: photos 0.68 (CLIP) and 0.78 (CoCa), speech 0.70, in-world 0.5-1.5%."""
     ood = metrics["out_of_domain"]

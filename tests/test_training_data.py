@@ -103,3 +103,60 @@ def test_hard_negatives_raise_the_loss_only_when_they_differ_from_the_positive()
         contrastive_loss(img, txt, torch.tensor(10.0), keys, negs, neg_keys).backward()
         # d loss / d similarity along each row's own image: > 0 pushes away, < 0 pulls in.
         assert (sign * (negs.grad * img).sum(dim=1) > 0).all(), neg_keys
+
+
+@pytest.mark.parametrize("bands", [meanings.PITCH_HZ, meanings.CLICK_RATE_HZ, meanings.PEAK_DBFS],
+                         ids=["pitch", "click rate", "loudness"])
+def test_sound_words_split_their_scale_into_bands_that_touch_in_order(bands):
+    spans = sorted(bands.values())
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # no gap, no overlap
+    lo, hi = spans[0][0], spans[-1][1]
+    words = [meanings.band_of(bands, v) for v in np.linspace(lo, hi, 200)]
+    assert None not in words
+    order = [w for w, _ in sorted(bands.items(), key=lambda kv: kv[1])]
+    ranks = [order.index(w) for w in words]
+    assert ranks == sorted(ranks) and set(words) == set(bands)  # ordinal: never back down the scale
+    assert meanings.band_of(bands, lo - 1) is None and meanings.band_of(bands, hi + 1) is None
+
+
+def test_the_bands_cover_what_listeners_agree_on():
+    assert meanings.band_of(meanings.PITCH_HZ, 2640) == "high" and meanings.band_of(meanings.PITCH_HZ, 220) == "low"
+    assert meanings.band_of(meanings.PITCH_HZ, 600) == "mid" and meanings.band_of(meanings.PITCH_HZ, 4000) == "high"
+    assert meanings.band_of(meanings.PEAK_DBFS, -26) == "quiet" and meanings.band_of(meanings.PEAK_DBFS, -3) == "loud"
+    assert meanings.band_of(meanings.CLICK_RATE_HZ, 4.5) == "slow"
+    assert meanings.band_of(meanings.CLICK_RATE_HZ, 12) == "fast"
+
+
+def test_varied_pitches_spread_evenly_in_octaves_over_their_band():
+    rng = np.random.default_rng(6)
+    lo, hi = meanings.PITCH_HZ["high"]
+    draws = np.array([sounds.log_uniform(rng, (lo, hi)) for _ in range(4000)])
+    assert lo <= draws.min() and draws.max() <= hi
+    middle = np.sqrt(lo * hi)  # as many octaves below as above
+    assert abs(np.mean(draws < middle) - 0.5) < 0.03
+
+
+def _chord_thirds(x: np.ndarray) -> tuple[float, float]:
+    """Frequency ratios of the three strongest peaks (root, third, fifth) of a chord."""
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    freqs = np.fft.rfftfreq(len(x), 1 / sounds.SAMPLE_RATE)
+    peaks = []
+    for _ in range(3):
+        k = int(spectrum.argmax())
+        peaks.append(freqs[k])
+        spectrum[max(0, k - 20):k + 20] = 0
+    root, third, fifth = sorted(peaks)
+    return third / root, fifth / root
+
+
+@pytest.mark.parametrize("quality,third", [("major", (1.25, 1.26)), ("minor", (1.189, 1.2))])
+def test_varied_chords_are_just_or_equal_tempered_triads_of_their_quality(quality, third):
+    rng = np.random.default_rng(8)
+    seen = set()
+    for _ in range(12):
+        spec = sounds.SoundSpec((sounds.SoundEvent("chord", quality, 2.0, 0.0),), True, 5)
+        r3, r5 = _chord_thirds(sounds.render_sound(spec, rng=rng))
+        assert third[0] - 0.006 <= r3 <= third[1] + 0.006, r3
+        assert 1.495 <= r5 <= 1.503, r5
+        seen.add(round(r3, 2))
+    assert len(seen) == 2  # both tunings occur

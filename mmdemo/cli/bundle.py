@@ -164,13 +164,13 @@ def cmd_eval(args) -> int:
     if getattr(args, "only", None) == "prompt_ensemble":  # one section: a minute, not the whole evaluation
         from mmdemo.tasks.world_eval import prompt_ensemble
         from mmdemo.training.bundle_io import bundle_handles
-        from mmdemo.training.evaluate import second_renderers
+        from mmdemo.training.calibrate import second_renderers
 
         clip, audio = bundle_handles(bundle, "cpu")
         # As the whole evaluation runs it, in the same places of its JSON (the second
         # generator's looks are drawn afresh here: its figures differ a little from a whole run's).
         n = min(args.n, 500)
-        image2, sound2 = second_renderers(audio, args.seed)
+        image2, sound2 = second_renderers(audio.sample_rate, args.seed)
         _print({"seed": args.seed, "prompt_ensemble": prompt_ensemble(clip, audio, seed=args.seed, n=n),
                 "second_generator": {"prompt_ensemble": prompt_ensemble(clip, audio, seed=args.seed, n=n,
                                                                         image=image2, sound=sound2)}}, args.json)

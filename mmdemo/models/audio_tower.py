@@ -44,8 +44,8 @@ def frames_for(seconds: float) -> int:
     return int(seconds * SAMPLE_RATE) // HOP + 1
 
 
-def log_mel(wave: np.ndarray) -> np.ndarray:
-    """float32 [N_MELS, T]: natural log of mel power (+1e-6). Plain log rather than
+def log_mel(wave: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """float32 [N_MELS, T]: natural log of mel power (+``eps``). Plain log rather than
     power_to_db's max-referenced dB, so loud and quiet clips stay distinguishable."""
     import librosa
 
@@ -54,7 +54,7 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
         wave = np.pad(wave, (0, N_FFT - wave.size))
     mel = librosa.feature.melspectrogram(y=wave, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS,
                                          fmin=20.0, fmax=8000.0, power=2.0)
-    return np.log(mel + 1e-6).astype(np.float32)
+    return np.log(mel + eps).astype(np.float32)
 
 
 def pitch_spectrum(wave: np.ndarray) -> np.ndarray:
@@ -103,8 +103,8 @@ def familiar_frames(wave: np.ndarray, n_frames: int | None = None) -> np.ndarray
     """[T', N_MELS] float32: the clip's non-silent log-mel frames, each relative to the
     clip's loudest mel value, for mmdemo.familiarity.FrameFamiliarity (the level is left
     out: quiet and loud mean the same kind of sound)."""
-    mel = log_mel(wave)
-    if n_frames is not None:
+    mel = log_mel(wave, eps=1e-12)  # a floor far below any clip's quietest band: frames of a
+    if n_frames is not None:        # quiet clip look like those of a loud one
         mel = mel[:, :n_frames]
     rel = np.maximum(mel - mel.max(), PITCH_FLOOR)
     keep = rel.max(axis=0) > PITCH_FLOOR + 6  # frames with something in them

@@ -1,10 +1,13 @@
 """Where the tiny bundle's world lies: the build's ``familiarity`` stage, and what
 ``eval`` reports about inputs from outside it.
 
-The stage embeds held-out in-world inputs of the first generator (two fresh sets,
-in the fixed and varied looks and voices training used), fits each encoder's
+The stage embeds held-out in-world images of the first generator (two fresh sets,
+in the fixed and varied looks training used), fits each image encoder's
 :class:`mmdemo.familiarity.Familiarity` on one set and sets its threshold on the
-other, so 1% of in-world inputs are flagged. :func:`out_of_domain_report` then
+other, so 1% of in-world inputs are flagged. The audio tower's
+:class:`mmdemo.familiarity.FrameFamiliarity` is fitted and calibrated the same way on
+clips of *both* generators (fresh seeds, never those ``eval`` measures): a region
+drawn around one renderer flagged 11% of another's valid clips. :func:`out_of_domain_report` then
 measures, on inputs never used to set anything, the share flagged of: fresh in-world
 inputs, the second generator's, photos (scikit-image's bundled ones, whole and
 cropped), speech (espeak-ng, when installed) and music-like clips (melodies of
@@ -47,24 +50,52 @@ def _world(n: int, seed: int, varied: float):
     return images, waves
 
 
-def _features(out: Path) -> dict:
-    """Each encoder's name -> (what its familiarity measures, which inputs: 0 images, 1 clips)."""
-    from mmdemo.training.bundle_io import load_bundle
+def second_renderers(sample_rate: int, seed: int, size: int = tiny_configs.IMAGE_SIZE):
+    """(image(scene), sound(spec)) drawn by the second generator (never trained on), sounds
+    resampled to ``sample_rate`` as the app does."""
+    from mmdemo.media import load_audio
+    from mmdemo.toyworld import second_generator
 
-    clip, coca, audio = load_bundle(out)
-    return {"tiny-clip": (clip.familiar_features, 0), "tiny-coca": (coca.familiar_features, 0),
-            "tiny-audio": (audio.encode_waves, 1)}
+    draw = np.random.default_rng(seed + 17)  # the second generator's own choices
+
+    def sound2(spec):
+        sr, wave = second_generator.render_sound(spec, draw)
+        return load_audio((sr, wave), target_sr=sample_rate).wave  # the app's own resampling
+
+    def image2(scene):
+        return second_generator.render_scene(scene, draw, size=size)
+
+    return image2, sound2
+
+
+def _second_waves(n: int, seed: int, sample_rate: int) -> list[np.ndarray]:
+    from mmdemo.toyworld import sounds
+
+    rng, (_, sound2) = np.random.default_rng(seed), second_renderers(sample_rate, seed)
+    return [sound2(sounds.sample_sound(rng)) for _ in range(n)]
 
 
 def calibrate(out: Path, seed: int, varied: float, n: int, bar=lambda it, **kw: it) -> dict:
     """Fit and save each encoder's familiarity beside its weights (``n`` in-world inputs
     to fit, ``n`` others to set the threshold); returns the thresholds."""
+    from mmdemo.familiarity import FrameFamiliarity
+    from mmdemo.models.audio_tower import SAMPLE_RATE, familiar_frames
+    from mmdemo.training.bundle_io import load_bundle
+
     sets = [_world(n, seed + 300 + k, varied) for k in bar(range(2), desc="familiarity data")]
+    clip, coca, _ = load_bundle(out)
     report = {}
-    for name, (measure, k) in _features(out).items():
-        fam = Familiarity.fit(measure(sets[0][k]), measure(sets[1][k]), model=name)
+    for name, measure in (("tiny-clip", clip.familiar_features), ("tiny-coca", coca.familiar_features)):
+        fam = Familiarity.fit(measure(sets[0][0]), measure(sets[1][0]), model=name)
         fam.save(path_for(out / f"{name}.safetensors"))
         report[name] = round(fam.threshold, 3)
+    # Clips: half as many again from the second generator in each set.
+    clips = [[familiar_frames(w) for w in sets[k][1] + _second_waves(n // 2, seed + 300 + 10 * k, SAMPLE_RATE)]
+             for k in range(2)]
+    fam = FrameFamiliarity.fit(clips[0], clips[1], seed=seed, model="tiny-audio",
+                               renderers=["toyworld.sounds", "toyworld.second_generator"])
+    fam.save(path_for(out / "tiny-audio.safetensors"))
+    report["tiny-audio"] = round(fam.threshold, 3)
     return report
 
 
@@ -89,8 +120,12 @@ def photos(size: int = tiny_configs.IMAGE_SIZE) -> list[Image.Image]:
     return out
 
 
+# espeak-ng voices and speeds: male and female, slow and quick.
+VOICES = (("en", 150), ("en+f3", 190), ("en-us+m3", 170), ("en+f4", 130))
+
+
 def speech(sample_rate: int = 16000) -> list[np.ndarray] | None:
-    """Sentences spoken by espeak-ng (two voices, two speeds); None when it is not installed."""
+    """Sentences spoken by espeak-ng (four voices and speeds); None when it is not installed."""
     from mmdemo.media import load_audio
 
     exe = shutil.which("espeak-ng") or shutil.which("espeak")
@@ -99,7 +134,7 @@ def speech(sample_rate: int = 16000) -> list[np.ndarray] | None:
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, text in enumerate(SENTENCES):
-            for voice, speed in (("en", 150), ("en+f3", 190)):
+            for voice, speed in VOICES:
                 path = Path(tmp) / f"{i}-{speed}.wav"
                 subprocess.run([exe, "-v", voice, "-s", str(speed), "-w", str(path), text], check=True,
                                capture_output=True, timeout=30)
@@ -148,7 +183,7 @@ def out_of_domain_report(clip, coca, audio, *, seed: int, second_images, second_
                                                                    "photos": photo}),
             ("image (tiny-coca)", coca, coca.unfamiliar_images, {"in_world": images,
                                                                    "second_generator": second_images, "photos": photo}),
-            ("audio (tiny-audio)", audio, lambda w: audio.unfamiliar(audio.encode_waves(w)),
+            ("audio (tiny-audio)", audio, audio.unfamiliar_waves,
              {"in_world": waves, "second_generator": second_waves, "speech": voice, "music": tunes})):
         if getattr(model, "familiarity", None) is None:
             out[name] = None

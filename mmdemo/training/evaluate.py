@@ -17,6 +17,8 @@ from PIL import Image
 
 from mmdemo.training import tiny_configs
 from mmdemo.training.bundle_io import load_bundle
+from mmdemo.training.calibrate import second_renderers
+from mmdemo.training.sound_eval import evaluate_sounds
 
 
 def recall_at(sim: np.ndarray, query_keys: list[str], cand_keys: list[str], ks=(1, 5)) -> dict:
@@ -68,7 +70,7 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
     for name, (fn, _) in (sections or {}).items():
         out[name] = fn(clip, audio, seed=seed, n=min(n, 500))
     if second:
-        image2, sound2 = second_renderers(audio, seed, size)
+        image2, sound2 = second_renderers(audio.sample_rate, seed, size)
         two = _world_metrics(clip, coca, audio, np.random.default_rng(seed), n=n, caption_n=caption_n,
                              image=image2, sound=sound2)
         two["fusion"] = evaluate_heads(Path(bundle), clip, audio, seed=seed, task_n=task_n, baseline_n=0,
@@ -80,26 +82,10 @@ def evaluate(bundle: Path, n: int = 1000, seed: int = 987654, caption_n: int = 3
         for name, (fn, also_second) in (sections or {}).items():
             if also_second:
                 two[name] = fn(clip, audio, seed=seed, n=min(n, 500), image=image2, sound=sound2)
+    # Sweeps across the sound words' scales (a third renderer) and chords of both generators.
+    out["sounds"] = evaluate_sounds(audio, seed, n=min(n, 100), sound2=sound2 if second else None)
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
-
-
-def second_renderers(audio, seed: int, size: int = tiny_configs.IMAGE_SIZE):
-    """(image(scene), sound(spec)) drawn by the second generator (never trained on), sounds
-    resampled to the audio model's rate as the app does."""
-    from mmdemo.media import load_audio
-    from mmdemo.toyworld import second_generator
-
-    draw = np.random.default_rng(seed + 17)  # the second generator's own choices
-
-    def sound2(spec):
-        sr, wave = second_generator.render_sound(spec, draw)
-        return load_audio((sr, wave), target_sr=audio.sample_rate).wave  # the app's own resampling
-
-    def image2(scene):
-        return second_generator.render_scene(scene, draw, size=size)
-
-    return image2, sound2
 
 
 def _out_of_domain(clip, coca, audio, seed: int, image2, sound2, n: int = 500) -> dict:
@@ -231,6 +217,35 @@ def _ood_table(ood: dict | None) -> str:
     return "\n".join(rows)
 
 
+def _runs(words: list[str]) -> str:
+    """["low", "low", "mid"] -> "low x2, mid x1": a sweep's words in order."""
+    out: list[list] = []
+    for w in words:
+        if out and out[-1][0] == w:
+            out[-1][1] += 1
+        else:
+            out.append([w, 1])
+    return ", ".join(f"{w} x{n}" for w, n in out)
+
+
+def _sweep_table(sounds: dict | None) -> str:
+    """The sweeps of training/sound_eval.py as a Markdown table."""
+    if not sounds:
+        return "(not measured)"
+    rows = ["| sweep | from - to | words chosen, in order | right | monotone | flagged unlike |", "|---|---|---|---|---|---|"]
+    for axis, key in (("pitch", "pitch_sweep"), ("loudness", "loudness_sweep")):
+        for kind, row in sounds[key].items():
+            if isinstance(row, dict):
+                rows.append(f"| {axis}: {kind} | {row['points'][0]:g} - {row['points'][-1]:g} | {_runs(row['words'])} "
+                            f"| {row['correct']} | {row['monotone']} | {row['flagged_unfamiliar']} |")
+    row = sounds["click_sweep"]
+    rows.append(f"| clicks per second | {row['points'][0]:g} - {row['points'][-1]:g} | {_runs(row['words'])} "
+                f"| {row['correct']} | {row['monotone']} | {row['flagged_unfamiliar']} |")
+    chords = "; ".join(f"{g}: major {r['major']}, minor {r['minor']} (n={r['n']} each)"
+                       for g, r in sounds["chords"].items())
+    return "\n".join(rows) + f"\n\nChords, major vs minor: {chords}."
+
+
 def write_model_card(bundle: Path, report: dict, metrics: dict) -> None:
     import json
 
@@ -251,11 +266,13 @@ On real photos or recordings its outputs are meaningless.
 - `mmdemo-tiny-clip.json`, `tiny-clip.safetensors`: open_clip custom CLIP (ViT 64px/8 behind a convolutional stem {tiny_configs.CONV_STEM} (`mmdemo_conv_stem`, see `mmdemo/models/conv_stem.py`), 3 layers; text 3 layers), embed dim {tiny_configs.EMBED_DIM}
 - `mmdemo-tiny-coca.json`, `tiny-coca.safetensors`: open_clip CoCa with a word-level vocabulary, decoded by mmdemo's own loop
 - `tokenizer.json`: the word-level tokenizer (vocabulary of the generated world)
-- `tiny-audio.safetensors`: log-mel (64 bands, 4 s window) -> conv + transformer -> tiny-clip's text space
+- `tiny-audio.safetensors`: per 10 ms frame 64 log-mel bands, 96 quarter-tones (100-1,600 Hz, relative to the
+  frame's strongest) and the sample peak in dBFS, 4 s window -> conv + transformer -> tiny-clip's text space
 - `heads/<task>-<kind>.safetensors`: fusion heads (weighted_sum, concat, bilinear, attention, gated) per task
-- `tiny-clip.familiar.safetensors`, `tiny-coca.familiar.safetensors`, `tiny-audio.familiar.safetensors`:
-  where each encoder's in-world inputs lie (mean, covariance, a Mahalanobis threshold), so the tabs can
-  say when an input looks unlike the world (see *Out of domain* below)
+- `tiny-clip.familiar.safetensors`, `tiny-coca.familiar.safetensors`: where each image encoder's in-world
+  inputs lie (mean, covariance, a Mahalanobis threshold); `tiny-audio.familiar.safetensors`: a bank of
+  in-world log-mel frames and a threshold; so the tabs can say when an input looks unlike the world (see
+  *Out of domain* below)
 
 ## Training
 Data is a stream: pools of {report['options'].get('image_pool')} scenes and {report['options'].get('sound_pool')} clips, of which
@@ -270,7 +287,9 @@ rates and sounds, chord roots and onsets, envelopes, gaps, loudness), the rest i
    loudness or order changed), jointly with the audio encoder against the same text tower, plus a training-only probe
    that names every object's colour, shape and size left to right from the image embedding
    (weight {report['options'].get('attribute_loss', 0)}; {report['options']['clip_steps']} steps, batch {report['options']['batch_size']});
-2. audio encoder against the frozen text tower ({report['options']['audio_steps']} steps);
+2. the shipped audio encoder, afresh, against the frozen text tower ({report['options']['audio_steps']} steps, batch
+   {report['options'].get('sound_batch_size')}); only the embedding rows of the words only sounds use ("chord", "minor",
+   "beep"...) learn beside it, so every image caption embeds as after step 1;
 3. CoCa: caption loss + 0.1 contrastive ({report['options']['coca_steps']} steps);
 4. fusion heads ({report['options'].get('head_examples')} examples per task, {report['options'].get('head_epochs')} epochs, AdamW + cross-entropy
    with warm-up and cosine decay, the state with the best validation loss kept) on frozen features:
@@ -300,14 +319,26 @@ filters and sample rates); `robustness_gap` is second minus first.
 {json.dumps(metrics, indent=2)}
 ```
 
+## Sound words, swept
+Does each sound word mean what people hear? `sounds` in the JSON above (`training/sound_eval.py`):
+tones (sine, square, sawtooth; 80 Hz to 4 kHz, Hz), peaks (-44 to -1 dBFS) and click trains (2 to
+24 per second) made by a third renderer (plain numpy, neither generator); at each point the model
+chooses between the scale's words; "right" is the share that match the band holding the point
+(the table under *What the words mean*), "monotone" that the words never step back down the scale.
+
+{_sweep_table(metrics.get('sounds'))}
+
 ## Out of domain
 The tabs say "this looks unlike anything the model was trained on" next to a result when the
-input's embedding lies farther from the in-world mean (Mahalanobis distance) than a threshold
-set so that 1% of held-out in-world inputs are flagged (`mmdemo/familiarity.py`,
-`training/calibrate.py`). Share of inputs flagged, by source (`out_of_domain` in the JSON
+input lies beyond a threshold set so that 1% of held-out in-world inputs are flagged
+(`mmdemo/familiarity.py`, `training/calibrate.py`). An image: its embedding's Mahalanobis
+distance from the in-world mean. A clip: its frames (log-mel, relative to the clip's loudest)
+against their nearest in a bank of in-world frames, the clip scored by the 80th percentile of
+its frames' distances; bank and threshold come from clips of *both* generators (fresh seeds,
+not those measured here). Share of inputs flagged, by source (`out_of_domain` in the JSON
 above): in-world (fresh first-generator inputs), `second_generator`, `photos` (scikit-image's
-bundled photos, whole and four corner crops each), `speech` (espeak-ng sentences) and `music`
-(melodies of plucked notes over a bass line):
+bundled photos, whole and four corner crops each), `speech` (espeak-ng: ten sentences, four
+voices and speeds) and `music` (melodies of plucked notes over a bass line):
 
 {_ood_table(metrics.get('out_of_domain'))}
 
