@@ -74,7 +74,7 @@ def test_a_tone_sounds_at_its_pitch_word_and_loudness(pitch, wave):
         spec = sounds.sample_sound(rng, n_events=1, keys=(("tone", f"{pitch} {wave}"),), loud=loud)
         sr, x = g2.render_sound(spec, rng)
         assert sr in g2.SAMPLE_RATES and x.dtype == np.float32
-        lo, hi = meanings.PITCH_HZ[pitch]
+        lo, hi = meanings.pitch_band(pitch, wave)
         assert lo - 2 <= spectrum_peak(sr, x) <= hi + 2
         peak_db = 20 * np.log10(np.abs(x).max())
         db_lo, db_hi = meanings.PEAK_DBFS["loud" if loud else "quiet"]

@@ -43,7 +43,7 @@ def test_retrieval_and_captions_stay_above_floors(metrics):
     assert metrics["text_to_image"]["R@1"] >= 0.9
     assert metrics["image_to_text"]["R@5"] >= 0.95
     assert metrics["caption"]["attribute_accuracy"] >= 0.9
-    assert metrics["audio_to_text"]["R@1"] >= 0.9
+    assert metrics["audio_to_text"]["R@1"] >= 0.95 and metrics["text_to_audio"]["R@1"] >= 0.95
 
 
 def test_the_second_generator_finds_the_words_too(metrics):
@@ -52,7 +52,7 @@ def test_the_second_generator_finds_the_words_too(metrics):
     two = metrics["second_generator"]
     assert two["text_to_image"]["R@1"] >= 0.9
     assert two["caption"]["attribute_accuracy"] >= 0.8
-    assert two["audio_to_text"]["R@1"] >= 0.9
+    assert two["audio_to_text"]["R@1"] >= 0.9 and two["text_to_audio"]["R@1"] >= 0.9
 
 
 def test_sound_words_follow_what_is_heard(metrics):
@@ -73,9 +73,9 @@ def test_inputs_from_outside_the_world_are_flagged_and_its_own_are_not(metrics):
     for name in ("image (tiny-clip)", "image (tiny-coca)"):
         assert ood[name]["photos"] >= 0.5 and ood[name]["in_world"] <= 0.05, (name, ood[name])
         assert ood[name]["second_generator"] <= 0.05, (name, ood[name])
-    audio = ood["audio (tiny-audio)"]
-    assert audio["in_world"] <= 0.05 and audio["second_generator"] <= 0.05, audio
-    assert audio["speech"] >= 0.5, audio  # .ci/run installs espeak-ng
+    audio = ood["audio (tiny-audio)"]  # judged by its frames, calibrated on both generators
+    assert audio["in_world"] <= 0.03 and audio["second_generator"] <= 0.03, audio
+    assert audio["speech"] >= 0.9, audio  # .ci/run installs espeak-ng; the pooled judge flagged 0.70
 
 
 def test_heads_that_read_objects_answer_and_pooled_ones_stay_below(metrics):

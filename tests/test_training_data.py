@@ -56,13 +56,15 @@ def test_varied_voices_peak_within_their_loudness_word(loud):
 @pytest.mark.parametrize("pitch", sounds.PITCHES)
 def test_varied_tones_sound_within_their_pitch_word(pitch):
     rng = np.random.default_rng(2)
-    lo, hi = meanings.PITCH_HZ[pitch]
-    for wave in sounds.WAVES:
+    lo, hi = meanings.PITCH_HZ[pitch]  # (square and sawtooth: capped lower, meanings.pitch_band)
+    for wave in sounds.WAVES * 4:
         spec = sounds.SoundSpec((sounds.SoundEvent("tone", f"{pitch} {wave}", 1.0, 0.0),), True, 5)
         x = sounds.render_sound(spec, rng=rng)
         spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
         f0 = np.fft.rfftfreq(len(x), 1 / sounds.SAMPLE_RATE)[spectrum.argmax()]
         assert lo - 2 <= f0 <= hi + 2, (wave, f0)
+        if wave != "sine":  # its overtones must be audible at 16 kHz: no higher than this
+            assert f0 <= meanings.HARMONIC_WAVE_MAX_HZ + 2, (wave, f0)
 
 
 def test_rebound_scenes_use_the_same_words_bound_differently():

@@ -25,11 +25,23 @@ DOT_RADIUS_PX = (1.0, 2.2)  # at 64 px
 # from 80 Hz to 4 kHz is low, then mid, then high, never back): what people hear, not
 # one point per word. Generators draw log-uniformly within a band (see sounds.log_uniform).
 PITCH_HZ = {"low": (55.0, 300.0), "mid": (300.0, 1000.0), "high": (1000.0, 5000.0)}  # tone fundamental
+# A square's first overtone is its 3rd harmonic, a sawtooth's its 2nd: above this pitch a
+# 16 kHz recording (the tiny model's rate; its anti-alias filter passes about 7.2 kHz)
+# keeps none of a square's and a sawtooth's are nearly gone; every wave sounds like a
+# sine there, so "square" and "sawtooth" mean tones at or below it.
+HARMONIC_WAVE_MAX_HZ = 2400.0
 CHIRP_LOW_HZ, CHIRP_HIGH_HZ = (120.0, 600.0), (1200.0, 4000.0)  # a sweep between the two, up or down
 CLICK_RATE_HZ = {"slow": (1.5, 7.0), "fast": (7.0, 25.0)}  # clicks per second
 CHORD_ROOT_HZ = (160.0, 450.0)  # major: root, major third, fifth; minor: root, minor third, fifth
 PEAK_DBFS = {"quiet": (-45.0, -12.0), "loud": (-12.0, 0.0)}  # clip peak
 EVENT_SECONDS = {"one event": (1.0, 4.0), "each of two events": (0.8, 2.0)}
+
+
+def pitch_band(pitch: str, wave: str) -> tuple[float, float]:
+    """The fundamentals a ``pitch`` ``wave`` tone can have (PITCH_HZ, square and sawtooth
+    capped at HARMONIC_WAVE_MAX_HZ)."""
+    lo, hi = PITCH_HZ[pitch]
+    return (lo, hi) if wave == "sine" else (lo, min(hi, HARMONIC_WAVE_MAX_HZ))
 
 
 def band_of(bands: dict[str, tuple[float, float]], value: float) -> str | None:
@@ -60,7 +72,9 @@ def table() -> str:
                                                  f"{_span(PATTERN_PERIOD_PX, ' px')}, "
                                                  "vertical stripes"),
         ("low / mid / high (tones)", " / ".join(_span(PITCH_HZ[p], " Hz") for p in ("low", "mid", "high"))),
-        ("sine / square / sawtooth", "pure tone / odd harmonics at 1/k / all harmonics at 1/k"),
+        ("sine / square / sawtooth", "pure tone / odd harmonics at 1/k / all harmonics at 1/k; square and sawtooth "
+                                     f"up to {HARMONIC_WAVE_MAX_HZ:g} Hz (above it a 16 kHz recording keeps too "
+                                     "little of their harmonics to tell them from a sine)"),
         ("rising / falling chirp", f"exponential sweep {_span(CHIRP_LOW_HZ)} Hz <-> {_span(CHIRP_HIGH_HZ)} Hz"),
         ("slow / fast clicks", " / ".join(_span(CLICK_RATE_HZ[p], " clicks/s") for p in ("slow", "fast"))),
         ("major / minor chord", f"root {_span(CHORD_ROOT_HZ, ' Hz')} with a major / minor third and a fifth "

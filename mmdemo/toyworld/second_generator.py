@@ -188,7 +188,7 @@ def _event(e: sounds.SoundEvent, sr: int, rng: np.random.Generator) -> np.ndarra
     t = np.arange(n) / sr
     if e.kind == "tone":
         pitch, wave = e.variant.split()
-        f = rng.uniform(*meanings.PITCH_HZ[pitch])
+        f = rng.uniform(*meanings.pitch_band(pitch, wave))
         if wave == "sine":
             x = np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
         else:

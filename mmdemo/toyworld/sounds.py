@@ -131,8 +131,8 @@ def log_uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
 def _sample_voice(e: SoundEvent, rng: np.random.Generator) -> _Voice:
     from mmdemo.toyworld import meanings as m
 
-    pitch = e.variant.split()[0] if e.kind == "tone" else None
-    return _Voice(pitch_hz=log_uniform(rng, m.PITCH_HZ[pitch]) if pitch else None,
+    pitch, wave = e.variant.split() if e.kind == "tone" else (None, None)
+    return _Voice(pitch_hz=log_uniform(rng, m.pitch_band(pitch, wave)) if pitch else None,
                   phase=float(rng.uniform(0, 2 * np.pi)), additive=bool(rng.random() < 0.5),
                   chirp_hz=(log_uniform(rng, m.CHIRP_LOW_HZ), log_uniform(rng, m.CHIRP_HIGH_HZ)),
                   linear_chirp=bool(rng.random() < 0.3),
