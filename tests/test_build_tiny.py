@@ -24,11 +24,13 @@ def test_the_audio_stage_moves_only_the_words_that_only_sounds_use(tmp_path):
     """So every image caption embeds exactly as the CLIP stage left it."""
     from safetensors.torch import load_file
 
+    from mmdemo.hashing import file_hash
     from mmdemo.models.audio_tower import load_audio_tower
+    from mmdemo.models.fusion import load_head
     from mmdemo.models.tokenizer import WordTokenizer
     from mmdemo.training.tiny_stages import sound_only_rows
 
-    build(BuildOptions(out=tmp_path, progress=False, stages=("clip",)), **{k: v for k, v in SMOKE.items()})
+    build(BuildOptions(out=tmp_path, progress=False), **{**SMOKE, "stages": ("clip", "audio", "coca", "heads")})
     before = load_file(str(tmp_path / "tiny-clip.safetensors"))
     report = build(BuildOptions(out=tmp_path, progress=False, stages=("audio",)), **SMOKE)
     after = load_file(str(tmp_path / "tiny-clip.safetensors"))
@@ -42,6 +44,14 @@ def test_the_audio_stage_moves_only_the_words_that_only_sounds_use(tmp_path):
     assert not {"red", "circle", "a", "left"} & {tok.itos[r] for r in sound_only_rows(tok)}
     tower, meta = load_audio_tower(tmp_path / "tiny-audio.safetensors")
     assert tower.reads_pitch and meta["text_encoder"] == "mmdemo-tiny-clip"
+    # Heads that hear nothing still read bit-identical features: they are told the new
+    # tiny-clip is theirs; heads with audio (whose texts name sounds) must be retrained.
+    assert report["heads_restamped"] == [f"scene_qa-{k}.safetensors" for k in
+                                         ("attention", "bilinear", "concat", "gated", "weighted_sum")]
+    new = file_hash(tmp_path / "tiny-clip.safetensors", 12)
+    for path in (tmp_path / "heads").glob("*.safetensors"):
+        _, head_meta = load_head(path)
+        assert (head_meta["encoder"]["clip"].endswith(new)) == path.name.startswith("scene_qa"), path.name
 
 
 def test_training_preprocessing_matches_the_app():

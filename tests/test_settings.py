@@ -72,7 +72,7 @@ def test_cli_unknown_build_stage_is_an_error_not_a_traceback(tmp_path):
     argv = ["-m", "mmdemo", "build-tiny", "--stages", "clip,x", "--out", str(tmp_path / "b")]
     out = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr
-    assert out.stderr.startswith("error: ") and "'x'" in out.stderr and "clip, coca, heads" in out.stderr
+    assert out.stderr.startswith("error: ") and "'x'" in out.stderr and "clip, audio, coca, heads" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "b").exists()
 
 

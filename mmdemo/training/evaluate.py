@@ -232,14 +232,14 @@ def _sweep_table(sounds: dict | None) -> str:
     """The sweeps of training/sound_eval.py as a Markdown table."""
     if not sounds:
         return "(not measured)"
-    rows = ["| sweep | from - to | words chosen, in order | right | monotone | flagged unlike |", "|---|---|---|---|---|---|"]
+    rows = ["| sweep | from .. to | words chosen, in order | right | monotone | flagged unlike |", "|---|---|---|---|---|---|"]
     for axis, key in (("pitch", "pitch_sweep"), ("loudness", "loudness_sweep")):
         for kind, row in sounds[key].items():
             if isinstance(row, dict):
-                rows.append(f"| {axis}: {kind} | {row['points'][0]:g} - {row['points'][-1]:g} | {_runs(row['words'])} "
+                rows.append(f"| {axis}: {kind} | {row['points'][0]:g} .. {row['points'][-1]:g} | {_runs(row['words'])} "
                             f"| {row['correct']} | {row['monotone']} | {row['flagged_unfamiliar']} |")
     row = sounds["click_sweep"]
-    rows.append(f"| clicks per second | {row['points'][0]:g} - {row['points'][-1]:g} | {_runs(row['words'])} "
+    rows.append(f"| clicks per second | {row['points'][0]:g} .. {row['points'][-1]:g} | {_runs(row['words'])} "
                 f"| {row['correct']} | {row['monotone']} | {row['flagged_unfamiliar']} |")
     chords = "; ".join(f"{g}: major {r['major']}, minor {r['minor']} (n={r['n']} each)"
                        for g, r in sounds["chords"].items())
@@ -321,7 +321,7 @@ filters and sample rates); `robustness_gap` is second minus first.
 
 ## Sound words, swept
 Does each sound word mean what people hear? `sounds` in the JSON above (`training/sound_eval.py`):
-tones (sine, square, sawtooth; 80 Hz to 4 kHz, Hz), peaks (-44 to -1 dBFS) and click trains (2 to
+tones (sine, square and sawtooth from 80 Hz to 4 kHz), peaks (-44 to -1 dBFS) and click trains (2 to
 24 per second) made by a third renderer (plain numpy, neither generator); at each point the model
 chooses between the scale's words; "right" is the share that match the band holding the point
 (the table under *What the words mean*), "monotone" that the words never step back down the scale.

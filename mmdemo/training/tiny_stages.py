@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from mmdemo.atomic import atomic_save_file
+from mmdemo.hashing import file_hash
 from mmdemo.training import tiny_configs
 from mmdemo.training.tiny_losses import AttributeProbe, contrastive_loss, cosine_lr, to_pixels
 
@@ -108,6 +109,26 @@ def sound_only_rows(tok) -> list[int]:
     return sorted(tok.stoi[w] for w in sounds.WORDS - scenes.WORDS if w in tok.stoi)
 
 
+def restamp_heads(heads: Path, old: str, new: str) -> list[str]:
+    """Heads that hear no sound (no audio input: their texts hold no sound-only word, so
+    the CLIP's features of their inputs are bit for bit what they trained on) are told
+    that the rewritten tiny-clip (``old`` -> ``new`` digest) is still theirs; heads with
+    audio keep the old id and are refused until retrained (the heads stage does)."""
+    from mmdemo.models.fusion import load_head, save_head
+
+    done = []
+    for path in sorted(heads.glob("*.safetensors")) if heads.is_dir() else []:
+        head, meta = load_head(path)
+        name, _, digest = str(meta.get("encoder", {}).get("clip", "")).partition(":")
+        if digest != old or "audio" in meta.get("modalities", ()):
+            continue
+        meta = {k: v for k, v in meta.items() if k != "config"}
+        meta["encoder"] = {**meta["encoder"], "clip": f"{name}:{new}"}
+        save_head(path, head, meta, half=True)
+        done.append(path.name)
+    return done
+
+
 def audio_stage(opts, out: Path, tok, bar, report: dict) -> None:
     """A fresh audio tower (log-mel, pitch and peak rows: models/audio_tower.py) trained
     against the shipped CLIP's frozen text tower. Only the embedding rows of sound-only
@@ -166,7 +187,9 @@ def audio_stage(opts, out: Path, tok, bar, report: dict) -> None:
     report["audio_word_rows_moved"] = int(moved.sum())
     words.requires_grad_(False)
     audio.eval()
+    old = file_hash(out / "tiny-clip.safetensors", 12)
     _save_model(clip, out / "tiny-clip.safetensors", CLIP_NAME, opts.seed)
+    report["heads_restamped"] = restamp_heads(out / "heads", old, file_hash(out / "tiny-clip.safetensors", 12))
     save_audio_tower(audio, out / "tiny-audio.safetensors",
                      {"text_encoder": CLIP_NAME, "logit_scale": audio_scale.detach().exp().clamp(max=100).item()})
 
