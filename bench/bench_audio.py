@@ -1,7 +1,7 @@
 """Audio tab costs, each next to a baseline measured in the same run:
 
 1. preprocessing a 10 s stereo 44.1 kHz WAV: mmdemo's path (media.load_audio: decode,
-   mono, soxr to 16 kHz; then the model's log-mel) vs librosa's defaults
+   mono, soxr to 16 kHz; then everything the model reads: log-mel, pitch and peak rows) vs librosa's defaults
    (``librosa.load(path)`` resampling to 22.05 kHz + ``librosa.feature.melspectrogram``);
 2. audio embedding throughput of the tiny encoder: one batched ``encode_waves`` call vs
    one call per clip.
@@ -56,11 +56,11 @@ def bench_preprocess(path: Path, runs: int) -> dict:
     import librosa
 
     from mmdemo.media import load_audio
-    from mmdemo.models.audio_tower import log_mel
+    from mmdemo.models.audio_tower import model_inputs
 
     def ours():
         clip = load_audio(path, target_sr=16000, max_seconds=60.0)
-        return log_mel(clip.wave)
+        return model_inputs(clip.wave)
 
     def baseline():
         y, sr = librosa.load(path)

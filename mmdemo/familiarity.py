@@ -3,7 +3,7 @@
 The tiny bundle knows only its generated world: shown a photo or speech it still
 answers, as confidently as ever, in its own words. A :class:`Familiarity` holds the
 mean and covariance of a model's features of held-out in-world inputs (an image
-tower's mean patch token, an audio embedding: whatever the handle measures) and a
+tower's mean patch token; an older bundle's audio embedding: whatever the handle measures) and a
 threshold on the Mahalanobis distance from them, calibrated so a chosen share of
 in-world inputs (1% by default) falls beyond it; tasks say so next to a result whose
 input lies beyond it (``tasks/domain_notices.py``).
@@ -134,8 +134,11 @@ class FrameFamiliarity:
                 continue
             if len(frames) > MAX_FRAMES:
                 frames = frames[np.linspace(0, len(frames) - 1, MAX_FRAMES).astype(int)]
-            d2 = (frames ** 2).sum(1)[:, None] + bank_sq[None] - 2 * frames @ bank.T
-            nearest = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+            nearest = np.empty(len(frames), np.float32)
+            for a in range(0, len(frames), 128):  # 128 x bank distances at a time (12 MB, not 100)
+                f = frames[a:a + 128]
+                d2 = (f ** 2).sum(1)[:, None] + bank_sq[None] - 2 * f @ bank.T
+                nearest[a:a + 128] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
             out.append(float(np.quantile(nearest, FRAME_QUANTILE)))
         return np.asarray(out)
 

@@ -78,7 +78,7 @@ def match_warned(client, path, labels=LABELS):
 
 def test_speech_is_said_to_sound_unlike_the_world_and_a_generated_clip_is_not(client, tmp_path):
     """The notice's wiring, on one sentence espeak-ng speaks (.ci/run installs it); the
-    share of speech flagged overall (0.70) is the model card's figure."""
+    share of speech flagged overall (1.0) is the model card's figure."""
     import shutil
     import subprocess
 

@@ -72,3 +72,19 @@ def test_familiar_frames_leave_out_the_level_and_the_silence():
     a, b = at.familiar_frames(tone), at.familiar_frames(padded * 0.05)
     assert a.shape[1] == at.N_MELS and abs(len(a) - len(b)) <= 3  # the silent second is dropped
     np.testing.assert_allclose(np.median(a, axis=0), np.median(b, axis=0), atol=0.05)
+
+
+def test_an_older_bundles_tower_without_pitch_rows_still_encodes_through_the_handle(tmp_path):
+    from mmdemo.models.audio_backend import TinyAudioHandle
+
+    class _Text:
+        model_id = "tiny-clip:test"
+
+    old = at.AudioTower(embed_dim=16, width=32, layers=1, heads=2)
+    at.save_audio_tower(old, tmp_path / "old-audio.safetensors")
+    handle = TinyAudioHandle.from_file(tmp_path / "old-audio.safetensors", "cpu", "old-audio:test", _Text())
+    waves = [_chord(5 / 4, seconds=2.0), np.zeros(SR // 10, np.float32)]
+    assert handle.encode_waves(waves).shape == (2, 16)
+    pooled, tokens = handle.encode_wave_tokens(waves)
+    assert pooled.shape == (2, 16) and tokens.shape[0] == 2
+    assert handle.unfamiliar_waves(waves) is None  # no familiarity file beside it: nothing said

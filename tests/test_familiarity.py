@@ -102,6 +102,8 @@ def test_clips_are_judged_by_their_frames_and_a_few_odd_frames_do_not_flag_a_cli
     clip[:5] = _frames_of("speech", rng)[:5]  # an onset click: under a tenth of the frames
     assert fam.unfamiliar_clips([clip]) == [False]
     assert fam.unfamiliar_clips([np.zeros((0, 16), np.float32)]) == [False]  # silence is no evidence
+    from mmdemo.models.audio_tower import familiar_frames
+    assert familiar_frames(np.zeros(16000, np.float32)).shape[0] == 0
     weights = tmp_path / "tiny-audio.safetensors"
     fam.save(path_for(weights))
     back = load_beside(weights)

@@ -63,8 +63,9 @@ def pitch_spectrum(wave: np.ndarray) -> np.ndarray:
     import librosa
 
     wave = np.asarray(wave, np.float32)
-    if wave.size < N_FFT:
-        wave = np.pad(wave, (0, N_FFT - wave.size))
+    n = wave.size
+    if n < PITCH_N_FFT:  # a short clip: silence after it (callers trim to log_mel's frames)
+        wave = np.pad(wave, (0, PITCH_N_FFT - n))
     power = np.abs(librosa.stft(wave, n_fft=PITCH_N_FFT, hop_length=HOP, center=True)) ** 2
     # Fractional FFT bin of each quarter-tone, read by linear interpolation between bins.
     where = PITCH_LOW_HZ * 2 ** (np.arange(PITCH_BINS) / 24) * PITCH_N_FFT / SAMPLE_RATE
@@ -106,6 +107,8 @@ def familiar_frames(wave: np.ndarray, n_frames: int | None = None) -> np.ndarray
     mel = log_mel(wave, eps=1e-12)  # a floor far below any clip's quietest band: frames of a
     if n_frames is not None:        # quiet clip look like those of a loud one
         mel = mel[:, :n_frames]
+    if mel.max() < np.log(1e-10):  # digital silence: no frames to judge
+        return np.zeros((0, N_MELS), np.float32)
     rel = np.maximum(mel - mel.max(), PITCH_FLOOR)
     keep = rel.max(axis=0) > PITCH_FLOOR + 6  # frames with something in them
     return rel[:, keep].T.astype(np.float32)

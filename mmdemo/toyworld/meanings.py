@@ -23,7 +23,7 @@ DOT_RADIUS_PX = (1.0, 2.2)  # at 64 px
 # Sounds. Each family of words splits one audible scale into bands that touch, so every
 # value in the covered range has exactly one word and the words are ordinal (a sine swept
 # from 80 Hz to 4 kHz is low, then mid, then high, never back): what people hear, not
-# one point per word. Generators draw log-uniformly within a band (see sounds.log_uniform).
+# one point per word. The first generator draws log-uniformly within a band (sounds.log_uniform).
 PITCH_HZ = {"low": (55.0, 300.0), "mid": (300.0, 1000.0), "high": (1000.0, 5000.0)}  # tone fundamental
 # A square's first overtone is its 3rd harmonic, a sawtooth's its 2nd: above this pitch a
 # 16 kHz recording (the tiny model's rate; its anti-alias filter passes about 7.2 kHz)

@@ -98,6 +98,9 @@ def build(opts: BuildOptions | None = None, **overrides) -> dict:
     if unknown:  # before anything is written
         raise MMDemoError("stages_unknown", f"Unknown --stages {', '.join(map(repr, unknown))}: choose from "
                                             f"{', '.join(STAGES)} (comma-separated).")
+    if "clip" in opts.stages and "audio" not in opts.stages:  # before anything is written
+        raise MMDemoError("stages_incomplete", "The clip stage retrains the text tower the audio tower reads: add "
+                                               "'audio' to --stages (e.g. clip,audio).")
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     bar = _bar(opts.progress)
