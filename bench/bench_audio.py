@@ -76,7 +76,7 @@ def bench_preprocess(path: Path, runs: int) -> dict:
     return {"clip": "10 s, 44.1 kHz, stereo, 16-bit WAV", "runs": runs,
             "mmdemo_ms": round(o * 1e3, 2), "librosa_default_ms": round(b * 1e3, 2),
             "speedup_vs_librosa": round(b / o, 2),
-            "mmdemo_output": "x".join(map(str, mine.shape)) + " (mel x frames, 16 kHz, 10 ms hop)",
+            "mmdemo_output": "x".join(map(str, mine.shape)) + " (64 mel + 96 quarter-tone + 1 peak rows x frames, 16 kHz, 10 ms hop)",
             "librosa_output": "x".join(map(str, theirs.shape)) + " (mel x frames, 22.05 kHz, 23 ms hop)"}
 
 
