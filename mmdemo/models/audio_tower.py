@@ -100,13 +100,12 @@ def input_rows(pitch: bool = True) -> int:
     return N_MELS + (PITCH_BINS + 1 if pitch else 0)
 
 
-def familiar_frames(wave: np.ndarray, n_frames: int | None = None) -> np.ndarray:
+def familiar_frames(wave: np.ndarray) -> np.ndarray:
     """[T', N_MELS] float32: the clip's non-silent log-mel frames, each relative to the
     clip's loudest mel value, for mmdemo.familiarity.FrameFamiliarity (the level is left
     out: quiet and loud mean the same kind of sound)."""
-    mel = log_mel(wave, eps=1e-12)  # a floor far below any clip's quietest band: frames of a
-    if n_frames is not None:        # quiet clip look like those of a loud one
-        mel = mel[:, :n_frames]
+    # A floor far below any clip's quietest band: frames of a quiet clip look like a loud one's.
+    mel = log_mel(wave, eps=1e-12)
     if mel.max() < np.log(1e-10):  # digital silence: no frames to judge
         return np.zeros((0, N_MELS), np.float32)
     rel = np.maximum(mel - mel.max(), PITCH_FLOOR)

@@ -101,6 +101,7 @@ def build(opts: BuildOptions | None = None, **overrides) -> dict:
     if "clip" in opts.stages and "audio" not in opts.stages:  # before anything is written
         raise MMDemoError("stages_incomplete", "The clip stage retrains the text tower the audio tower reads: add "
                                                "'audio' to --stages (e.g. clip,audio).")
+    _check_head_choices(opts)  # here, not after an hour of earlier stages
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     bar = _bar(opts.progress)
@@ -155,6 +156,19 @@ def _late_stages(out, opts, bar, report) -> dict:
     return merged
 
 
+def _check_head_choices(opts: BuildOptions) -> None:
+    from mmdemo.head_kinds import HEAD_KINDS
+    from mmdemo.toyworld.tasks import TASKS
+
+    unknown = [k for k in opts.head_kinds if k not in HEAD_KINDS]
+    if unknown:
+        raise MMDemoError("head_kind_unknown", f"Unknown head kinds {', '.join(unknown)}: choose from "
+                                               f"{', '.join(HEAD_KINDS)}.")
+    unknown = [t for t in opts.head_tasks if t not in TASKS]
+    if unknown:
+        raise MMDemoError("head_task_unknown", f"Unknown tasks {', '.join(unknown)}: choose from {', '.join(TASKS)}.")
+
+
 def train_bundle_heads(out: Path, opts: BuildOptions, bar) -> dict:
     """Every head kind on every generated task, on frozen features of the bundle's encoders
     (patch tokens from its CoCa: the profile's token tower), then scored on a fresh test set
@@ -169,13 +183,6 @@ def train_bundle_heads(out: Path, opts: BuildOptions, bar) -> dict:
     from mmdemo.training.fusion_trainer import evaluate_head, train_heads
 
     clip, coca, audio = load_bundle(out)
-    unknown = [k for k in opts.head_kinds if k not in HEAD_KINDS]
-    if unknown:
-        raise MMDemoError("head_kind_unknown", f"Unknown head kinds {', '.join(unknown)}: choose from "
-                                               f"{', '.join(HEAD_KINDS)}.")
-    unknown = [t for t in opts.head_tasks if t not in TASKS]
-    if unknown:
-        raise MMDemoError("head_task_unknown", f"Unknown tasks {', '.join(unknown)}: choose from {', '.join(TASKS)}.")
     summary = {}
     for task in bar(list(opts.head_tasks or TASKS), desc="heads"):
         info = TASKS[task]
