@@ -84,7 +84,7 @@ def _vit_b32_handle():
 
     model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)  # random weights
     model.eval()
-    spec = SimpleNamespace(model_id="ViT-B-32:random")
+    spec = SimpleNamespace(model_id="ViT-B-32:random", weights=None)  # no file: no familiarity beside it
     return OpenClipHandle(spec, model, preprocess, open_clip.get_tokenizer("ViT-B-32"), "cpu")
 
 
